@@ -1,0 +1,453 @@
+//! Real ZooKeeper servers: a standalone one or an ensemble, on loopback.
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::process::{kill_and_reap, signal, spawn};
+use crate::{free_port, io, Error, Result};
+
+const INSTALL_HINT: &str = "ZooKeeper 3.8 is needed to run this test. On Debian or Ubuntu: \
+`sudo apt-get update && sudo apt-get install -y zookeeper` (or run `cargo xtask test`, which \
+installs it when run as root). To use another install, set ZOOKEEPER_CLASSPATH to its jars \
+and conf directory (e.g. /opt/zookeeper/lib/*:/opt/zookeeper/conf).";
+
+/// How to start a cluster.
+#[derive(Debug, Clone)]
+pub struct ZkOptions {
+    /// Number of servers: 1 for standalone, 3 (or more) for an ensemble.
+    pub servers: usize,
+    /// ZooKeeper's tick in milliseconds; sessions may be as short as two ticks.
+    pub tick_ms: u32,
+    /// Kill the servers when this process exits (tests); false for servers
+    /// that outlive the process (`cargo xtask zk start`).
+    pub die_with_parent: bool,
+    /// Where data directories go; a fresh temporary directory when `None`.
+    pub data_root: Option<PathBuf>,
+    /// How long to wait for the cluster to serve.
+    pub ready_timeout: Duration,
+}
+
+impl Default for ZkOptions {
+    fn default() -> Self {
+        ZkOptions {
+            servers: 1,
+            tick_ms: 100,
+            die_with_parent: true,
+            data_root: None,
+            ready_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+struct Server {
+    client_port: u16,
+    cfg: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+/// A running ZooKeeper standalone server or ensemble.
+///
+/// Servers are addressed by index (0-based). Dropping the cluster kills every
+/// server and removes its data.
+pub struct ZkCluster {
+    servers: Mutex<Vec<Server>>,
+    opts: ZkOptions,
+    java: PathBuf,
+    classpath: String,
+    root: PathBuf,
+    tmp: Option<tempfile::TempDir>,
+}
+
+impl ZkCluster {
+    /// One standalone server.
+    pub fn standalone() -> Result<ZkCluster> {
+        ZkCluster::start(ZkOptions::default())
+    }
+
+    /// A 3-node ensemble.
+    pub fn ensemble() -> Result<ZkCluster> {
+        ZkCluster::start(ZkOptions {
+            servers: 3,
+            ..ZkOptions::default()
+        })
+    }
+
+    /// Starts a cluster as described, waiting until every server serves.
+    pub fn start(opts: ZkOptions) -> Result<ZkCluster> {
+        let (java, classpath) = locate()?;
+        let (tmp, root) = match &opts.data_root {
+            Some(root) => {
+                std::fs::create_dir_all(root).map_err(io(format!("create {}", root.display())))?;
+                (None, root.clone())
+            }
+            None => {
+                let tmp = tempfile::Builder::new()
+                    .prefix("serversets-zk-")
+                    .tempdir()
+                    .map_err(io("create a temporary directory"))?;
+                let root = tmp.path().to_path_buf();
+                (Some(tmp), root)
+            }
+        };
+        let n = opts.servers.max(1);
+        let ports: Vec<(u16, u16, u16)> = (0..n)
+            .map(|_| (free_port(), free_port(), free_port()))
+            .collect();
+        let mut servers = Vec::with_capacity(n);
+        for (i, &(client, _, _)) in ports.iter().enumerate() {
+            let dir = root.join(format!("server{}", i + 1));
+            let data = dir.join("data");
+            std::fs::create_dir_all(&data).map_err(io(format!("create {}", data.display())))?;
+            let mut cfg = format!(
+                "tickTime={tick}\ninitLimit=100\nsyncLimit=30\ndataDir={data}\n\
+                 clientPort={client}\nclientPortAddress=127.0.0.1\n\
+                 minSessionTimeout={min}\nmaxSessionTimeout=120000\n\
+                 4lw.commands.whitelist=*\nadmin.enableServer=false\nmaxClientCnxns=0\n\
+                 preAllocSize=1024\nforceSync=no\nreconfigEnabled=false\n",
+                tick = opts.tick_ms,
+                min = opts.tick_ms * 2,
+                data = data.display(),
+            );
+            if n > 1 {
+                std::fs::write(data.join("myid"), format!("{}\n", i + 1))
+                    .map_err(io("write myid"))?;
+                for (j, (c, peer, elect)) in ports.iter().enumerate() {
+                    let _ = writeln!(
+                        cfg,
+                        "server.{}=127.0.0.1:{peer}:{elect};127.0.0.1:{c}",
+                        j + 1
+                    );
+                }
+            }
+            let cfg_path = dir.join("zoo.cfg");
+            std::fs::write(&cfg_path, cfg).map_err(io("write zoo.cfg"))?;
+            servers.push(Server {
+                client_port: client,
+                cfg: cfg_path,
+                log: dir.join("server.log"),
+                child: None,
+            });
+        }
+        let cluster = ZkCluster {
+            servers: Mutex::new(servers),
+            opts,
+            java,
+            classpath,
+            root,
+            tmp,
+        };
+        for i in 0..n {
+            cluster.launch(i)?;
+        }
+        for i in 0..n {
+            cluster.wait_serving(i)?;
+        }
+        Ok(cluster)
+    }
+
+    /// `127.0.0.1:p1,127.0.0.1:p2,...` for every server.
+    pub fn connect_string(&self) -> String {
+        self.lock()
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.client_port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// `127.0.0.1:port` of one server.
+    pub fn server_address(&self, i: usize) -> Result<String> {
+        let servers = self.lock();
+        let s = servers.get(i).ok_or_else(|| bad(i))?;
+        Ok(format!("127.0.0.1:{}", s.client_port))
+    }
+
+    /// Number of servers.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// True for a cluster of no servers (never, in practice).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Where the servers keep their data and logs.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Process ids of the running servers (for tools that detach them).
+    pub fn pids(&self) -> Vec<Option<u32>> {
+        self.lock()
+            .iter()
+            .map(|s| s.child.as_ref().map(Child::id))
+            .collect()
+    }
+
+    /// Stops a server gracefully (SIGTERM, then SIGKILL after 10 s).
+    pub fn stop(&self, i: usize) -> Result<()> {
+        let mut servers = self.lock();
+        let s = servers.get_mut(i).ok_or_else(|| bad(i))?;
+        if let Some(mut child) = s.child.take() {
+            let _ = signal(child.id(), libc::SIGCONT);
+            let _ = signal(child.id(), libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            kill_and_reap(&mut child);
+        }
+        Ok(())
+    }
+
+    /// Kills a server with SIGKILL, as a crash would.
+    pub fn kill(&self, i: usize) -> Result<()> {
+        let mut servers = self.lock();
+        let s = servers.get_mut(i).ok_or_else(|| bad(i))?;
+        if let Some(mut child) = s.child.take() {
+            kill_and_reap(&mut child);
+        }
+        Ok(())
+    }
+
+    /// Starts a stopped or killed server again on the same ports and data,
+    /// waiting until it serves. A running server is killed first.
+    pub fn restart(&self, i: usize) -> Result<()> {
+        self.kill(i)?;
+        self.launch(i)?;
+        self.wait_serving(i)
+    }
+
+    /// Starts a stopped server without waiting for it to serve (for
+    /// ensembles that need a quorum before any member serves).
+    pub fn start_server(&self, i: usize) -> Result<()> {
+        let running = self.lock().get(i).ok_or_else(|| bad(i))?.child.is_some();
+        if running {
+            return Ok(());
+        }
+        self.launch(i)
+    }
+
+    /// Freezes a server with SIGSTOP: its sockets stay open but nothing is
+    /// answered, like a network partition.
+    pub fn pause(&self, i: usize) -> Result<()> {
+        self.send(i, libc::SIGSTOP)
+    }
+
+    /// Thaws a paused server with SIGCONT.
+    pub fn resume(&self, i: usize) -> Result<()> {
+        self.send(i, libc::SIGCONT)
+    }
+
+    /// The index of the current ensemble leader (or of the standalone server).
+    pub fn leader(&self) -> Option<usize> {
+        let ports: Vec<(u16, bool)> = self
+            .lock()
+            .iter()
+            .map(|s| (s.client_port, s.child.is_some()))
+            .collect();
+        ports.iter().position(|&(port, running)| {
+            running
+                && four_letter_word(port, "srvr")
+                    .map(|r| r.contains("Mode: leader") || r.contains("Mode: standalone"))
+                    .unwrap_or(false)
+        })
+    }
+
+    /// Waits until server `i` answers requests (standalone, leader or follower).
+    pub fn wait_serving(&self, i: usize) -> Result<()> {
+        let (port, log) = {
+            let servers = self.lock();
+            let s = servers.get(i).ok_or_else(|| bad(i))?;
+            (s.client_port, s.log.clone())
+        };
+        let deadline = Instant::now() + self.opts.ready_timeout;
+        loop {
+            if let Ok(reply) = four_letter_word(port, "srvr") {
+                if reply.contains("Mode: ") {
+                    return Ok(());
+                }
+            }
+            if let Some(status) = self.exited(i) {
+                return Err(Error::NotReady(format!(
+                    "ZooKeeper server {i} exited ({status}); log tail:\n{}",
+                    log_tail(&log)
+                )));
+            }
+            if Instant::now() > deadline {
+                return Err(Error::NotReady(format!(
+                    "ZooKeeper server {i} (port {port}) did not serve within {:?}; log tail:\n{}",
+                    self.opts.ready_timeout,
+                    log_tail(&log)
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Forgets the server processes without killing them, so they outlive
+    /// this value (for `cargo xtask zk start`). Returns their pids.
+    pub fn detach(mut self) -> Vec<u32> {
+        let pids = self
+            .lock()
+            .iter_mut()
+            .filter_map(|s| s.child.take().map(|c| c.id()))
+            .collect();
+        if let Some(tmp) = self.tmp.take() {
+            // The servers keep using their data directory.
+            let _ = tmp.keep();
+        }
+        pids
+    }
+
+    fn launch(&self, i: usize) -> Result<()> {
+        let mut servers = self.lock();
+        let n = servers.len();
+        let s = servers.get_mut(i).ok_or_else(|| bad(i))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&s.log)
+            .map_err(io(format!("open {}", s.log.display())))?;
+        let log2 = log.try_clone().map_err(io("clone log handle"))?;
+        let main = if n > 1 {
+            "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+        } else {
+            "org.apache.zookeeper.server.ZooKeeperServerMain"
+        };
+        let mut cmd = Command::new(&self.java);
+        cmd.args([
+            "-Xms32m",
+            "-Xmx256m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            "-XX:-UsePerfData",
+            "-Djava.net.preferIPv4Stack=true",
+            "-Dzookeeper.admin.enableServer=false",
+            "-Dzookeeper.4lw.commands.whitelist=*",
+            "-Dzookeeper.cnxTimeout=1000",
+            "-Dzookeeper.jmx.log4j.disable=true",
+        ])
+        .arg("-cp")
+        .arg(&self.classpath)
+        .arg(main)
+        .arg(&s.cfg)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2);
+        let child = spawn(cmd, self.opts.die_with_parent)
+            .map_err(io(format!("start {} for ZooKeeper", self.java.display())))?;
+        s.child = Some(child);
+        Ok(())
+    }
+
+    fn send(&self, i: usize, sig: libc::c_int) -> Result<()> {
+        let servers = self.lock();
+        let s = servers.get(i).ok_or_else(|| bad(i))?;
+        let child = s
+            .child
+            .as_ref()
+            .ok_or_else(|| Error::BadServer(format!("ZooKeeper server {i} is not running")))?;
+        signal(child.id(), sig).map_err(io(format!("signal ZooKeeper server {i}")))
+    }
+
+    fn exited(&self, i: usize) -> Option<String> {
+        let mut servers = self.lock();
+        let child = servers.get_mut(i)?.child.as_mut()?;
+        match child.try_wait() {
+            Ok(Some(status)) => Some(status.to_string()),
+            _ => None,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Server>> {
+        self.servers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for ZkCluster {
+    fn drop(&mut self) {
+        for s in self.lock().iter_mut() {
+            if let Some(mut child) = s.child.take() {
+                kill_and_reap(&mut child);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for ZkCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZkCluster")
+            .field("connect", &self.connect_string())
+            .field("root", &self.root)
+            .finish()
+    }
+}
+
+fn bad(i: usize) -> Error {
+    Error::BadServer(format!("no ZooKeeper server with index {i}"))
+}
+
+/// Finds `java` and the ZooKeeper classpath, or says how to install them.
+fn locate() -> Result<(PathBuf, String)> {
+    let classpath = match std::env::var("ZOOKEEPER_CLASSPATH") {
+        Ok(cp) if !cp.trim().is_empty() => cp,
+        _ => {
+            let jar = Path::new("/usr/share/java/zookeeper.jar");
+            if !jar.exists() {
+                return Err(Error::NotInstalled(format!(
+                    "{} is missing. {INSTALL_HINT}",
+                    jar.display()
+                )));
+            }
+            "/usr/share/java/zookeeper.jar:/etc/zookeeper/conf".to_string()
+        }
+    };
+    let java = match std::env::var_os("JAVA_HOME") {
+        Some(home) if Path::new(&home).join("bin/java").exists() => {
+            Path::new(&home).join("bin/java")
+        }
+        _ => which("java").ok_or_else(|| {
+            Error::NotInstalled(format!(
+                "no `java` on PATH (Debian's zookeeper package depends on a JRE). {INSTALL_HINT}"
+            ))
+        })?,
+    };
+    Ok((java, classpath))
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Sends a ZooKeeper four-letter-word command (`srvr`, `ruok`, `mntr`, ...)
+/// to a loopback port and returns the reply.
+pub fn four_letter_word(port: u16, cmd: &str) -> std::io::Result<String> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+    stream.write_all(cmd.as_bytes())?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply)?;
+    Ok(reply)
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
