@@ -1,0 +1,1 @@
+//! serversets-httpset (under construction).

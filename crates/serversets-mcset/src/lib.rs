@@ -1,0 +1,1 @@
+//! serversets-mcset (under construction).

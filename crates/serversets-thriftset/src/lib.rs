@@ -1,0 +1,1 @@
+//! serversets-thriftset (under construction).
