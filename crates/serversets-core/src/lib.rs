@@ -27,9 +27,43 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod address;
+pub mod codec;
 mod member;
 mod snapshot;
 mod watcher;
+
+#[cfg(feature = "zookeeper")]
+mod backoff;
+#[cfg(feature = "zookeeper")]
+mod error;
+#[cfg(feature = "zookeeper")]
+mod namespace;
+#[cfg(feature = "zookeeper")]
+mod registration;
+#[cfg(feature = "zookeeper")]
+mod serverset;
+#[cfg(feature = "zookeeper")]
+mod session;
+#[cfg(feature = "zookeeper")]
+mod supervise;
+#[cfg(feature = "zookeeper")]
+mod watch;
+
+#[cfg(feature = "zookeeper")]
+pub use error::{Error, Result};
+#[cfg(feature = "zookeeper")]
+pub use namespace::{validate_path, Environment, PathFn};
+#[cfg(feature = "zookeeper")]
+pub use registration::{Endpoint, Ping, RegistrationBuilder, RegistrationState};
+#[cfg(feature = "zookeeper")]
+pub use serverset::{AclPolicy, ServerSet, ServerSetBuilder};
+#[cfg(feature = "zookeeper")]
+pub use session::{Health, Session, SessionBuilder};
+#[cfg(feature = "zookeeper")]
+pub use watch::{Watch, WatchBuilder, WatchStats, WatchStrategy};
+/// The ZooKeeper client this crate is built on, for [`AclPolicy::Custom`].
+#[cfg(feature = "zookeeper")]
+pub use zookeeper_client;
 
 pub use address::{AddressError, HostPort};
 pub use member::{Member, MemberBuilder, MemberId, Status};

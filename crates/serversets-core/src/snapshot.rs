@@ -54,6 +54,15 @@ impl Snapshot {
         }
     }
 
+    /// A snapshot from members already sorted by [`Member::sort_key`] with
+    /// unique ids.
+    pub(crate) fn from_sorted(version: u64, members: Vec<Member>) -> Snapshot {
+        Snapshot {
+            version,
+            members: Arc::from(members),
+        }
+    }
+
     /// Monotonic version of this state; 0 before anything was published.
     pub fn version(&self) -> u64 {
         self.version

@@ -157,6 +157,65 @@ impl Publisher {
         Some(next)
     }
 
+    /// Applies a change to the current list: removes `remove` (matched by id
+    /// and address) and adds or replaces `add`, keeping the order without a
+    /// full sort. Cost is one copy of the list, so sources that learn about
+    /// members one at a time (like the ZooKeeper watch) stay cheap per
+    /// change. Returns the new snapshot, or `None` when nothing changed or
+    /// the publisher is closed.
+    ///
+    /// ```
+    /// use serversets_core::{HostPort, Member, Publisher};
+    ///
+    /// let p = Publisher::new();
+    /// let a = Member::from_addr("a:1".parse::<HostPort>()?);
+    /// let b = Member::from_addr("b:1".parse::<HostPort>()?);
+    /// p.publish([a.clone()]);
+    /// let snap = p.apply([b], [a]).expect("changed");
+    /// assert_eq!(snap.members()[0].id().as_str(), "b:1");
+    /// # Ok::<(), serversets_core::AddressError>(())
+    /// ```
+    pub fn apply(
+        &self,
+        add: impl IntoIterator<Item = Member>,
+        remove: impl IntoIterator<Item = Member>,
+    ) -> Option<Snapshot> {
+        let _writer = self.shared.write.lock().unwrap_or_else(|p| p.into_inner());
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return None;
+        }
+        let current = self.shared.current.load();
+        let mut members = current.members().to_vec();
+        let mut changed = false;
+        for gone in remove {
+            if let Ok(i) = members.binary_search_by(|m| m.sort_key().cmp(&gone.sort_key())) {
+                members.remove(i);
+                changed = true;
+            }
+        }
+        for new in add {
+            match members.binary_search_by(|m| m.sort_key().cmp(&new.sort_key())) {
+                Ok(i) => {
+                    if members[i] != new {
+                        members[i] = new;
+                        changed = true;
+                    }
+                }
+                Err(i) => {
+                    members.insert(i, new);
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            return None;
+        }
+        let next = Snapshot::from_sorted(current.version() + 1, members);
+        self.shared.current.store(Arc::new(next.clone()));
+        self.shared.wake.send_replace(next.version());
+        Some(next)
+    }
+
     /// Closes the source; consumers see [`Watcher::is_closed`] and their
     /// subscriptions end. The last snapshot stays readable. Idempotent.
     pub fn close(&self) {

@@ -1,0 +1,625 @@
+//! Following a server set: a local cache of member data kept in step with
+//! ZooKeeper at a cost per change that does not grow with the set.
+//!
+//! Member data is immutable (writers change a member by delete + create), so
+//! each member is read once, when its name first appears. With ZooKeeper
+//! 3.6+ a persistent recursive watch names each created and deleted member,
+//! so a change costs one read at most; older servers get a children watch
+//! (which re-lists every name per change). After every reconnect and every
+//! new session the whole set is re-listed, because persistent watches can
+//! miss events across a reconnect (ZOOKEEPER-4698). While ZooKeeper is
+//! unreachable the last known members keep being served.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::watch;
+use zookeeper_client as zk;
+
+use crate::backoff::Backoff;
+use crate::error::{Error, Result};
+use crate::session::{Generation, Health, Session};
+use crate::supervise::spawn_supervised;
+use crate::{codec, Feed, Member, Publisher, ServerSet, Snapshot, Status, Subscription, Watcher};
+
+/// How many member reads may be in flight at once during a full re-read.
+const MAX_INFLIGHT_READS: usize = 1000;
+
+/// How the watch learns about changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WatchStrategy {
+    /// A persistent recursive watch (ZooKeeper 3.6+), falling back to a
+    /// children watch when the server does not support it. The default.
+    #[default]
+    Auto,
+    /// Always a children watch, re-armed on every change (what older clients
+    /// do; every change re-lists all names).
+    Children,
+}
+
+/// Builds a [`Watch`]; see [`ServerSet::watch_builder`].
+///
+/// ```no_run
+/// use serversets_core::{Environment, ServerSet};
+///
+/// # async fn run() -> Result<(), serversets_core::Error> {
+/// let set = ServerSet::new(Environment::Production, "search", ["zk1:2181"])?;
+/// // Members' "http" endpoints, shard 3 only.
+/// let watch = set.watch_builder().endpoint("http").shard(3).start().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct WatchBuilder {
+    set: ServerSet,
+    filter: Filter,
+    strategy: WatchStrategy,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Filter {
+    endpoint: Option<String>,
+    shard: Option<i32>,
+}
+
+impl WatchBuilder {
+    pub(crate) fn new(set: ServerSet) -> Self {
+        WatchBuilder {
+            set,
+            filter: Filter::default(),
+            strategy: WatchStrategy::Auto,
+        }
+    }
+
+    /// Serve each member's named additional endpoint instead of its service
+    /// endpoint; members without it are skipped.
+    pub fn endpoint(mut self, name: &str) -> Self {
+        self.filter.endpoint = Some(name.to_string());
+        self
+    }
+
+    /// Serve only members of this shard.
+    pub fn shard(mut self, shard: i32) -> Self {
+        self.filter.shard = Some(shard);
+        self
+    }
+
+    /// How changes are followed (default [`WatchStrategy::Auto`]).
+    pub fn strategy(mut self, strategy: WatchStrategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// Connects, reads the current members and starts following changes.
+    /// Returns once the first read is done. A missing path is an empty set
+    /// that fills in when the path appears; nothing is created.
+    pub async fn start(self) -> Result<Watch> {
+        let session = self.set.session()?;
+        session.first_generation().await?;
+        let publisher = Publisher::new();
+        let feed = publisher.feed();
+        let (ready, mut ready_rx) = watch::channel(false);
+        let (stop, stop_rx) = watch::channel(());
+        let ctx = Arc::new(Ctx {
+            path: self.set.inner.path.clone(),
+            filter: self.filter,
+            session: session.clone(),
+            publisher,
+            cache: Mutex::new(HashMap::new()),
+            rejected: Mutex::new(BTreeMap::new()),
+            malformed_total: AtomicU64::new(0),
+            resyncs: AtomicU64::new(0),
+            ready,
+            last_error: Mutex::new(None),
+        });
+        let c = ctx.clone();
+        let strategy = self.strategy;
+        spawn_supervised("serverset-watch", move || {
+            run(c.clone(), stop_rx.clone(), strategy)
+        });
+        let watch = Watch {
+            feed,
+            ctx,
+            _stop: stop,
+        };
+        let budget = session.config().connect_timeout;
+        let ready = tokio::time::timeout(budget, ready_rx.wait_for(|r| *r))
+            .await
+            .map(|r| r.is_ok());
+        match ready {
+            Ok(true) => Ok(watch),
+            _ => Err(Error::Connect {
+                hosts: session.hosts().to_string(),
+                timeout: budget,
+                reason: watch
+                    .ctx
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone()
+                    .unwrap_or_else(|| "the first read did not finish".into()),
+            }),
+        }
+    }
+}
+
+/// What the watch knows about one child.
+#[derive(Clone)]
+enum Entry {
+    Served(Member),
+    Skipped,
+}
+
+struct Ctx {
+    path: String,
+    filter: Filter,
+    session: Session,
+    publisher: Publisher,
+    /// Every `member_` child read so far, by name.
+    cache: Mutex<HashMap<String, Entry>>,
+    /// Children that are not served, with why (for `rejected()`).
+    rejected: Mutex<BTreeMap<String, String>>,
+    malformed_total: AtomicU64,
+    resyncs: AtomicU64,
+    ready: watch::Sender<bool>,
+    last_error: Mutex<Option<String>>,
+}
+
+/// Counters describing a watch, for metrics and troubleshooting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WatchStats {
+    /// Members served now.
+    pub served: usize,
+    /// Children present now but not served (malformed, not ALIVE, filtered
+    /// out, or not a `member_` node).
+    pub rejected: usize,
+    /// Malformed members seen since the watch started.
+    pub malformed_total: u64,
+    /// Full re-reads done (start, reconnects, new sessions).
+    pub resyncs: u64,
+}
+
+/// A live view of a server set in ZooKeeper; implements [`Watcher`].
+///
+/// Dropping it stops following the set (its [`Feed`]s then report closed).
+///
+/// ```no_run
+/// use serversets_core::{Environment, ServerSet, Watcher};
+///
+/// # async fn run() -> Result<(), serversets_core::Error> {
+/// let set = ServerSet::new(Environment::Staging, "service_name", ["zk01:2181"])?;
+/// let watch = set.watch().await?;
+/// let mut changes = watch.subscribe();
+/// while let Some(snapshot) = changes.changed().await {
+///     println!("{} members, connection {}", snapshot.len(), watch.health());
+/// }
+/// # Ok(()) }
+/// ```
+pub struct Watch {
+    feed: Feed,
+    ctx: Arc<Ctx>,
+    _stop: watch::Sender<()>,
+}
+
+impl Watch {
+    /// The members now (same as [`Watcher::snapshot`]).
+    pub fn endpoints(&self) -> Snapshot {
+        self.feed.snapshot()
+    }
+
+    /// The set's path.
+    pub fn path(&self) -> &str {
+        &self.ctx.path
+    }
+
+    /// The ZooKeeper connection's health. The members are kept whatever it is.
+    pub fn health(&self) -> Health {
+        self.ctx.session.health()
+    }
+
+    /// A receiver that changes with the connection's health.
+    pub fn health_changes(&self) -> watch::Receiver<Health> {
+        self.ctx.session.health_changes()
+    }
+
+    /// Children that are present but not served, with the reason, by name.
+    pub fn rejected(&self) -> BTreeMap<String, String> {
+        self.ctx
+            .rejected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Counters for metrics.
+    pub fn stats(&self) -> WatchStats {
+        WatchStats {
+            served: self.feed.snapshot().len(),
+            rejected: self
+                .ctx
+                .rejected
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .len(),
+            malformed_total: self.ctx.malformed_total.load(Ordering::Relaxed),
+            resyncs: self.ctx.resyncs.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A cloneable read handle that reports closed once this watch is dropped.
+    pub fn feed(&self) -> Feed {
+        self.feed.clone()
+    }
+}
+
+impl Watcher for Watch {
+    fn snapshot(&self) -> Snapshot {
+        self.feed.snapshot()
+    }
+
+    fn subscribe(&self) -> Subscription {
+        self.feed.subscribe()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.feed.is_closed()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.ctx.publisher.close();
+    }
+}
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch")
+            .field("path", &self.ctx.path)
+            .field("members", &self.feed.snapshot().len())
+            .field("health", &self.health())
+            .finish()
+    }
+}
+
+/// Why a follow loop returned.
+enum Exit {
+    /// The watch was dropped.
+    Stop,
+    /// Start over on the current (or next) session.
+    Again,
+    /// The server does not support persistent watches.
+    Unsupported,
+}
+
+async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<()>, mut strategy: WatchStrategy) {
+    let mut generations = ctx.session.generations();
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(10));
+    loop {
+        let generation = generations.borrow_and_update().clone();
+        let Some(generation) = generation else {
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = generations.changed() => continue,
+            }
+        };
+        let outcome = match strategy {
+            WatchStrategy::Auto => {
+                follow_recursive(&ctx, &generation, &mut generations, &mut stop).await
+            }
+            WatchStrategy::Children => {
+                follow_children(&ctx, &generation, &mut generations, &mut stop).await
+            }
+        };
+        match outcome {
+            Ok(Exit::Stop) => return,
+            Ok(Exit::Again) => backoff.reset(),
+            Ok(Exit::Unsupported) => {
+                tracing::info!(path = %ctx.path, "ZooKeeper has no persistent watches (before 3.6); using a children watch");
+                strategy = WatchStrategy::Children;
+            }
+            Err(e) => {
+                *ctx.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                let delay = backoff.next_delay();
+                tracing::warn!(path = %ctx.path, error = %e, retry_in = ?delay, "watch interrupted; keeping the last known members");
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = generations.changed() => {}
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+type Read = Pin<Box<dyn Future<Output = (String, std::result::Result<Vec<u8>, zk::Error>)> + Send>>;
+
+fn read(generation: &Generation, path: &str, name: String) -> Read {
+    let fut = generation.client.get_data(&format!("{path}/{name}"));
+    Box::pin(async move { (name, fut.await.map(|(data, _)| data)) })
+}
+
+/// Follows the set with a persistent recursive watch until the session
+/// changes, the watch is dropped or an operation fails.
+async fn follow_recursive(
+    ctx: &Ctx,
+    generation: &Generation,
+    generations: &mut watch::Receiver<Option<Arc<Generation>>>,
+    stop: &mut watch::Receiver<()>,
+) -> std::result::Result<Exit, zk::Error> {
+    let mut watcher = match generation
+        .client
+        .watch(&ctx.path, zk::AddWatchMode::PersistentRecursive)
+        .await
+    {
+        Ok(w) => w,
+        Err(zk::Error::Unimplemented) => return Ok(Exit::Unsupported),
+        Err(e) => return Err(e),
+    };
+    resync(ctx, generation).await?;
+    let prefix = format!("{}/", ctx.path);
+    let mut reads: FuturesUnordered<Read> = FuturesUnordered::new();
+    let mut pending: HashSet<String> = HashSet::new();
+    let mut added: Vec<Member> = Vec::new();
+    let mut removed: Vec<Member> = Vec::new();
+    loop {
+        let dirty = !added.is_empty() || !removed.is_empty();
+        tokio::select! {
+            biased;
+            _ = stop.changed() => return Ok(Exit::Stop),
+            _ = generations.changed() => return Ok(Exit::Again),
+            event = watcher.changed() => {
+                match event.event_type {
+                    zk::EventType::Session => match event.session_state {
+                        zk::SessionState::Disconnected => {}
+                        zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
+                            // Events may have been lost while disconnected.
+                            flush(ctx, &mut added, &mut removed);
+                            pending.clear();
+                            reads = FuturesUnordered::new();
+                            resync(ctx, generation).await?;
+                        }
+                        // Terminal: the watcher must not be polled again.
+                        _ => return Ok(Exit::Again),
+                    },
+                    zk::EventType::NodeCreated | zk::EventType::NodeDataChanged => {
+                        if event.path == ctx.path {
+                            flush(ctx, &mut added, &mut removed);
+                            pending.clear();
+                            reads = FuturesUnordered::new();
+                            resync(ctx, generation).await?;
+                        } else if let Some(name) = child_name(&event.path, &prefix) {
+                            let known = lock(&ctx.cache).contains_key(name);
+                            if !known || event.event_type == zk::EventType::NodeDataChanged {
+                                pending.insert(name.to_string());
+                                reads.push(read(generation, &ctx.path, name.to_string()));
+                            }
+                        }
+                    }
+                    zk::EventType::NodeDeleted => {
+                        if event.path == ctx.path {
+                            pending.clear();
+                            let all: Vec<String> = lock(&ctx.cache).keys().cloned().collect();
+                            for name in all {
+                                forget(ctx, &name, &mut removed);
+                            }
+                        } else if let Some(name) = child_name(&event.path, &prefix) {
+                            pending.remove(name);
+                            forget(ctx, name, &mut removed);
+                        }
+                    }
+                    zk::EventType::NodeChildrenChanged => {}
+                }
+            }
+            Some((name, result)) = reads.next(), if !reads.is_empty() => {
+                if pending.remove(&name) {
+                    match result {
+                        Ok(data) => learn(ctx, &name, &data, &mut added, &mut removed),
+                        Err(zk::Error::NoNode) => forget(ctx, &name, &mut removed),
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            _ = std::future::ready(()), if dirty => flush(ctx, &mut added, &mut removed),
+        }
+    }
+}
+
+/// Follows the set with a children watch (and an exists watch while the
+/// path is missing), re-armed on every change.
+async fn follow_children(
+    ctx: &Ctx,
+    generation: &Generation,
+    generations: &mut watch::Receiver<Option<Arc<Generation>>>,
+    stop: &mut watch::Receiver<()>,
+) -> std::result::Result<Exit, zk::Error> {
+    ctx.resyncs.fetch_add(1, Ordering::Relaxed);
+    loop {
+        let watcher = match generation.client.get_and_watch_children(&ctx.path).await {
+            Ok((children, _, watcher)) => {
+                apply_children(ctx, generation, children).await?;
+                watcher
+            }
+            Err(zk::Error::NoNode) => {
+                match generation.client.check_and_watch_stat(&ctx.path).await? {
+                    (Some(_), _) => continue,
+                    (None, watcher) => {
+                        apply_children(ctx, generation, Vec::new()).await?;
+                        watcher
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        ctx.ready.send_replace(true);
+        tokio::select! {
+            _ = stop.changed() => return Ok(Exit::Stop),
+            _ = generations.changed() => return Ok(Exit::Again),
+            event = watcher.changed() => {
+                if event.event_type == zk::EventType::Session && event.session_state.is_terminated() {
+                    return Ok(Exit::Again);
+                }
+            }
+        }
+    }
+}
+
+/// Lists the children and brings the cache and snapshot in line.
+async fn resync(ctx: &Ctx, generation: &Generation) -> std::result::Result<(), zk::Error> {
+    ctx.resyncs.fetch_add(1, Ordering::Relaxed);
+    let children = match generation.client.list_children(&ctx.path).await {
+        Ok(c) => c,
+        Err(zk::Error::NoNode) => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    apply_children(ctx, generation, children).await?;
+    ctx.ready.send_replace(true);
+    Ok(())
+}
+
+/// Given the full list of children: forget the ones that are gone, read the
+/// new ones (pipelined), publish once.
+async fn apply_children(
+    ctx: &Ctx,
+    generation: &Generation,
+    children: Vec<String>,
+) -> std::result::Result<(), zk::Error> {
+    let mut added = Vec::new();
+    let mut removed = Vec::new();
+    let present: HashSet<&str> = children.iter().map(String::as_str).collect();
+    let gone: Vec<String> = lock(&ctx.cache)
+        .keys()
+        .filter(|k| !present.contains(k.as_str()))
+        .cloned()
+        .collect();
+    for name in gone {
+        forget(ctx, &name, &mut removed);
+    }
+    {
+        let mut rejected = lock(&ctx.rejected);
+        rejected.retain(|k, _| present.contains(k.as_str()));
+        for name in children.iter().filter(|n| !n.starts_with("member_")) {
+            rejected.insert(name.clone(), "not a member_ node (ignored)".into());
+        }
+    }
+    let new: Vec<String> = {
+        let cache = lock(&ctx.cache);
+        children
+            .into_iter()
+            .filter(|n| n.starts_with("member_") && !cache.contains_key(n))
+            .collect()
+    };
+    let mut names = new.into_iter();
+    let mut reads: FuturesUnordered<Read> = FuturesUnordered::new();
+    loop {
+        while reads.len() < MAX_INFLIGHT_READS {
+            match names.next() {
+                Some(name) => reads.push(read(generation, &ctx.path, name)),
+                None => break,
+            }
+        }
+        let Some((name, result)) = reads.next().await else {
+            break;
+        };
+        match result {
+            Ok(data) => learn(ctx, &name, &data, &mut added, &mut removed),
+            Err(zk::Error::NoNode) => {}
+            Err(e) => {
+                // Keep what was read; the rest is read on the next attempt.
+                flush(ctx, &mut added, &mut removed);
+                return Err(e);
+            }
+        }
+    }
+    flush(ctx, &mut added, &mut removed);
+    Ok(())
+}
+
+fn child_name<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    let name = path.strip_prefix(prefix)?;
+    (!name.is_empty() && !name.contains('/') && name.starts_with("member_")).then_some(name)
+}
+
+/// Decodes one member's data into the cache and the pending change.
+fn learn(ctx: &Ctx, name: &str, data: &[u8], added: &mut Vec<Member>, removed: &mut Vec<Member>) {
+    let entry = match codec::decode(name, data) {
+        Ok(decoded) => {
+            for problem in &decoded.dropped {
+                tracing::warn!(path = %ctx.path, member = name, problem = %problem, "ignoring part of a member");
+            }
+            match select(&ctx.filter, decoded.member) {
+                Ok(member) => {
+                    lock(&ctx.rejected).remove(name);
+                    Entry::Served(member)
+                }
+                Err(why) => {
+                    tracing::debug!(path = %ctx.path, member = name, reason = %why, "member not served");
+                    lock(&ctx.rejected).insert(name.to_string(), why);
+                    Entry::Skipped
+                }
+            }
+        }
+        Err(e) => {
+            ctx.malformed_total.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(path = %ctx.path, member = name, error = %e, "skipping malformed member");
+            lock(&ctx.rejected).insert(name.to_string(), format!("malformed: {e}"));
+            Entry::Skipped
+        }
+    };
+    if let Some(Entry::Served(old)) = lock(&ctx.cache).insert(name.to_string(), entry.clone()) {
+        removed.push(old);
+    }
+    if let Entry::Served(m) = entry {
+        added.push(m);
+    }
+}
+
+fn forget(ctx: &Ctx, name: &str, removed: &mut Vec<Member>) {
+    lock(&ctx.rejected).remove(name);
+    if let Some(Entry::Served(old)) = lock(&ctx.cache).remove(name) {
+        removed.push(old);
+    }
+}
+
+fn flush(ctx: &Ctx, added: &mut Vec<Member>, removed: &mut Vec<Member>) {
+    if added.is_empty() && removed.is_empty() {
+        return;
+    }
+    // A member added and removed within one batch must end up absent.
+    let gone: HashSet<_> = removed.iter().map(|m| m.id().clone()).collect();
+    let add: Vec<Member> = std::mem::take(added)
+        .into_iter()
+        .filter(|m| !gone.contains(m.id()) || lock(&ctx.cache).contains_key(m.id().as_str()))
+        .collect();
+    ctx.publisher.apply(add, std::mem::take(removed));
+}
+
+/// Applies the watch's filter: ALIVE only, the chosen endpoint, the shard.
+fn select(filter: &Filter, member: Member) -> std::result::Result<Member, String> {
+    if member.status() != Status::Alive {
+        return Err(format!("status {}", member.status()));
+    }
+    if let Some(shard) = filter.shard {
+        if member.shard() != Some(shard) {
+            return Err(match member.shard() {
+                Some(s) => format!("shard {s}, not {shard}"),
+                None => format!("no shard, not {shard}"),
+            });
+        }
+    }
+    match &filter.endpoint {
+        None => Ok(member),
+        Some(name) => member
+            .with_served_endpoint(name)
+            .ok_or_else(|| format!("no additional endpoint named {name:?}")),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
