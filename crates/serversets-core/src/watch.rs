@@ -378,11 +378,12 @@ async fn follow_recursive(
                     zk::EventType::Session => match event.session_state {
                         zk::SessionState::Disconnected => {}
                         zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
-                            // Events may have been lost while disconnected.
+                            // Events may have been lost while disconnected
+                            // (ZOOKEEPER-4698), and zookeeper-client 0.11 does
+                            // not restore persistent watches on reconnect: add
+                            // the watch again, then re-read.
                             flush(ctx, &mut added, &mut removed);
-                            pending.clear();
-                            reads = FuturesUnordered::new();
-                            resync(ctx, generation).await?;
+                            return Ok(Exit::Again);
                         }
                         // Terminal: the watcher must not be polled again.
                         _ => return Ok(Exit::Again),

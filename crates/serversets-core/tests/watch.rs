@@ -1,0 +1,285 @@
+//! Watching sets in a real ZooKeeper: missing paths, bad members written by
+//! others, endpoint and shard selection, both watch strategies.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serversets_core::zookeeper_client as zk;
+use serversets_core::{Environment, ServerSet, WatchStrategy, Watcher};
+use testkit::ZkCluster;
+
+const T: Duration = Duration::from_secs(20);
+
+fn finagle(host: &str, port: i64, extra: &str) -> Vec<u8> {
+    format!(r#"{{"serviceEndpoint":{{"host":"{host}","port":{port}}},"additionalEndpoints":{{"http":{{"host":"{host}","port":{}}}}},"status":"ALIVE"{extra}}}"#, port + 1).into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_path_is_empty_fills_in_and_is_not_created() {
+    init_tracing();
+    let zk = ZkCluster::standalone().unwrap();
+    for strategy in [WatchStrategy::Auto, WatchStrategy::Children] {
+        let service = format!("missing-{strategy:?}").to_lowercase();
+        let set = set(&zk.connect_string(), &service, Duration::from_secs(10));
+        let watch = set
+            .watch_builder()
+            .strategy(strategy)
+            .start()
+            .await
+            .unwrap();
+        assert!(watch.snapshot().is_empty());
+        let raw = raw(&zk.connect_string()).await;
+        assert_eq!(
+            raw.check_stat(set.path()).await.unwrap(),
+            None,
+            "watching must not create the path"
+        );
+        assert_eq!(
+            raw.check_stat("/discovery").await.unwrap().is_some(),
+            strategy == WatchStrategy::Children
+        );
+
+        // Someone else registers: the path appears with its first member.
+        let _ep = set
+            .register_endpoint("127.0.0.1", 7001, None)
+            .await
+            .unwrap();
+        wait_for(&watch, T, "member appears", |s| {
+            addrs(s) == ["127.0.0.1:7001"]
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_members_are_skipped_and_reported_without_poisoning_the_set() {
+    init_tracing();
+    let zk = ZkCluster::standalone().unwrap();
+    let cs = zk.connect_string();
+    let raw = raw(&cs).await;
+    let path = "/discovery/test/garbage";
+    let good1 = put(
+        &raw,
+        &format!("{path}/member_"),
+        &finagle("10.0.0.1", 80, r#","shard":1"#),
+        zk::CreateMode::PersistentSequential,
+    )
+    .await;
+    let huge = vec![b'x'; 200 * 1024];
+    let bad: Vec<(&[u8], &str)> = vec![
+        (b"{not json", "invalid JSON"),
+        (b"\xff\xfe\xfd", "not UTF-8"),
+        (
+            br#"{"serviceEndpoint":{"host":"h","port":"80"},"status":"ALIVE"}"#,
+            "port is not an integer",
+        ),
+        (br#"{"status":"ALIVE"}"#, "missing serviceEndpoint"),
+        (b"", "empty data"),
+        (
+            br#"{"serviceEndpoint":{"host":"h","port":0},"status":"ALIVE"}"#,
+            "invalid port",
+        ),
+        (
+            br#"{"serviceEndpoint":{"host":"h","port":70000},"status":"ALIVE"}"#,
+            "invalid port",
+        ),
+        (&huge, "too large"),
+        (
+            br#"{"serviceEndpoint":{"host":"h","port":9},"status":"REBOOTING"}"#,
+            "status UNKNOWN",
+        ),
+        (
+            br#"{"serviceEndpoint":{"host":"h","port":9},"status":"STOPPING"}"#,
+            "status STOPPING",
+        ),
+    ];
+    let mut bad_names = Vec::new();
+    for (data, _) in &bad {
+        let p = put(
+            &raw,
+            &format!("{path}/member_"),
+            data,
+            zk::CreateMode::PersistentSequential,
+        )
+        .await;
+        bad_names.push(p[p.rfind('/').unwrap() + 1..].to_string());
+    }
+    put(
+        &raw,
+        &format!("{path}/vector_"),
+        br#"{"vector":[]}"#,
+        zk::CreateMode::PersistentSequential,
+    )
+    .await;
+    put(
+        &raw,
+        &format!("{path}/lock"),
+        b"",
+        zk::CreateMode::Persistent,
+    )
+    .await;
+    let good2 = put(
+        &raw,
+        &format!("{path}/member_"),
+        &finagle("10.0.0.2", 80, r#","shard":2"#),
+        zk::CreateMode::PersistentSequential,
+    )
+    .await;
+
+    let set = set(&cs, "garbage", Duration::from_secs(10));
+    let watch = set.watch().await.unwrap();
+    assert_eq!(addrs(&watch.snapshot()), ["10.0.0.1:80", "10.0.0.2:80"]);
+    let rejected = watch.rejected();
+    for ((_, why), name) in bad.iter().zip(&bad_names) {
+        let got = rejected
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} not reported: {rejected:?}"));
+        assert!(got.contains(why), "{name}: {got} should mention {why}");
+    }
+    assert!(rejected.keys().any(|k| k.starts_with("vector_")));
+    assert!(rejected.contains_key("lock"));
+    assert_eq!(watch.stats().malformed_total, 8);
+
+    // A bad member arriving later does not disturb the set either, and a
+    // good one after it is served.
+    put(
+        &raw,
+        &format!("{path}/member_"),
+        b"[]",
+        zk::CreateMode::EphemeralSequential,
+    )
+    .await;
+    put(
+        &raw,
+        &format!("{path}/member_"),
+        &finagle("10.0.0.3", 80, ""),
+        zk::CreateMode::EphemeralSequential,
+    )
+    .await;
+    wait_for(&watch, T, "third good member", |s| s.len() == 3).await;
+
+    // Endpoint selection and shard filter over the same data.
+    let http = set.watch_builder().endpoint("http").start().await.unwrap();
+    wait_for(&http, T, "http endpoints", |s| {
+        addrs(s) == ["10.0.0.1:81", "10.0.0.2:81", "10.0.0.3:81"]
+    })
+    .await;
+    let shard2 = set.watch_builder().shard(2).start().await.unwrap();
+    assert_eq!(addrs(&shard2.snapshot()), ["10.0.0.2:80"]);
+    let admin = set.watch_builder().endpoint("admin").start().await.unwrap();
+    assert!(admin.snapshot().is_empty());
+
+    // Removal of a good member.
+    raw.delete(&good1, None).await.unwrap();
+    wait_for(&watch, T, "good1 gone", |s| s.len() == 2).await;
+    let _ = good2;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_change_produces_an_event_and_converges_under_churn() {
+    init_tracing();
+    let zk = ZkCluster::standalone().unwrap();
+    for strategy in [WatchStrategy::Auto, WatchStrategy::Children] {
+        let service = format!("churn-{strategy:?}").to_lowercase();
+        let set = set(&zk.connect_string(), &service, Duration::from_secs(10));
+        let watch = set
+            .watch_builder()
+            .strategy(strategy)
+            .start()
+            .await
+            .unwrap();
+        let mut sub = watch.subscribe();
+        let ep = set
+            .register_endpoint("127.0.0.1", 8000, None)
+            .await
+            .unwrap();
+        let snap = tokio::time::timeout(T, sub.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(addrs(&snap), ["127.0.0.1:8000"]);
+        ep.close().await.unwrap();
+        let snap = tokio::time::timeout(T, sub.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(snap.is_empty());
+
+        // Churn: 60 members registered concurrently, half closed again.
+        let mut eps = Vec::new();
+        for port in 0..60u16 {
+            eps.push(set.register_endpoint("127.0.0.1", 9000 + port, None));
+        }
+        let eps: Vec<_> = futures::future::join_all(eps)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let (closing, keeping): (Vec<_>, Vec<_>) =
+            eps.into_iter().enumerate().partition(|(i, _)| i % 2 == 0);
+        futures::future::join_all(closing.iter().map(|(_, e)| e.close())).await;
+        let want: Vec<String> = {
+            let mut v: Vec<String> = keeping
+                .iter()
+                .map(|(i, _)| format!("127.0.0.1:{}", 9000 + *i as u16))
+                .collect();
+            v.sort();
+            v
+        };
+        wait_for(&watch, T, "churn converges", |s| addrs(s) == want).await;
+        // Everybody agrees with ZooKeeper itself.
+        let raw = raw(&zk.connect_string()).await;
+        assert_eq!(members_in_zk(&raw, set.path()).await.len(), 30);
+        let fresh = set.watch().await.unwrap();
+        assert_eq!(addrs(&fresh.snapshot()), want);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chroot_and_custom_paths_work() {
+    init_tracing();
+    let zk = ZkCluster::standalone().unwrap();
+    let raw = raw(&zk.connect_string()).await;
+    raw.create(
+        "/tenant",
+        b"",
+        &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
+    )
+    .await
+    .unwrap();
+    let chrooted = format!("{}/tenant", zk.connect_string());
+    let set = ServerSet::builder(Environment::Production, "svc", [chrooted.as_str()])
+        .path_fn(|env, svc| format!("/aurora/www-data/{env}/{svc}"))
+        .build()
+        .unwrap();
+    let _ep = set
+        .register_endpoint("127.0.0.1", 6000, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        members_in_zk(&raw, "/tenant/aurora/www-data/prod/svc")
+            .await
+            .len(),
+        1
+    );
+    let watch = set.watch().await.unwrap();
+    assert_eq!(addrs(&watch.snapshot()), ["127.0.0.1:6000"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_watch_closes_its_feeds() {
+    let zk = ZkCluster::standalone().unwrap();
+    let set = set(&zk.connect_string(), "dropfeed", Duration::from_secs(10));
+    let watch = set.watch().await.unwrap();
+    let feed = watch.feed();
+    let mut sub = feed.subscribe();
+    assert!(!feed.is_closed());
+    drop(watch);
+    assert!(feed.is_closed());
+    assert!(tokio::time::timeout(T, sub.changed())
+        .await
+        .unwrap()
+        .is_none());
+}
