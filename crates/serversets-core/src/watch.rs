@@ -28,7 +28,7 @@ use crate::supervise::spawn_supervised;
 use crate::{codec, Feed, Member, Publisher, ServerSet, Snapshot, Status, Subscription, Watcher};
 
 /// How many member reads may be in flight at once during a full re-read.
-const MAX_INFLIGHT_READS: usize = 1000;
+const MAX_INFLIGHT_READS: usize = 4096;
 
 /// How the watch learns about changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -152,8 +152,9 @@ impl Publisher {
         if next.same_members(&current) {
             return None;
         }
-        self.shared.current.store(Arc::new(next.clone()));
+        let old = self.shared.current.swap(Arc::new(next.clone()));
         self.shared.wake.send_replace(next.version());
+        drop(old);
         Some(next)
     }
 
@@ -211,8 +212,12 @@ impl Publisher {
             return None;
         }
         let next = Snapshot::from_sorted(current.version() + 1, members);
-        self.shared.current.store(Arc::new(next.clone()));
+        drop(current);
+        let old = self.shared.current.swap(Arc::new(next.clone()));
         self.shared.wake.send_replace(next.version());
+        // Freeing a large old list costs one decrement per member: do it
+        // after waking the readers, not before.
+        drop(old);
         Some(next)
     }
 

@@ -1,0 +1,318 @@
+//! Discovery benchmarks against a real ZooKeeper (run by `cargo xtask bench`).
+//!
+//! - `core.propagation`: from issuing a member's create to the watch's new
+//!   snapshot, measured on the same create as `core.propagation_limit`, the
+//!   bare notification round trip seen by a zookeeper-client persistent
+//!   watch (what no watcher can beat).
+//! - `core.propagation_naive`: go.serversets' strategy, a children watch that
+//!   re-reads every member one by one on each change.
+//! - `core.cold_start`: `watch()` returning with every member read, against
+//!   `core.cold_start_limit`, one pipelined list plus read-all done with
+//!   zookeeper-client alone.
+//! - `core.memory_per_member`: live heap bytes a watch holds per member.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use serde_json::json;
+use serversets_core::zookeeper_client as zk;
+use serversets_core::{Environment, ServerSet, Watcher};
+use testkit::bench::{emit, micros, wanted, Record};
+use testkit::ZkCluster;
+
+/// Counts live heap bytes so memory per member can be measured exactly.
+struct Counting;
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const SIZES: [usize; 3] = [10, 1_000, 10_000];
+
+fn member_json(i: usize) -> Vec<u8> {
+    format!(
+        r#"{{"serviceEndpoint":{{"host":"10.{}.{}.{}","port":31781}},"additionalEndpoints":{{"http":{{"host":"10.0.0.1","port":31782}}}},"status":"ALIVE","shard":{i}}}"#,
+        (i >> 16) & 255,
+        (i >> 8) & 255,
+        i & 255
+    )
+    .into_bytes()
+}
+
+async fn connect(cs: &str) -> zk::Client {
+    zk::Client::connector()
+        .with_session_timeout(Duration::from_secs(30))
+        .connect(cs)
+        .await
+        .expect("connect")
+}
+
+/// Fills `path` up to `n` persistent members, pipelining the creates.
+async fn populate(client: &zk::Client, path: &str, n: usize) {
+    let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    client.mkdir(path, &opts).await.expect("mkdir");
+    let have = client.list_children(path).await.expect("list").len();
+    let seq_opts = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
+    let prefix = format!("{path}/member_");
+    let mut pending = FuturesUnordered::new();
+    for i in have..n {
+        let data = member_json(i);
+        let (prefix, seq_opts) = (&prefix, &seq_opts);
+        pending.push(async move { client.create(prefix, &data, seq_opts).await });
+        if pending.len() >= 2000 {
+            pending.next().await.expect("some").expect("create");
+        }
+    }
+    while let Some(r) = pending.next().await {
+        r.expect("create");
+    }
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    if ![
+        "core.propagation",
+        "core.cold_start",
+        "core.memory_per_member",
+    ]
+    .iter()
+    .any(|n| wanted(n))
+    {
+        return;
+    }
+    let zk = ZkCluster::standalone().expect("ZooKeeper for benchmarks");
+    rt.block_on(run(&zk.connect_string()));
+}
+
+async fn run(cs: &str) {
+    let writer = connect(cs).await;
+    for &n in &SIZES {
+        let service = format!("bench{n}");
+        let path = format!("/discovery/test/{service}");
+        populate(&writer, &path, n).await;
+        let set = ServerSet::builder(Environment::Test, &service, [cs])
+            .session_timeout(Duration::from_secs(30))
+            .build()
+            .expect("set");
+
+        if wanted("core.memory_per_member") && n == 10_000 {
+            memory(&set, n).await;
+        }
+        if wanted("core.cold_start") && n == 10_000 {
+            cold_start(&set, cs, &path, n).await;
+        }
+        if wanted("core.propagation") {
+            propagation(&set, &writer, cs, &path, n).await;
+            propagation_naive(&writer, cs, &path, n).await;
+        }
+    }
+}
+
+async fn memory(set: &ServerSet, n: usize) {
+    // Connect the session first so only the watch's own state is counted.
+    set.session()
+        .expect("session")
+        .wait_connected()
+        .await
+        .expect("connected");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = LIVE.load(Ordering::SeqCst);
+    let watch = set.watch().await.expect("watch");
+    assert_eq!(watch.snapshot().len(), n);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = LIVE.load(Ordering::SeqCst);
+    let per = (after - before) as f64 / n as f64;
+    emit(&Record::from_samples(
+        "core.memory_per_member",
+        json!({ "members": n }),
+        "bytes",
+        &[per],
+        None,
+    ));
+    drop(watch);
+}
+
+async fn cold_start(set: &ServerSet, cs: &str, path: &str, n: usize) {
+    set.session()
+        .expect("session")
+        .wait_connected()
+        .await
+        .expect("connected");
+    let reader = connect(cs).await;
+    let mut ours = Vec::new();
+    let mut limit = Vec::new();
+    for _ in 0..10 {
+        // The limit: list, then every read in flight at once.
+        let start = Instant::now();
+        let names = reader.list_children(path).await.expect("list");
+        let mut reads: FuturesUnordered<_> = names
+            .iter()
+            .map(|name| reader.get_data(&format!("{path}/{name}")))
+            .collect();
+        let mut got = 0;
+        while let Some(r) = reads.next().await {
+            let (data, _) = r.expect("read");
+            got += usize::from(!data.is_empty());
+        }
+        assert_eq!(got, n);
+        limit.push(micros(start.elapsed()) / 1000.0);
+
+        let start = Instant::now();
+        let watch = set.watch().await.expect("watch");
+        ours.push(micros(start.elapsed()) / 1000.0);
+        assert_eq!(watch.snapshot().len(), n);
+        drop(watch);
+    }
+    let params = json!({ "members": n });
+    emit(&Record::from_samples(
+        "core.cold_start_limit",
+        params.clone(),
+        "ms",
+        &limit,
+        None,
+    ));
+    emit(&Record::from_samples(
+        "core.cold_start",
+        params,
+        "ms",
+        &ours,
+        Some("core.cold_start_limit"),
+    ));
+}
+
+/// Creates one member at a time; our watch and a bare persistent watch see
+/// the same create, and each one's delay from the create call is recorded.
+async fn propagation(set: &ServerSet, writer: &zk::Client, cs: &str, path: &str, n: usize) {
+    let watch = set.watch().await.expect("watch");
+    assert_eq!(watch.snapshot().len(), n);
+    let observer = connect(cs).await;
+    let mut bare = observer
+        .watch(path, zk::AddWatchMode::PersistentRecursive)
+        .await
+        .expect("persistent watch");
+    let mut sub = watch.subscribe();
+    let opts = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
+    let prefix = format!("{path}/member_");
+    let samples = if n >= 10_000 { 150 } else { 300 };
+    let mut ours = Vec::new();
+    let mut limit = Vec::new();
+    for i in 0..samples + 20 {
+        let start = Instant::now();
+        let (_, seq) = writer
+            .create(&prefix, &member_json(n + i), &opts)
+            .await
+            .expect("create");
+        let name = format!("member_{seq}");
+        let bare_wait = async {
+            loop {
+                let e = bare.changed().await;
+                if e.event_type == zk::EventType::NodeCreated && e.path.ends_with(&name) {
+                    return start.elapsed();
+                }
+            }
+        };
+        let ours_wait = async {
+            loop {
+                let s = sub.changed().await.expect("open");
+                if s.len() == n + 1 {
+                    return start.elapsed();
+                }
+            }
+        };
+        let (b, o) = tokio::join!(bare_wait, ours_wait);
+        if i >= 20 {
+            limit.push(micros(b));
+            ours.push(micros(o));
+        }
+        writer
+            .delete(&format!("{path}/{name}"), None)
+            .await
+            .expect("delete");
+        loop {
+            let e = bare.changed().await;
+            if e.event_type == zk::EventType::NodeDeleted {
+                break;
+            }
+        }
+        while sub.changed().await.expect("open").len() != n {}
+    }
+    let params = json!({ "members": n });
+    emit(&Record::from_samples(
+        "core.propagation_limit",
+        params.clone(),
+        "us",
+        &limit,
+        None,
+    ));
+    emit(&Record::from_samples(
+        "core.propagation",
+        params,
+        "us",
+        &ours,
+        Some("core.propagation_limit"),
+    ));
+}
+
+/// go.serversets' way: on each children-watch fire, list and read every
+/// member sequentially, then publish.
+async fn propagation_naive(writer: &zk::Client, cs: &str, path: &str, n: usize) {
+    let reader = connect(cs).await;
+    let samples = match n {
+        0..=100 => 100,
+        101..=2_000 => 20,
+        _ => 4,
+    };
+    let opts = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
+    let prefix = format!("{path}/member_");
+    let mut naive = Vec::new();
+    let (_, _, mut watcher) = reader
+        .get_and_watch_children(path)
+        .await
+        .expect("watch children");
+    for i in 0..samples + 1 {
+        let start = Instant::now();
+        writer
+            .create(&prefix, &member_json(n + i), &opts)
+            .await
+            .expect("create");
+        let _ = watcher.changed().await;
+        let (names, _, w) = reader.get_and_watch_children(path).await.expect("re-list");
+        watcher = w;
+        let mut members = Vec::with_capacity(names.len());
+        for name in &names {
+            let (data, _) = reader
+                .get_data(&format!("{path}/{name}"))
+                .await
+                .expect("read");
+            members.push(data);
+        }
+        assert_eq!(members.len(), n + i + 1);
+        if i > 0 {
+            naive.push(micros(start.elapsed()));
+        }
+    }
+    emit(&Record::from_samples(
+        "core.propagation_naive",
+        json!({ "members": n }),
+        "us",
+        &naive,
+        Some("core.propagation_limit"),
+    ));
+}
