@@ -256,3 +256,32 @@ async fn bad_names_and_unreachable_zookeeper_are_typed_errors() {
     ));
     assert!(matches!(set.watch().await, Err(Error::Connect { .. })));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digest_auth_and_acls_protect_members_but_not_reads() {
+    use serversets_core::AclPolicy;
+    init_tracing();
+    let zk = ZkCluster::standalone().unwrap();
+    let set = ServerSet::builder(Environment::Test, "secured", [zk.connect_string()])
+        .digest_auth("svc", "s3cret")
+        .acls(AclPolicy::CreatorAllWorldRead)
+        .build()
+        .unwrap();
+    let ep = set.register_endpoint("127.0.0.1", 6001, None).await.unwrap();
+    let path = ep.path().unwrap();
+    let raw = raw(&zk.connect_string()).await;
+    let (acl, _) = raw.get_acl(&path).await.unwrap();
+    let schemes: Vec<&str> = acl.iter().map(|a| a.scheme()).collect();
+    assert!(schemes.contains(&"digest") && schemes.contains(&"world"), "{schemes:?}");
+    // Others may read (watchers without credentials see the member)...
+    let anonymous = set_for(&zk.connect_string(), "secured");
+    let watch = anonymous.watch().await.unwrap();
+    assert_eq!(addrs(&watch.snapshot()), ["127.0.0.1:6001"]);
+    // ...but not delete it.
+    let err = raw.delete(&path, None).await.unwrap_err();
+    assert_eq!(err, serversets_core::zookeeper_client::Error::NoAuth);
+}
+
+fn set_for(zk: &str, service: &str) -> ServerSet {
+    ServerSet::new(Environment::Test, service, [zk]).unwrap()
+}
