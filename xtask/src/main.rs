@@ -1,4 +1,94 @@
-fn main() {
-    eprintln!("xtask: under construction");
-    std::process::exit(2);
+//! Project automation for serversets-rs, in the spirit of rust-analyzer's
+//! xtask: plain Rust, no extra tools, run as `cargo xtask <command>`.
+//!
+//! Each command lives in its own module; this file only parses arguments.
+
+mod bench;
+mod demo;
+mod proc;
+mod provision;
+mod test;
+mod ui;
+mod zk;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Errors in xtask are reported to a person and end the run; a boxed error
+/// with a clear message is all that is needed.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+/// Shorthand for xtask results.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  test                       install missing system packages (as root), then
+                             cargo fmt --check, clippy -D warnings, cargo test
+  demo                       a narrated walk-through against a local ZooKeeper
+  zk start [--ensemble N]    start a local ZooKeeper (N servers; default 1)
+  zk status                  show the local ZooKeeper's servers and their modes
+  zk stop                    stop it
+  bench [PREFIX]             run the benchmarks (only those whose names start
+                             with PREFIX), write target/bench/results.json and
+                             target/bench/report.md
+  help                       this text
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            let ui = ui::Ui::stderr();
+            eprintln!("{} {e}", ui.red("xtask: error:"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<ExitCode> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["test"] => test::run(),
+        ["demo"] => demo::run(),
+        ["zk", rest @ ..] => zk::run(rest),
+        ["bench"] => bench::run(None),
+        ["bench", prefix] => bench::run(Some(prefix)),
+        [] | ["help" | "--help" | "-h"] => {
+            print!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => {
+            eprint!("xtask: unknown arguments {args:?}\n\n{USAGE}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+pub fn project_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+/// The cargo that started us (so `cargo +toolchain xtask` stays consistent).
+pub fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
+}
+
+/// The workspace's target directory (honours CARGO_TARGET_DIR).
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => {
+            let dir = PathBuf::from(dir);
+            if dir.is_absolute() {
+                dir
+            } else {
+                project_root().join(dir)
+            }
+        }
+        _ => project_root().join("target"),
+    }
 }

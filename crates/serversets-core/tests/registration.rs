@@ -118,10 +118,19 @@ async fn failing_ping_deregisters_and_recovery_reregisters() {
 
     up.store(false, Ordering::SeqCst);
     wait_for(&watch, T, "removed while unhealthy", |s| s.is_empty()).await;
+    // The state follows right after the removal is confirmed.
+    let mut states = ep.state_changes();
+    let state = tokio::time::timeout(
+        T,
+        states.wait_for(|s| matches!(s, RegistrationState::Unhealthy(_))),
+    )
+    .await
+    .expect("reports unhealthy")
+    .expect("open")
+    .clone();
     assert!(
-        matches!(ep.state(), RegistrationState::Unhealthy(ref why) if why.contains("backend down")),
-        "{:?}",
-        ep.state()
+        matches!(state, RegistrationState::Unhealthy(ref why) if why.contains("backend down")),
+        "{state:?}"
     );
 
     up.store(true, Ordering::SeqCst);
@@ -267,12 +276,18 @@ async fn digest_auth_and_acls_protect_members_but_not_reads() {
         .acls(AclPolicy::CreatorAllWorldRead)
         .build()
         .unwrap();
-    let ep = set.register_endpoint("127.0.0.1", 6001, None).await.unwrap();
+    let ep = set
+        .register_endpoint("127.0.0.1", 6001, None)
+        .await
+        .unwrap();
     let path = ep.path().unwrap();
     let raw = raw(&zk.connect_string()).await;
     let (acl, _) = raw.get_acl(&path).await.unwrap();
     let schemes: Vec<&str> = acl.iter().map(|a| a.scheme()).collect();
-    assert!(schemes.contains(&"digest") && schemes.contains(&"world"), "{schemes:?}");
+    assert!(
+        schemes.contains(&"digest") && schemes.contains(&"world"),
+        "{schemes:?}"
+    );
     // Others may read (watchers without credentials see the member)...
     let anonymous = set_for(&zk.connect_string(), "secured");
     let watch = anonymous.watch().await.unwrap();

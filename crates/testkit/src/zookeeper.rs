@@ -238,14 +238,45 @@ impl ZkCluster {
     }
 
     /// Freezes a server with SIGSTOP: its sockets stay open but nothing is
-    /// answered, like a network partition.
+    /// answered, like a network partition. Returns once the kernel reports the process stopped.
     pub fn pause(&self, i: usize) -> Result<()> {
-        self.send(i, libc::SIGSTOP)
+        self.send(i, libc::SIGSTOP)?;
+        self.wait_state(i, true)
     }
 
     /// Thaws a paused server with SIGCONT.
     pub fn resume(&self, i: usize) -> Result<()> {
-        self.send(i, libc::SIGCONT)
+        self.send(i, libc::SIGCONT)?;
+        self.wait_state(i, false)
+    }
+
+    /// Waits until /proc says the server is (or is no longer) stopped:
+    /// kill(2) returns before a multi-threaded JVM has actually stopped.
+    fn wait_state(&self, i: usize, stopped: bool) -> Result<()> {
+        let pid = self
+            .pids()
+            .get(i)
+            .copied()
+            .flatten()
+            .ok_or_else(|| bad(i))?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // The state letter follows the parenthesised command name.
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next());
+            if matches!(state, Some('T') | Some('t')) == stopped {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(Error::BadServer(format!(
+                    "ZooKeeper server {i} did not {} in time (state {state:?})",
+                    if stopped { "stop" } else { "continue" }
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// The index of the current ensemble leader (or of the standalone server).

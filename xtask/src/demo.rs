@@ -1,0 +1,380 @@
+//! `cargo xtask demo`: a narrated walk-through a newcomer runs first.
+//!
+//! The demo is a list of [`Step`]s run in order against one [`Demo`] context.
+//! A step narrates what it does and returns an error when something did not
+//! behave as narrated; the remaining steps are then skipped, cleanup always
+//! runs, and the command exits non-zero (so CI can run the demo too).
+//!
+//! To add a step: write `fn my_step(demo: &mut Demo) -> Result<()>` (or an
+//! async one returning [`StepFuture`]), keep what later steps need in a field
+//! of [`Demo`], and list it in [`steps`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use serversets_core::{Snapshot, Watcher};
+use serversets_fixedset::FixedSet;
+use testkit::{four_letter_word, ZkCluster, ZkOptions};
+
+use crate::proc::alive;
+use crate::ui::{human, Ui};
+use crate::zk::parse_mode;
+use crate::{provision, Result};
+
+/// The future an async step body returns; it may borrow the context.
+pub type StepFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + 'a>>;
+
+/// What a step runs.
+pub enum Body {
+    /// Blocking work (starting servers, plain checks).
+    Sync(fn(&mut Demo) -> Result<()>),
+    /// Async work, run on the demo's tokio runtime.
+    Async(for<'a> fn(&'a mut Demo) -> StepFuture<'a>),
+}
+
+/// One narrated step of the demo.
+pub struct Step {
+    /// A short title, shown as `[3/7] title`.
+    pub name: &'static str,
+    /// The work.
+    pub body: Body,
+    /// An async step is failed when it takes longer than this (sync steps
+    /// bound their own waits, e.g. testkit's ready timeout).
+    pub timeout: Duration,
+}
+
+impl Step {
+    pub fn sync(name: &'static str, body: fn(&mut Demo) -> Result<()>) -> Step {
+        Step {
+            name,
+            body: Body::Sync(body),
+            timeout: Duration::from_secs(60),
+        }
+    }
+
+    pub fn async_(name: &'static str, body: for<'a> fn(&'a mut Demo) -> StepFuture<'a>) -> Step {
+        Step {
+            name,
+            body: Body::Async(body),
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Everything the steps share: output, and the things they start.
+pub struct Demo {
+    ui: Ui,
+    /// The demo's own ZooKeeper ensemble.
+    pub zk: Option<ZkCluster>,
+    /// Pids of the ZooKeeper servers, to prove they are gone at the end.
+    pub zk_pids: Vec<u32>,
+    /// The fixed set of the fixedset steps.
+    pub fixed: Option<FixedSet>,
+}
+
+impl Demo {
+    fn new(ui: Ui) -> Demo {
+        Demo {
+            ui,
+            zk: None,
+            zk_pids: Vec::new(),
+            fixed: None,
+        }
+    }
+
+    /// A line of narration under the current step.
+    pub fn say(&self, text: &str) {
+        println!("      {text}");
+    }
+
+    /// A line of narration showing something that was checked.
+    pub fn ok(&self, text: &str) {
+        println!("      {} {text}", self.ui.green("✓"));
+    }
+
+    /// Fails the step with `what` unless `cond` holds.
+    pub fn check(&self, cond: bool, what: impl Into<String>) -> Result<()> {
+        let what = what.into();
+        if cond {
+            self.ok(&what);
+            Ok(())
+        } else {
+            Err(format!("expected: {what}").into())
+        }
+    }
+
+    /// The running ensemble, or an error saying a previous step did not run.
+    pub fn zk(&self) -> Result<&ZkCluster> {
+        self.zk
+            .as_ref()
+            .ok_or_else(|| "ZooKeeper is not running (the start step did not run)".into())
+    }
+
+    fn fixed(&self) -> Result<&FixedSet> {
+        self.fixed
+            .as_ref()
+            .ok_or_else(|| "no fixed set (the fixedset step did not run)".into())
+    }
+
+    fn members(&self, snap: &Snapshot) -> String {
+        let list: Vec<String> = snap.iter().map(|m| m.addr().to_string()).collect();
+        format!("[{}]", list.join(", "))
+    }
+}
+
+/// The demo, in order.
+pub fn steps() -> Vec<Step> {
+    vec![
+        Step::sync("Provision system packages", provision_step),
+        Step::sync("Start a 3-node ZooKeeper ensemble", start_zk),
+        Step::sync("Ask each ZooKeeper server its role", roles),
+        Step::sync("A FixedSet: a server set without ZooKeeper", fixedset_show),
+        Step::async_(
+            "Change notification: replace the list, the watcher wakes",
+            fixedset_change,
+        ),
+        Step::async_(
+            "Closing: consumers learn the source is gone",
+            fixedset_close,
+        ),
+    ]
+}
+
+pub fn run() -> Result<ExitCode> {
+    let ui = Ui::stdout();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let mut demo = Demo::new(ui);
+    let steps = steps();
+    let n = steps.len() + 1;
+    let started = Instant::now();
+    println!(
+        "{}",
+        ui.bold("serversets demo: service discovery you can watch")
+    );
+    let mut failed: Option<(&str, String)> = None;
+    for (i, step) in steps.iter().enumerate() {
+        let title = format!("[{}/{n}] {}", i + 1, step.name);
+        if failed.is_some() {
+            println!("{} {}", ui.dim("skip"), ui.dim(&title));
+            continue;
+        }
+        println!("{} {}", ui.cyan("==>"), ui.bold(&title));
+        let t = Instant::now();
+        let result = match step.body {
+            Body::Sync(body) => body(&mut demo),
+            Body::Async(body) => runtime.block_on(async {
+                match tokio::time::timeout(step.timeout, body(&mut demo)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(format!("did not finish within {}", human(step.timeout)).into()),
+                }
+            }),
+        };
+        match result {
+            Ok(()) => println!("      {}", ui.dim(&format!("({})", human(t.elapsed())))),
+            Err(e) => {
+                println!("      {} {e}", ui.red("✗"));
+                failed = Some((step.name, e.to_string()));
+            }
+        }
+    }
+
+    println!(
+        "{} {}",
+        ui.cyan("==>"),
+        ui.bold(&format!("[{n}/{n}] Clean up"))
+    );
+    let t = Instant::now();
+    let cleaned = cleanup(&mut demo);
+    match &cleaned {
+        Ok(()) => println!("      {}", ui.dim(&format!("({})", human(t.elapsed())))),
+        Err(e) => println!("      {} {e}", ui.red("✗")),
+    }
+    drop(runtime);
+
+    println!();
+    match (failed, cleaned) {
+        (None, Ok(())) => {
+            println!(
+                "{} every step behaved as narrated ({})",
+                ui.green("demo passed:"),
+                human(started.elapsed())
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        (Some((name, e)), _) => {
+            println!("{} step \"{name}\": {e}", ui.red("demo failed:"));
+            Ok(ExitCode::FAILURE)
+        }
+        (None, Err(e)) => {
+            println!("{} clean-up: {e}", ui.red("demo failed:"));
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn provision_step(demo: &mut Demo) -> Result<()> {
+    demo.say("the demo runs real servers: ZooKeeper (Debian's package, on a JVM) and memcached");
+    provision::ensure(&demo.ui, "      ")
+}
+
+fn start_zk(demo: &mut Demo) -> Result<()> {
+    demo.say("three ZooKeeper JVMs on free loopback ports, each with its own data directory");
+    let zk = ZkCluster::start(ZkOptions {
+        servers: 3,
+        ..ZkOptions::default()
+    })?;
+    demo.zk_pids = zk.pids().into_iter().flatten().collect();
+    demo.say(&format!(
+        "connect string: {}",
+        demo.ui.bold(&zk.connect_string())
+    ));
+    demo.say(&format!("data and logs:  {}", zk.root().display()));
+    let count = demo.zk_pids.len();
+    demo.zk = Some(zk);
+    demo.check(count == 3, format!("{count} of 3 servers running"))
+}
+
+fn roles(demo: &mut Demo) -> Result<()> {
+    let zk = demo.zk()?;
+    let mut modes = Vec::new();
+    for i in 0..zk.len() {
+        let addr = zk.server_address(i)?;
+        let port: u16 = addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| format!("bad server address {addr}"))?;
+        let mode = four_letter_word(port, "srvr")
+            .ok()
+            .and_then(|r| parse_mode(&r))
+            .unwrap_or_else(|| "no answer".into());
+        demo.say(&format!("server {i} at {addr}: {}", demo.ui.bold(&mode)));
+        modes.push(mode);
+    }
+    let leaders = modes.iter().filter(|m| *m == "leader").count();
+    let followers = modes.iter().filter(|m| *m == "follower").count();
+    demo.check(
+        leaders == 1 && followers == 2,
+        format!("one leader and two followers (got {leaders} and {followers})"),
+    )
+}
+
+fn fixedset_show(demo: &mut Demo) -> Result<()> {
+    demo.say("FixedSet::new([...]) serves a static list through the same Watcher trait");
+    demo.say("as a ZooKeeper watch, so every balancer runs without ZooKeeper too");
+    let set = FixedSet::new(["10.0.0.2:8080", "10.0.0.1:8080", "10.0.0.3:8080"])?;
+    let snap = set.snapshot();
+    demo.say(&format!(
+        "snapshot v{}: {}",
+        snap.version(),
+        demo.members(&snap)
+    ));
+    let sorted = snap
+        .iter()
+        .map(|m| m.addr().to_string())
+        .collect::<Vec<_>>()
+        == ["10.0.0.1:8080", "10.0.0.2:8080", "10.0.0.3:8080"];
+    demo.check(sorted, "three members, sorted by address")?;
+    match FixedSet::new(["10.0.0.1:8080", "10.0.0.4"]) {
+        Err(e) => demo.ok(&format!("a bad entry is refused: {e}")),
+        Ok(_) => return Err("\"10.0.0.4\" (no port) was accepted".into()),
+    }
+    demo.fixed = Some(set);
+    Ok(())
+}
+
+fn fixedset_change(demo: &mut Demo) -> StepFuture<'_> {
+    Box::pin(async move {
+        let set = demo.fixed()?;
+        let before = set.snapshot();
+        let mut changes = set.subscribe();
+        let waiter = tokio::spawn(async move {
+            let next = changes.changed().await;
+            (next, Instant::now())
+        });
+        // Let the subscriber park in changed() before the change is made.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        demo.say("a subscriber waits for the next change; now replace 10.0.0.2 by 10.0.0.4");
+        let sent = Instant::now();
+        set.set_endpoints(["10.0.0.1:8080", "10.0.0.3:8080", "10.0.0.4:8080"])?;
+        let (next, woke) = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .map_err(|_| "the subscriber was not woken within 5 s")??;
+        let waited = woke.saturating_duration_since(sent);
+        let next = next.ok_or("the subscription ended instead of waking")?;
+        demo.say(&format!(
+            "woken after {}: snapshot v{}: {}",
+            human(waited),
+            next.version(),
+            demo.members(&next)
+        ));
+        let diff = next.diff(&before);
+        let ids = |ms: &[serversets_core::Member]| {
+            ms.iter().map(|m| m.id().to_string()).collect::<Vec<_>>()
+        };
+        demo.say(&format!(
+            "diff: added {:?}, removed {:?}",
+            ids(&diff.added),
+            ids(&diff.removed)
+        ));
+        demo.check(
+            ids(&diff.added) == ["10.0.0.4:8080"] && ids(&diff.removed) == ["10.0.0.2:8080"],
+            "the diff names exactly the member that came and the one that left",
+        )?;
+        demo.check(
+            next.version() > before.version(),
+            "the version moved forward",
+        )
+    })
+}
+
+fn fixedset_close(demo: &mut Demo) -> StepFuture<'_> {
+    Box::pin(async move {
+        let set = demo.fixed()?;
+        let mut changes = set.subscribe();
+        set.close();
+        let ended = tokio::time::timeout(Duration::from_secs(5), changes.changed())
+            .await
+            .map_err(|_| "a waiting subscriber was not released by close")?;
+        demo.check(
+            ended.is_none(),
+            "a waiting subscriber is released with None",
+        )?;
+        demo.check(set.is_closed(), "is_closed() is true")?;
+        demo.check(
+            set.set_endpoints(["10.0.0.9:8080"]).is_err(),
+            "a closed set refuses new lists",
+        )?;
+        demo.check(set.snapshot().len() == 3, "the last list stays readable")
+    })
+}
+
+/// Stops everything the steps started and proves nothing is left behind.
+fn cleanup(demo: &mut Demo) -> Result<()> {
+    demo.fixed = None;
+    if let Some(zk) = demo.zk.take() {
+        let root = zk.root().to_path_buf();
+        for i in 0..zk.len() {
+            zk.stop(i)?;
+        }
+        drop(zk);
+        demo.say("stopped the ZooKeeper servers");
+        demo.check(!root.exists(), "their data directory is removed")?;
+    }
+    let left: Vec<u32> = demo.zk_pids.iter().copied().filter(|&p| alive(p)).collect();
+    if !left.is_empty() {
+        return Err(format!("ZooKeeper processes still running: {left:?}").into());
+    }
+    if !demo.zk_pids.is_empty() {
+        demo.ok(&format!(
+            "none of the {} server processes is left behind",
+            demo.zk_pids.len()
+        ));
+    }
+    Ok(())
+}
