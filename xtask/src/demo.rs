@@ -14,7 +14,10 @@ use std::pin::Pin;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use serversets_core::{Snapshot, Watcher};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use serversets_core::{Endpoint, Environment, Ping, ServerSet, Snapshot, Watch, Watcher};
 use serversets_fixedset::FixedSet;
 use testkit::{four_letter_word, ZkCluster, ZkOptions};
 
@@ -72,6 +75,33 @@ pub struct Demo {
     pub zk_pids: Vec<u32>,
     /// The fixed set of the fixedset steps.
     pub fixed: Option<FixedSet>,
+    /// The demo's HTTP backends.
+    pub backends: Vec<Backend>,
+    /// The server set the backends register in.
+    pub set: Option<ServerSet>,
+    /// The backends' registrations.
+    pub endpoints: Vec<Endpoint>,
+    /// A client's watch on the set.
+    pub watch: Option<Watch>,
+}
+
+/// A tiny HTTP backend whose health the demo controls.
+pub struct Backend {
+    /// `127.0.0.1:port`.
+    pub addr: String,
+    /// Its port.
+    pub port: u16,
+    /// What its health check reports.
+    pub healthy: Arc<AtomicBool>,
+    /// Requests it answered.
+    pub served: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl Demo {
@@ -81,6 +111,10 @@ impl Demo {
             zk: None,
             zk_pids: Vec::new(),
             fixed: None,
+            backends: Vec::new(),
+            set: None,
+            endpoints: Vec::new(),
+            watch: None,
         }
     }
 
@@ -138,6 +172,23 @@ pub fn steps() -> Vec<Step> {
         Step::async_(
             "Closing: consumers learn the source is gone",
             fixedset_close,
+        ),
+        Step::async_(
+            "Register three HTTP backends in ZooKeeper, each guarded by a health check",
+            register_backends,
+        ),
+        Step::async_("A client watches the server set", watch_set),
+        Step::async_(
+            "A backend fails its health check: it leaves the set, then comes back",
+            health_flip,
+        ),
+        Step::async_(
+            "Kill the ZooKeeper leader: registrations and the watch carry on",
+            kill_leader,
+        ),
+        Step::async_(
+            "Shut the backends down: each one deregisters at once",
+            deregister,
         ),
     ]
 }
@@ -354,9 +405,289 @@ fn fixedset_close(demo: &mut Demo) -> StepFuture<'_> {
     })
 }
 
+/// Starts a minimal HTTP/1.1 server that answers every request with its name.
+async fn start_backend(name: usize) -> Result<Backend> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let served = Arc::new(AtomicUsize::new(0));
+    let counter = served.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut have = 0;
+                loop {
+                    match conn.read(&mut buf[have..]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => have += n,
+                    }
+                    while let Some(end) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        let body = format!("backend {name}\n");
+                        let reply = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if conn.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        buf.copy_within(end + 4..have, 0);
+                        have -= end + 4;
+                    }
+                    if have == buf.len() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok(Backend {
+        addr: format!("127.0.0.1:{port}"),
+        port,
+        healthy: Arc::new(AtomicBool::new(true)),
+        served,
+        task,
+    })
+}
+
+fn register_backends(demo: &mut Demo) -> StepFuture<'_> {
+    Box::pin(async move {
+        let connect = demo.zk()?.connect_string();
+        let set = ServerSet::builder(Environment::Local, "demo-http", [connect.as_str()])
+            .session_timeout(Duration::from_secs(4))
+            .build()?;
+        demo.say(&format!("server set {}", demo.ui.bold(set.path())));
+        for i in 1..=3 {
+            let backend = start_backend(i).await?;
+            let healthy = backend.healthy.clone();
+            let addr = backend.addr.clone();
+            // The health check: the backend's own flag, and a TCP connect.
+            let ping = Ping::new(move || {
+                let healthy = healthy.load(Ordering::SeqCst);
+                let addr = addr.clone();
+                async move {
+                    if !healthy {
+                        return Err("reports unhealthy".to_string());
+                    }
+                    tokio::net::TcpStream::connect(&addr)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+            });
+            let endpoint = set
+                .registration("127.0.0.1", backend.port)
+                .additional_endpoint("http", "127.0.0.1", backend.port)
+                .metadata("name", &format!("backend-{i}"))
+                .ping(ping)
+                .ping_interval(Duration::from_millis(100))
+                .ping_timeout(Duration::from_millis(500))
+                .register()
+                .await?;
+            let path = endpoint.path().ok_or("registered without a path")?;
+            demo.say(&format!("backend {i} on {} -> {}", backend.addr, path));
+            if i == 1 {
+                demo.say(&format!(
+                    "its data, as Finagle reads it: {}",
+                    String::from_utf8_lossy(endpoint.data())
+                ));
+            }
+            demo.backends.push(backend);
+            demo.endpoints.push(endpoint);
+        }
+        let session = set.session()?;
+        demo.say(&format!(
+            "all three share one ZooKeeper session: {:#x}",
+            session.session_id().unwrap_or_default()
+        ));
+        demo.set = Some(set);
+        demo.check(demo.endpoints.len() == 3, "three members registered")
+    })
+}
+
+fn watch_set(demo: &mut Demo) -> StepFuture<'_> {
+    Box::pin(async move {
+        let set = demo
+            .set
+            .as_ref()
+            .ok_or("no server set (the register step did not run)")?;
+        let t = Instant::now();
+        let watch = set.watch().await?;
+        let snap = watch.snapshot();
+        demo.say(&format!(
+            "watch() returned in {} with v{}: {}",
+            human(t.elapsed()),
+            snap.version(),
+            demo.members(&snap)
+        ));
+        demo.say(&format!("connection health: {}", watch.health()));
+        let want: Vec<String> = {
+            let mut v: Vec<String> = demo.backends.iter().map(|b| b.addr.clone()).collect();
+            v.sort();
+            v
+        };
+        let got: Vec<String> = snap.iter().map(|m| m.addr().to_string()).collect();
+        demo.watch = Some(watch);
+        demo.check(got == want, "the watch holds exactly the three backends")
+    })
+}
+
+/// Waits until the watch's members satisfy `pred`, returning how long it took.
+async fn wait_members(
+    watch: &Watch,
+    what: &str,
+    pred: impl Fn(&Snapshot) -> bool,
+) -> Result<(Snapshot, Duration)> {
+    let t = Instant::now();
+    let mut changes = watch.subscribe();
+    let mut snap = watch.snapshot();
+    let found = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if pred(&snap) {
+                return Some(snap);
+            }
+            snap = changes.changed().await?;
+        }
+    })
+    .await
+    .map_err(|_| format!("timed out waiting until {what}"))?;
+    let snap = found.ok_or_else(|| format!("the watch closed while waiting until {what}"))?;
+    Ok((snap, t.elapsed()))
+}
+
+fn health_flip(demo: &mut Demo) -> StepFuture<'_> {
+    Box::pin(async move {
+        let watch = demo
+            .watch
+            .as_ref()
+            .ok_or("no watch (the watch step did not run)")?;
+        let sick = demo.backends.get(1).ok_or("no second backend")?;
+        let addr = sick.addr.clone();
+        demo.say(&format!(
+            "backend 2 ({addr}) starts failing its health check"
+        ));
+        sick.healthy.store(false, Ordering::SeqCst);
+        let (snap, took) = wait_members(watch, "backend 2 left", |s| {
+            s.len() == 2 && s.iter().all(|m| m.addr().to_string() != addr)
+        })
+        .await?;
+        demo.ok(&format!(
+            "left the set after {}: {}",
+            human(took),
+            demo.members(&snap)
+        ));
+        demo.say("its health check passes again");
+        sick.healthy.store(true, Ordering::SeqCst);
+        let (snap, took) = wait_members(watch, "backend 2 is back", |s| {
+            s.len() == 3 && s.iter().any(|m| m.addr().to_string() == addr)
+        })
+        .await?;
+        demo.ok(&format!(
+            "back after {} as a new member: {}",
+            human(took),
+            demo.members(&snap)
+        ));
+        Ok(())
+    })
+}
+
+fn kill_leader(demo: &mut Demo) -> StepFuture<'_> {
+    Box::pin(async move {
+        let zk = demo.zk()?;
+        let watch = demo
+            .watch
+            .as_ref()
+            .ok_or("no watch (the watch step did not run)")?;
+        let leader = zk.leader().ok_or("no ZooKeeper leader found")?;
+        let mut health = watch.health_changes();
+        demo.say(&format!("kill -9 the leader, server {leader}"));
+        zk.kill(leader)?;
+        let t = Instant::now();
+        let mut lowest = watch.snapshot().len();
+        let mut transitions = Vec::new();
+        while t.elapsed() < Duration::from_secs(3) {
+            lowest = lowest.min(watch.snapshot().len());
+            if health.has_changed().unwrap_or(false) {
+                transitions.push(health.borrow_and_update().to_string());
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        if !transitions.is_empty() {
+            demo.say(&format!(
+                "connection health went: {}",
+                transitions.join(" -> ")
+            ));
+        }
+        demo.check(
+            lowest == 3,
+            format!("the watch served all 3 members throughout (lowest seen: {lowest})"),
+        )?;
+        let new_leader = zk.leader();
+        demo.say(&format!(
+            "new leader: {}",
+            new_leader
+                .map(|l| format!("server {l}"))
+                .unwrap_or_else(|| "election in progress".into())
+        ));
+        // A change made now still reaches the watch.
+        let sick = demo.backends.first().ok_or("no first backend")?;
+        let addr = sick.addr.clone();
+        sick.healthy.store(false, Ordering::SeqCst);
+        let (_, took) = wait_members(watch, "backend 1 left after the leader change", |s| {
+            s.iter().all(|m| m.addr().to_string() != addr)
+        })
+        .await?;
+        demo.ok(&format!(
+            "a change after the leader kill arrived in {}",
+            human(took)
+        ));
+        sick.healthy.store(true, Ordering::SeqCst);
+        wait_members(watch, "all three back", |s| s.len() == 3).await?;
+        demo.ok("and all three members are registered again");
+        demo.say(&format!(
+            "restart server {leader}: it rejoins as a follower"
+        ));
+        zk.restart(leader)?;
+        Ok(())
+    })
+}
+
+fn deregister(demo: &mut Demo) -> StepFuture<'_> {
+    Box::pin(async move {
+        for (i, b) in demo.backends.iter().enumerate() {
+            demo.say(&format!(
+                "backend {} answered {} HTTP requests",
+                i + 1,
+                b.served.load(Ordering::Relaxed)
+            ));
+        }
+        let endpoints = std::mem::take(&mut demo.endpoints);
+        let watch = demo
+            .watch
+            .as_ref()
+            .ok_or("no watch (the watch step did not run)")?;
+        let t = Instant::now();
+        for endpoint in &endpoints {
+            endpoint.close().await?;
+        }
+        let (_, _) = wait_members(watch, "the set is empty", |s| s.is_empty()).await?;
+        demo.ok(&format!(
+            "all three gone from every watcher in {} (no session timeout to wait for)",
+            human(t.elapsed())
+        ));
+        Ok(())
+    })
+}
+
 /// Stops everything the steps started and proves nothing is left behind.
 fn cleanup(demo: &mut Demo) -> Result<()> {
     demo.fixed = None;
+    demo.watch = None;
+    demo.endpoints.clear();
+    demo.set = None;
+    demo.backends.clear();
     if let Some(zk) = demo.zk.take() {
         let root = zk.root().to_path_buf();
         for i in 0..zk.len() {
