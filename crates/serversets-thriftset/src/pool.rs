@@ -1,0 +1,650 @@
+//! The shared pool: per-host bookkeeping, least-outstanding choice, checkout,
+//! return, membership changes, ejection and idle reaping.
+//!
+//! One mutex guards all hosts so a choice sees a consistent picture; it is
+//! held only for bookkeeping, never across a connect, probe or close.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serversets_core::{HostPort, Snapshot, Watcher};
+
+use crate::config::Config;
+use crate::link::Link;
+use crate::{Error, HostStats};
+
+/// Everything a set, its guards and its follower thread share.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) watcher: Box<dyn Watcher>,
+    state: Mutex<State>,
+    /// Signalled when a slot frees, the members change, or the set closes.
+    freed: Condvar,
+    closed: AtomicBool,
+    /// False once the follower thread has ended unexpectedly; `get` then
+    /// applies membership changes itself.
+    pub(crate) follower_alive: AtomicBool,
+    /// Wakes the follower thread when the set closes.
+    pub(crate) stop: tokio::sync::Notify,
+    next_host_id: AtomicU64,
+}
+
+struct State {
+    closed: bool,
+    /// Version of the last snapshot applied; `None` before the first.
+    version: Option<u64>,
+    /// Callers blocked in `reserve`; a return wakes one only if there are
+    /// any (a Condvar notify is a system call even with nobody waiting).
+    waiters: usize,
+    hosts: Vec<Host>,
+}
+
+struct Host {
+    /// Unique per incarnation: a host removed and added back gets a new id,
+    /// so connections from before the removal are never reused.
+    id: u64,
+    addr: Arc<HostPort>,
+    /// Checked-out connections plus connects in progress.
+    active: usize,
+    /// Unused connections, most recently returned last.
+    idle: Vec<Idle>,
+    /// Failures since the last success.
+    failures: u32,
+    ejected_until: Option<Instant>,
+}
+
+struct Idle {
+    link: Link,
+    since: Instant,
+}
+
+/// A slot reserved on a host: `active` already counts it.
+struct Reservation {
+    host_id: u64,
+    index: usize,
+    addr: Arc<HostPort>,
+    link: Option<Link>,
+}
+
+/// Connections to close once the lock is released.
+type Doomed = Vec<Link>;
+
+fn close_all(doomed: Doomed) {
+    for link in doomed {
+        link.close();
+    }
+}
+
+impl Host {
+    fn ejected(&self, now: Instant) -> bool {
+        self.ejected_until.is_some_and(|t| t > now)
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(config: Config, watcher: Box<dyn Watcher>) -> Shared {
+        Shared {
+            config,
+            watcher,
+            state: Mutex::new(State {
+                closed: false,
+                version: None,
+                waiters: 0,
+                hosts: Vec::new(),
+            }),
+            freed: Condvar::new(),
+            closed: AtomicBool::new(false),
+            follower_alive: AtomicBool::new(true),
+            stop: tokio::sync::Notify::new(),
+            next_host_id: AtomicU64::new(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every critical section leaves the state consistent before it can
+        // panic (there is nothing in them that panics), so a poisoned lock
+        // still guards valid data.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Applies `snap` if it is newer than what the pool holds: new addresses
+    /// join, removed ones leave with their idle connections closed at once.
+    pub(crate) fn apply(&self, snap: &Snapshot) {
+        let mut doomed = Doomed::new();
+        {
+            let mut state = self.lock();
+            let newer = state.version.is_none_or(|v| snap.version() > v);
+            if state.closed || !newer {
+                return;
+            }
+            state.version = Some(snap.version());
+            let mut wanted: Vec<&HostPort> = snap.iter().map(|m| m.addr()).collect();
+            wanted.sort();
+            wanted.dedup();
+
+            let before = state.hosts.len();
+            state.hosts.retain_mut(|h| {
+                let keep = wanted.binary_search(&&*h.addr).is_ok();
+                if !keep {
+                    tracing::info!(addr = %h.addr, idle = h.idle.len(), in_flight = h.active,
+                        "thriftset: host left the set");
+                    doomed.extend(h.idle.drain(..).map(|i| i.link));
+                }
+                keep
+            });
+            let removed = before - state.hosts.len();
+            let present: HashSet<HostPort> =
+                state.hosts.iter().map(|h| (*h.addr).clone()).collect();
+            let mut added = 0;
+            for addr in wanted {
+                if !present.contains(addr) {
+                    tracing::info!(%addr, "thriftset: host joined the set");
+                    state.hosts.push(Host {
+                        id: self.next_host_id.fetch_add(1, Ordering::Relaxed),
+                        addr: Arc::new(addr.clone()),
+                        active: 0,
+                        idle: Vec::new(),
+                        failures: 0,
+                        ejected_until: None,
+                    });
+                    added += 1;
+                }
+            }
+            tracing::debug!(
+                version = snap.version(),
+                added,
+                removed,
+                hosts = state.hosts.len(),
+                "thriftset: membership applied"
+            );
+        }
+        // Waiters may now have a new host, or must learn theirs is gone.
+        self.freed.notify_all();
+        close_all(doomed);
+    }
+
+    /// Applies the watcher's current snapshot when the follower is not there
+    /// to do it.
+    fn sync_if_unfollowed(&self) {
+        if !self.follower_alive.load(Ordering::Acquire) {
+            self.apply(&self.watcher.snapshot());
+        }
+    }
+
+    /// Checks out a connection: least outstanding host, waiting while every
+    /// host is full, trying the next host when a connect fails.
+    pub(crate) fn checkout(&self) -> Result<(Link, usize), Error> {
+        self.sync_if_unfollowed();
+        // Set on the first wait, so the common path reads the clock less.
+        let mut deadline = None;
+        let mut tried: Vec<u64> = Vec::new();
+        let mut last_error: Option<Error> = None;
+        loop {
+            let reservation = match self.reserve(&mut deadline, &tried) {
+                Ok(r) => r,
+                // Every host failed to connect during this call: say why.
+                Err(Error::NoHosts) => return Err(last_error.unwrap_or(Error::NoHosts)),
+                Err(e) => return Err(e),
+            };
+            match self.establish(reservation) {
+                Ok(done) => return Ok(done),
+                Err((host_id, e)) => {
+                    tried.push(host_id);
+                    last_error = Some(e);
+                }
+            }
+        }
+    }
+
+    /// Reserves a slot on the best host, waiting for one while every host is
+    /// full. Hosts in `tried` are skipped; `NoHosts` when nothing is left.
+    fn reserve(&self, deadline: &mut Option<Instant>, tried: &[u64]) -> Result<Reservation, Error> {
+        let mut doomed = Doomed::new();
+        let mut state = self.lock();
+        let result = loop {
+            if state.closed {
+                break Err(Error::Closed);
+            }
+            let now = Instant::now();
+            match pick(&state.hosts, self.config.max_active, now, tried) {
+                Pick::Host(index) => {
+                    let idle_timeout = self.config.idle_timeout;
+                    let Some(host) = state.hosts.get_mut(index) else {
+                        // `pick` returns an index into these very hosts under
+                        // the same lock; treat the impossible as "no host".
+                        break Err(Error::NoHosts);
+                    };
+                    host.active += 1;
+                    let mut link = None;
+                    if let Some(idle) = host.idle.pop() {
+                        if idle_timeout.is_some_and(|t| now.duration_since(idle.since) >= t) {
+                            // The newest is too old, so all older ones are.
+                            doomed.push(idle.link);
+                            doomed.extend(host.idle.drain(..).map(|i| i.link));
+                        } else {
+                            link = Some(idle.link);
+                        }
+                    }
+                    break Ok(Reservation {
+                        host_id: host.id,
+                        index,
+                        addr: host.addr.clone(),
+                        link,
+                    });
+                }
+                Pick::None => break Err(Error::NoHosts),
+                Pick::AllFull => {
+                    let until = *deadline.get_or_insert(now + self.config.checkout_timeout);
+                    if now >= until {
+                        break Err(Error::Exhausted(self.config.checkout_timeout));
+                    }
+                    state.waiters += 1;
+                    state = self
+                        .freed
+                        .wait_timeout(state, until - now)
+                        .map(|(s, _)| s)
+                        .unwrap_or_else(|p| p.into_inner().0);
+                    state.waiters -= 1;
+                }
+            }
+        };
+        drop(state);
+        close_all(doomed);
+        result
+    }
+
+    /// Turns a reservation into a live connection: probes an idle one, dials
+    /// otherwise. On a dial failure the slot is released and the failure
+    /// counted; the caller moves on to another host.
+    fn establish(&self, mut r: Reservation) -> Result<(Link, usize), (u64, Error)> {
+        while let Some(link) = r.link.take() {
+            if !self.config.check_idle || link.looks_alive() {
+                return Ok((link, r.index));
+            }
+            tracing::debug!(addr = %r.addr, "thriftset: idle connection was closed by the server");
+            link.close();
+            // Try the host's next idle one, still holding the slot.
+            r.link = self.take_idle(r.host_id, r.index);
+        }
+        match Link::connect(
+            r.host_id,
+            &r.addr,
+            self.config.connect_timeout,
+            self.config.io_timeout,
+        ) {
+            Ok(link) => Ok((link, r.index)),
+            Err(source) => {
+                tracing::warn!(addr = %r.addr, error = %source, "thriftset: connect failed");
+                self.release(r.host_id, r.index, None, Outcome::Failed);
+                Err((
+                    r.host_id,
+                    Error::Connect {
+                        addr: (*r.addr).clone(),
+                        source,
+                    },
+                ))
+            }
+        }
+    }
+
+    /// The next idle connection of a host whose slot the caller holds, if
+    /// one is left and still within the idle timeout.
+    fn take_idle(&self, host_id: u64, hint: usize) -> Option<Link> {
+        let mut state = self.lock();
+        let host = find(&mut state.hosts, host_id, hint)?;
+        let idle = host.idle.pop()?;
+        let stale = self
+            .config
+            .idle_timeout
+            .is_some_and(|t| idle.since.elapsed() >= t);
+        if stale {
+            // The reaper closes the rest; this one closes with the caller's.
+            drop(state);
+            idle.link.close();
+            return None;
+        }
+        Some(idle.link)
+    }
+
+    /// Gives a slot back: the link (if any) goes idle or is closed, and the
+    /// outcome feeds the ejection count.
+    pub(crate) fn release(&self, host_id: u64, hint: usize, link: Option<Link>, outcome: Outcome) {
+        let mut doomed = Doomed::new();
+        let wake;
+        {
+            let mut state = self.lock();
+            wake = state.waiters > 0;
+            let closed = state.closed;
+            // Only a failure needs this count (for "never eject the last host").
+            let others_usable = match outcome {
+                Outcome::Ok => 0,
+                Outcome::Failed => {
+                    let now = Instant::now();
+                    state
+                        .hosts
+                        .iter()
+                        .filter(|h| h.id != host_id && !h.ejected(now))
+                        .count()
+                }
+            };
+            match find(&mut state.hosts, host_id, hint) {
+                Some(host) => {
+                    host.active = host.active.saturating_sub(1);
+                    match outcome {
+                        Outcome::Ok => host.failures = 0,
+                        Outcome::Failed => {
+                            host.failures = host.failures.saturating_add(1);
+                            self.maybe_eject(host, others_usable);
+                        }
+                    }
+                    match link {
+                        Some(link)
+                            if outcome == Outcome::Ok
+                                && !closed
+                                && host.idle.len() < self.config.max_idle =>
+                        {
+                            host.idle.push(Idle {
+                                link,
+                                since: Instant::now(),
+                            });
+                        }
+                        Some(link) => doomed.push(link),
+                        None => {}
+                    }
+                }
+                // The host left the set: its connections are never reused.
+                None => doomed.extend(link),
+            }
+        }
+        if wake {
+            self.freed.notify_one();
+        }
+        close_all(doomed);
+    }
+
+    fn maybe_eject(&self, host: &mut Host, others_usable: usize) {
+        let threshold = self.config.eject_after;
+        if threshold == 0 || host.failures < threshold {
+            return;
+        }
+        let now = Instant::now();
+        if host.ejected(now) {
+            return;
+        }
+        if others_usable == 0 {
+            tracing::warn!(addr = %host.addr, failures = host.failures,
+                "thriftset: host keeps failing but is the last usable one; not ejecting");
+            return;
+        }
+        host.ejected_until = Some(now + self.config.eject_for);
+        tracing::warn!(addr = %host.addr, failures = host.failures,
+            period = ?self.config.eject_for, "thriftset: host ejected");
+    }
+
+    /// Closes idle connections unused for longer than the idle timeout.
+    pub(crate) fn reap(&self) {
+        let Some(timeout) = self.config.idle_timeout else {
+            return;
+        };
+        let mut doomed = Doomed::new();
+        {
+            let mut state = self.lock();
+            let now = Instant::now();
+            for host in &mut state.hosts {
+                // Oldest first: stop at the first one still fresh.
+                let stale = host
+                    .idle
+                    .iter()
+                    .take_while(|i| now.duration_since(i.since) >= timeout)
+                    .count();
+                doomed.extend(host.idle.drain(..stale).map(|i| i.link));
+            }
+        }
+        if !doomed.is_empty() {
+            tracing::debug!(closed = doomed.len(), "thriftset: closed idle connections");
+        }
+        close_all(doomed);
+    }
+
+    /// Marks the set closed, wakes every waiter and closes idle connections.
+    /// Returns false when it was already closed.
+    pub(crate) fn close(&self) -> bool {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let mut doomed = Doomed::new();
+        {
+            let mut state = self.lock();
+            state.closed = true;
+            for host in &mut state.hosts {
+                doomed.extend(host.idle.drain(..).map(|i| i.link));
+            }
+        }
+        self.freed.notify_all();
+        self.stop.notify_one();
+        close_all(doomed);
+        true
+    }
+
+    pub(crate) fn stats(&self) -> Vec<HostStats> {
+        let state = self.lock();
+        let now = Instant::now();
+        state
+            .hosts
+            .iter()
+            .map(|h| HostStats {
+                addr: (*h.addr).clone(),
+                active: h.active,
+                idle: h.idle.len(),
+                consecutive_failures: h.failures,
+                ejected_for: h
+                    .ejected_until
+                    .filter(|t| *t > now)
+                    .map(|t| t.duration_since(now)),
+            })
+            .collect()
+    }
+
+    /// How often the follower should reap, if at all.
+    pub(crate) fn reap_interval(&self) -> Option<Duration> {
+        self.config.idle_timeout.map(|t| {
+            (t / 2)
+                .max(Duration::from_millis(5))
+                .min(Duration::from_secs(1))
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Returned in good order: may be reused, resets the failure count.
+    Ok,
+    /// Broken or failed: closed, counts toward ejection.
+    Failed,
+}
+
+enum Pick {
+    Host(usize),
+    /// Usable hosts exist but are all at their active limit.
+    AllFull,
+    /// No host is left to try.
+    None,
+}
+
+/// The host with the fewest outstanding requests among those with room, ties
+/// broken at random. Ejected hosts count only when every host not yet tried
+/// is ejected (so the last usable host is never shut out).
+///
+/// One scan finds the least load and how many hosts share it (both among
+/// healthy hosts and among all), a second takes a random one of those.
+fn pick(hosts: &[Host], max_active: usize, now: Instant, tried: &[u64]) -> Pick {
+    #[derive(Clone, Copy)]
+    struct Least {
+        load: usize,
+        ties: usize,
+    }
+    impl Least {
+        fn add(&mut self, load: usize) {
+            if load < self.load {
+                *self = Least { load, ties: 1 };
+            } else if load == self.load {
+                self.ties += 1;
+            }
+        }
+    }
+    let none = Least {
+        load: usize::MAX,
+        ties: 0,
+    };
+    let (mut healthy, mut all) = (none, none);
+    let (mut any_untried, mut any_healthy) = (false, false);
+    for h in hosts {
+        if tried.contains(&h.id) {
+            continue;
+        }
+        any_untried = true;
+        let ejected = h.ejected(now);
+        any_healthy |= !ejected;
+        if h.active < max_active {
+            all.add(h.active);
+            if !ejected {
+                healthy.add(h.active);
+            }
+        }
+    }
+    if !any_untried {
+        return Pick::None;
+    }
+    let (least, include_ejected) = if any_healthy {
+        (healthy, false)
+    } else {
+        (all, true)
+    };
+    if least.ties == 0 {
+        // Usable hosts exist but all are at their limit: wait for one.
+        return Pick::AllFull;
+    }
+    let mut nth = if least.ties == 1 {
+        0
+    } else {
+        fastrand::usize(..least.ties)
+    };
+    for (i, h) in hosts.iter().enumerate() {
+        if h.active == least.load && !tried.contains(&h.id) && (include_ejected || !h.ejected(now))
+        {
+            if nth == 0 {
+                return Pick::Host(i);
+            }
+            nth -= 1;
+        }
+    }
+    // The second scan sees exactly the hosts the first one counted.
+    Pick::AllFull
+}
+
+/// The host with this id, looked up at `hint` first (its index at checkout;
+/// right unless the membership changed since).
+fn find(hosts: &mut [Host], id: u64, hint: usize) -> Option<&mut Host> {
+    if hosts.get(hint).is_some_and(|h| h.id == id) {
+        return hosts.get_mut(hint);
+    }
+    hosts.iter_mut().find(|h| h.id == id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(id: u64, active: usize) -> Host {
+        Host {
+            id,
+            addr: Arc::new(HostPort::new("h", id as u16).unwrap()),
+            active,
+            idle: Vec::new(),
+            failures: 0,
+            ejected_until: None,
+        }
+    }
+
+    fn picked(p: Pick) -> Option<usize> {
+        match p {
+            Pick::Host(i) => Some(i),
+            _ => None,
+        }
+    }
+
+    /// Without a follower (it died), `checkout` applies membership itself.
+    #[test]
+    fn checkout_follows_the_watcher_when_the_follower_is_gone() {
+        use serversets_core::{Member, Publisher};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr: HostPort = listener.local_addr().unwrap().to_string().parse().unwrap();
+        let publisher = Publisher::new();
+        let shared = Shared::new(Config::default(), Box::new(publisher.feed()));
+        shared.follower_alive.store(false, Ordering::Release);
+        assert!(matches!(shared.checkout(), Err(Error::NoHosts)));
+
+        publisher.publish([Member::from_addr(addr.clone())]);
+        let (link, hint) = shared.checkout().unwrap();
+        assert_eq!(*link.addr, addr);
+        shared.release(link.host_id, hint, Some(link), Outcome::Ok);
+        assert_eq!(shared.stats()[0].idle, 1);
+
+        publisher.publish([]);
+        assert!(matches!(shared.checkout(), Err(Error::NoHosts)));
+        assert!(shared.stats().is_empty(), "the removed host is gone");
+    }
+
+    #[test]
+    fn picks_the_least_loaded_host() {
+        let now = Instant::now();
+        let hosts = [host(1, 3), host(2, 1), host(3, 2)];
+        for _ in 0..50 {
+            assert_eq!(picked(pick(&hosts, 8, now, &[])), Some(1));
+        }
+    }
+
+    #[test]
+    fn ties_are_broken_evenly() {
+        let now = Instant::now();
+        let hosts = [host(1, 0), host(2, 5), host(3, 0), host(4, 0)];
+        let mut counts = [0usize; 4];
+        for _ in 0..3000 {
+            counts[picked(pick(&hosts, 8, now, &[])).unwrap()] += 1;
+        }
+        assert_eq!(counts[1], 0);
+        for i in [0, 2, 3] {
+            assert!((800..1200).contains(&counts[i]), "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn full_tried_and_ejected_hosts() {
+        let now = Instant::now();
+        let mut hosts = [host(1, 2), host(2, 2)];
+        assert!(matches!(pick(&hosts, 2, now, &[]), Pick::AllFull));
+        assert!(matches!(pick(&hosts, 2, now, &[1, 2]), Pick::None));
+        hosts[1].active = 1;
+        assert_eq!(picked(pick(&hosts, 2, now, &[])), Some(1));
+        assert!(matches!(pick(&hosts, 2, now, &[2]), Pick::AllFull));
+
+        // An ejected host is skipped while another is usable, even if full...
+        let mut hosts = [host(1, 0), host(2, 2)];
+        hosts[0].ejected_until = Some(now + Duration::from_secs(5));
+        assert!(matches!(pick(&hosts, 2, now, &[]), Pick::AllFull));
+        hosts[1].active = 0;
+        assert_eq!(picked(pick(&hosts, 2, now, &[])), Some(1));
+        // ...but used when it is the only one left,
+        assert_eq!(picked(pick(&hosts, 2, now, &[2])), Some(0));
+        // and when its cool-down is over.
+        hosts[1].active = 1;
+        let later = now + Duration::from_secs(6);
+        assert_eq!(picked(pick(&hosts, 2, later, &[])), Some(0));
+    }
+}

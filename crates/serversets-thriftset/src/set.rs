@@ -1,0 +1,261 @@
+//! The public pool handle.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serversets_core::{HostPort, Watcher};
+
+use crate::config::{Builder, Config};
+use crate::pool::Shared;
+use crate::{follower, Connection, Error};
+
+/// A pool of Thrift connections over a live server set, handing out the host
+/// with the fewest outstanding requests.
+///
+/// Each host of the watcher's current snapshot gets its own pool. [`get`]
+/// picks, among hosts below their active limit, the one with the fewest
+/// checked-out connections (ties broken at random, so many clients do not
+/// herd onto one host), reuses one of its idle connections or dials a new
+/// one, and returns a [`Connection`] guard. Hosts that fail repeatedly are
+/// skipped for a cool-down (see [`Builder::eject_after`]).
+///
+/// A background thread follows the watcher: new members join; removed ones
+/// have their idle connections closed at once and their checked-out ones
+/// closed on return. Dropping the set closes it.
+///
+/// [`get`]: ThriftSet::get
+///
+/// ```
+/// use std::net::TcpListener;
+/// use serversets_fixedset::FixedSet;
+/// use serversets_thriftset::ThriftSet;
+///
+/// let a = TcpListener::bind("127.0.0.1:0")?;
+/// let b = TcpListener::bind("127.0.0.1:0")?;
+/// let members = FixedSet::new([a.local_addr()?.to_string(), b.local_addr()?.to_string()])?;
+/// let set = ThriftSet::new(members)?;
+///
+/// // Two callers at once land on different hosts: each is the least loaded.
+/// let first = set.get()?;
+/// let second = set.get()?;
+/// assert_ne!(first.addr(), second.addr());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct ThriftSet {
+    shared: Arc<Shared>,
+    follower: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// One host's state, as reported by [`ThriftSet::hosts`].
+///
+/// ```
+/// use serversets_fixedset::FixedSet;
+/// use serversets_thriftset::ThriftSet;
+///
+/// let set = ThriftSet::new(FixedSet::new(["127.0.0.1:9"])?)?;
+/// let host = &set.hosts()[0];
+/// assert_eq!(host.addr.to_string(), "127.0.0.1:9");
+/// assert_eq!((host.active, host.idle, host.ejected_for), (0, 0, None));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HostStats {
+    /// The host.
+    pub addr: HostPort,
+    /// Connections checked out (and connects in progress).
+    pub active: usize,
+    /// Open, unused connections.
+    pub idle: usize,
+    /// Failures since the host's last success.
+    pub consecutive_failures: u32,
+    /// How much longer the host is ejected, if it is.
+    pub ejected_for: Option<Duration>,
+}
+
+impl ThriftSet {
+    /// A set over `watcher` with every option at its default (framed binary
+    /// protocol, the `DEFAULT_*` limits and timeouts).
+    ///
+    /// ```
+    /// use serversets_fixedset::FixedSet;
+    /// use serversets_thriftset::ThriftSet;
+    ///
+    /// let set = ThriftSet::new(FixedSet::new(["10.0.0.1:9090", "10.0.0.2:9090"])?)?;
+    /// assert_eq!(set.hosts().len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn new<W: Watcher + 'static>(watcher: W) -> Result<ThriftSet, Error> {
+        Builder::new().build(watcher)
+    }
+
+    /// A builder for the pool options.
+    ///
+    /// ```
+    /// use serversets_fixedset::FixedSet;
+    /// use serversets_thriftset::ThriftSet;
+    ///
+    /// let set = ThriftSet::builder().max_active(4).build(FixedSet::empty())?;
+    /// # let _ = set;
+    /// # Ok::<(), serversets_thriftset::Error>(())
+    /// ```
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    pub(crate) fn start(config: Config, watcher: Box<dyn Watcher>) -> Result<ThriftSet, Error> {
+        let shared = Arc::new(Shared::new(config, watcher));
+        // Subscribe before reading the snapshot so no change falls between.
+        let sub = shared.watcher.subscribe();
+        shared.apply(&shared.watcher.snapshot());
+        let follower = follower::spawn(shared.clone(), sub)?;
+        Ok(ThriftSet {
+            shared,
+            follower: Mutex::new(Some(follower)),
+        })
+    }
+
+    /// Checks out a connection to the host with the fewest outstanding
+    /// requests. Blocks while connecting, and while every host is at its
+    /// active limit (up to the checkout timeout). A host that refuses the
+    /// connection is counted as failing and the next best host is tried.
+    ///
+    /// Errors: [`Error::Closed`], [`Error::NoHosts`], [`Error::Exhausted`],
+    /// or [`Error::Connect`] when every host failed to connect.
+    ///
+    /// ```
+    /// use std::net::TcpListener;
+    /// use serversets_fixedset::FixedSet;
+    /// use serversets_thriftset::{Error, ThriftSet};
+    ///
+    /// let server = TcpListener::bind("127.0.0.1:0")?;
+    /// let set = ThriftSet::builder()
+    ///     .max_active(1)
+    ///     .checkout_timeout(std::time::Duration::from_millis(10))
+    ///     .build(FixedSet::new([server.local_addr()?.to_string()])?)?;
+    /// let held = set.get()?;
+    /// assert!(matches!(set.get(), Err(Error::Exhausted(_))));
+    /// drop(held);
+    /// assert!(set.get().is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn get(&self) -> Result<Connection, Error> {
+        checkout(&self.shared)
+    }
+
+    /// [`get`](ThriftSet::get) for async code: the checkout (which may
+    /// connect or wait) runs on tokio's blocking pool, not on the runtime's
+    /// worker threads. Calls on the connection are blocking too; run them in
+    /// `spawn_blocking` as well. Fails with [`Error::NoRuntime`] outside a
+    /// tokio runtime.
+    ///
+    /// ```
+    /// use std::net::TcpListener;
+    /// use serversets_fixedset::FixedSet;
+    /// use serversets_thriftset::ThriftSet;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// let server = TcpListener::bind("127.0.0.1:0")?;
+    /// let set = ThriftSet::new(FixedSet::new([server.local_addr()?.to_string()])?)?;
+    /// let conn = set.get_async().await?;
+    /// assert_eq!(conn.addr().port(), server.local_addr()?.port());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn get_async(&self) -> Result<Connection, Error> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        let shared = self.shared.clone();
+        runtime
+            .spawn_blocking(move || checkout(&shared))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?
+    }
+
+    /// Closes the set: `get` fails with [`Error::Closed`] from now on, idle
+    /// connections close at once, checked-out ones close when returned, and
+    /// the follower thread stops. Idempotent; dropping the set does the same.
+    ///
+    /// ```
+    /// use serversets_fixedset::FixedSet;
+    /// use serversets_thriftset::ThriftSet;
+    ///
+    /// let set = ThriftSet::new(FixedSet::new(["127.0.0.1:9"])?)?;
+    /// set.close();
+    /// set.close();
+    /// assert!(set.is_closed());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn close(&self) {
+        if self.shared.close() {
+            tracing::debug!("thriftset: closed");
+        }
+        let handle = self
+            .follower
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(handle) = handle {
+            // The follower never calls back into this handle, so this cannot
+            // be the follower thread; it exits as soon as it sees the stop.
+            if handle.join().is_err() {
+                tracing::error!("thriftset: follower thread panicked while stopping");
+            }
+        }
+    }
+
+    /// True once closed.
+    ///
+    /// ```
+    /// # use serversets_fixedset::FixedSet;
+    /// # use serversets_thriftset::ThriftSet;
+    /// let set = ThriftSet::new(FixedSet::empty())?;
+    /// assert!(!set.is_closed());
+    /// # Ok::<(), serversets_thriftset::Error>(())
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.shared.is_closed()
+    }
+
+    /// Every host in the pool with its connection counts and ejection state,
+    /// in address order.
+    ///
+    /// ```
+    /// use serversets_fixedset::FixedSet;
+    /// use serversets_thriftset::ThriftSet;
+    ///
+    /// let members = FixedSet::new(["127.0.0.1:9"])?;
+    /// let set = ThriftSet::new(members.feed())?;
+    /// members.set_endpoints(["127.0.0.1:9", "127.0.0.1:10"])?;
+    /// # for _ in 0..500 { if set.hosts().len() == 2 { break } std::thread::sleep(std::time::Duration::from_millis(2)); }
+    /// assert_eq!(set.hosts().len(), 2); // the follower applied the change
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn hosts(&self) -> Vec<HostStats> {
+        let mut hosts = self.shared.stats();
+        hosts.sort_by(|a, b| a.addr.cmp(&b.addr));
+        hosts
+    }
+}
+
+fn checkout(shared: &Arc<Shared>) -> Result<Connection, Error> {
+    let (link, hint) = shared.checkout()?;
+    Ok(Connection::new(shared.clone(), link, hint))
+}
+
+impl Drop for ThriftSet {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl fmt::Debug for ThriftSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThriftSet")
+            .field("closed", &self.is_closed())
+            .field("hosts", &self.shared.stats().len())
+            .finish()
+    }
+}

@@ -1,0 +1,169 @@
+//! Least-outstanding choice and pool limits against real Thrift servers.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serversets_fixedset::FixedSet;
+use serversets_thriftset::ThriftSet;
+use support::{eventually, with_client, Backend, TEchoSyncClient};
+
+/// One of three backends answers `slow` ten times slower; with concurrent
+/// callers it must get well under the third that round robin would give it.
+#[test]
+fn least_outstanding_sends_little_to_a_slow_backend() {
+    let fast1 = Backend::slow(1);
+    let fast2 = Backend::slow(1);
+    let slow = Backend::slow(10);
+    let set = Arc::new(
+        ThriftSet::builder()
+            .max_active(16)
+            .build(FixedSet::new([fast1.addr(), fast2.addr(), slow.addr()]).unwrap())
+            .unwrap(),
+    );
+    let callers = 8;
+    let per_caller = 40;
+    let threads: Vec<_> = (0..callers)
+        .map(|_| {
+            let set = set.clone();
+            std::thread::spawn(move || {
+                for _ in 0..per_caller {
+                    let mut conn = set.get().unwrap();
+                    assert_eq!(with_client(&mut conn, |c| c.slow(2)).unwrap(), 2);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let total = fast1.stats.requests() + fast2.stats.requests() + slow.stats.requests();
+    assert_eq!(total, callers * per_caller);
+    let share = slow.stats.requests() as f64 / total as f64;
+    eprintln!(
+        "slow backend share {share:.3} (fast {} / {}, slow {})",
+        fast1.stats.requests(),
+        fast2.stats.requests(),
+        slow.stats.requests()
+    );
+    assert!(share < 0.2, "slow backend got {share:.3} of requests");
+    assert!(slow.stats.requests() > 0, "a slow host is still a host");
+}
+
+/// 32 callers against 3 hosts with 4 active / 2 idle allowed per host: no
+/// host ever serves more than 4 calls at once, the pool never reports more
+/// than 4 active or 2 idle, and every call succeeds.
+#[test]
+fn pool_limits_hold_under_32_callers() {
+    let backends = [Backend::start(), Backend::start(), Backend::start()];
+    let set = Arc::new(
+        ThriftSet::builder()
+            .max_active(4)
+            .max_idle(2)
+            .checkout_timeout(Duration::from_secs(20))
+            .build(FixedSet::new(backends.iter().map(|b| b.addr())).unwrap())
+            .unwrap(),
+    );
+    let done = Arc::new(AtomicBool::new(false));
+    let worst = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+    let monitor = {
+        let (set, done, worst) = (set.clone(), done.clone(), worst.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::SeqCst) {
+                for h in set.hosts() {
+                    worst.0.fetch_max(h.active, Ordering::SeqCst);
+                    worst.1.fetch_max(h.idle, Ordering::SeqCst);
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        })
+    };
+    let callers: Vec<_> = (0..32)
+        .map(|i| {
+            let set = set.clone();
+            std::thread::spawn(move || {
+                for j in 0..15 {
+                    let mut conn = set.get().unwrap();
+                    if j % 3 == 0 {
+                        with_client(&mut conn, |c| c.slow(1)).unwrap();
+                    } else {
+                        let msg = format!("caller {i} call {j}");
+                        assert_eq!(
+                            with_client(&mut conn, |c| c.echo(msg.clone())).unwrap(),
+                            msg
+                        );
+                    }
+                }
+            })
+        })
+        .collect();
+    for c in callers {
+        c.join().unwrap();
+    }
+    done.store(true, Ordering::SeqCst);
+    monitor.join().unwrap();
+
+    let requests: usize = backends.iter().map(|b| b.stats.requests()).sum();
+    assert_eq!(requests, 32 * 15);
+    for b in &backends {
+        assert!(b.stats.requests() > 0, "every host served some calls");
+        assert!(
+            b.stats.max_in_flight() <= 4,
+            "{} served {} calls at once",
+            b.addr(),
+            b.stats.max_in_flight()
+        );
+    }
+    assert!(worst.0.load(Ordering::SeqCst) <= 4);
+    assert!(worst.1.load(Ordering::SeqCst) <= 2);
+    for h in set.hosts() {
+        assert_eq!(h.active, 0);
+        assert!(h.idle <= 2);
+    }
+    // The servers agree: at most the idle connections stay open.
+    for b in &backends {
+        assert!(
+            eventually(Duration::from_secs(5), || b.stats.open() <= 2),
+            "{} still has {} connections open",
+            b.addr(),
+            b.stats.open()
+        );
+    }
+}
+
+/// Idle connections past the idle timeout are closed by the pool without
+/// any further traffic, and the next call dials a new one.
+#[test]
+fn idle_timeout_closes_connections() {
+    let backend = Backend::start();
+    let set = ThriftSet::builder()
+        .idle_timeout(Some(Duration::from_millis(300)))
+        .build(FixedSet::new([backend.addr()]).unwrap())
+        .unwrap();
+    {
+        let mut held: Vec<_> = (0..4).map(|_| set.get().unwrap()).collect();
+        for conn in &mut held {
+            with_client(conn, |c| c.echo("x".into())).unwrap();
+        }
+    }
+    assert_eq!(set.hosts()[0].idle, 4, "returned connections stay open");
+    assert!(eventually(Duration::from_secs(5), || backend.stats.open() == 4));
+
+    assert!(
+        eventually(Duration::from_secs(5), || set.hosts()[0].idle == 0),
+        "idle connections were not reaped"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || backend.stats.open() == 0),
+        "the server still sees {} connections",
+        backend.stats.open()
+    );
+    let mut conn = set.get().unwrap();
+    assert_eq!(
+        with_client(&mut conn, |c| c.echo("again".into())).unwrap(),
+        "again"
+    );
+    assert_eq!(backend.stats.accepted(), 5);
+}
