@@ -33,6 +33,8 @@ commands:
   bench [PREFIX]             run the benchmarks (only those whose names start
                              with PREFIX), write target/bench/results.json and
                              target/bench/report.md
+  thrift-gen                 regenerate thriftset's test service from its
+                             .thrift file with Debian's thrift-compiler
   help                       this text
 ";
 
@@ -56,6 +58,7 @@ fn run(args: &[String]) -> Result<ExitCode> {
         ["zk", rest @ ..] => zk::run(rest),
         ["bench"] => bench::run(None),
         ["bench", prefix] => bench::run(Some(prefix)),
+        ["thrift-gen"] => thrift_gen(),
         [] | ["help" | "--help" | "-h"] => {
             print!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -65,6 +68,24 @@ fn run(args: &[String]) -> Result<ExitCode> {
             Ok(ExitCode::from(2))
         }
     }
+}
+
+/// Regenerates the Rust code of thriftset's test service. The generated file
+/// is committed; a test in thriftset checks that it matches this output.
+fn thrift_gen() -> Result<ExitCode> {
+    let root = project_root();
+    let crate_dir = root.join("crates/serversets-thriftset");
+    let status = std::process::Command::new("thrift")
+        .args(["--gen", "rs", "-out"])
+        .arg(crate_dir.join("tests/support"))
+        .arg(crate_dir.join("thrift/echo.thrift"))
+        .status()
+        .map_err(|e| format!("cannot run `thrift` ({e}); install it with `apt-get install -y thrift-compiler`"))?;
+    if !status.success() {
+        return Err(format!("thrift --gen rs failed: {status}").into());
+    }
+    println!("regenerated crates/serversets-thriftset/tests/support/echo.rs");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The workspace root (xtask lives one level below it).
