@@ -27,6 +27,7 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod address;
+mod classify;
 pub mod codec;
 mod member;
 mod snapshot;
@@ -66,6 +67,7 @@ pub use watch::{Watch, WatchBuilder, WatchStats, WatchStrategy};
 pub use zookeeper_client;
 
 pub use address::{AddressError, HostPort};
+pub use classify::{classify, MemberFilter, Reading, Verdict};
 pub use member::{Member, MemberBuilder, MemberId, Status};
 pub use snapshot::{Diff, Snapshot};
 pub use watcher::{Feed, Publisher, Subscription, Watcher};

@@ -346,14 +346,27 @@ impl Session {
         let generation = self.first_generation().await?;
         let info = generation.client.session().clone();
         let cfg = &self.inner.shared.cfg;
-        let thief = zk::Client::connector()
-            .with_session(info)
-            .with_session_timeout(cfg.session_timeout)
-            .connect(&cfg.connect)
-            .await
-            .map_err(|e| Error::zk("attach to the session", "/", e))?;
-        drop(thief);
-        Ok(())
+        // Our own client may win the session back while the second one
+        // attaches (both reconnect); try a few times.
+        let mut last = zk::Error::Timeout;
+        for _ in 0..5 {
+            let attempt = zk::Client::connector()
+                .with_session(info.clone())
+                .with_session_timeout(cfg.session_timeout)
+                .with_connection_timeout(Duration::from_secs(1))
+                .connect(&cfg.connect)
+                .await;
+            match attempt {
+                Ok(thief) => {
+                    // Dropping the only handle closes the session.
+                    drop(thief);
+                    return Ok(());
+                }
+                Err(zk::Error::SessionExpired) => return Ok(()),
+                Err(e) => last = e,
+            }
+        }
+        Err(Error::zk("attach to the session", "/", last))
     }
 }
 

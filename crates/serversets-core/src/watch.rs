@@ -25,7 +25,10 @@ use crate::backoff::Backoff;
 use crate::error::{Error, Result};
 use crate::session::{Generation, Health, Session};
 use crate::supervise::spawn_supervised;
-use crate::{codec, Feed, Member, Publisher, ServerSet, Snapshot, Status, Subscription, Watcher};
+use crate::{
+    classify, Feed, Member, MemberFilter, Publisher, ServerSet, Snapshot, Subscription, Verdict,
+    Watcher,
+};
 
 /// How many member reads may be in flight at once during a full re-read.
 const MAX_INFLIGHT_READS: usize = 4096;
@@ -56,21 +59,15 @@ pub enum WatchStrategy {
 #[derive(Debug)]
 pub struct WatchBuilder {
     set: ServerSet,
-    filter: Filter,
+    filter: MemberFilter,
     strategy: WatchStrategy,
-}
-
-#[derive(Debug, Clone, Default)]
-struct Filter {
-    endpoint: Option<String>,
-    shard: Option<i32>,
 }
 
 impl WatchBuilder {
     pub(crate) fn new(set: ServerSet) -> Self {
         WatchBuilder {
             set,
-            filter: Filter::default(),
+            filter: MemberFilter::default(),
             strategy: WatchStrategy::Auto,
         }
     }
@@ -156,7 +153,7 @@ enum Entry {
 
 struct Ctx {
     path: String,
-    filter: Filter,
+    filter: MemberFilter,
     session: Session,
     publisher: Publisher,
     /// Every `member_` child read so far, by name.
@@ -505,7 +502,7 @@ async fn apply_children(
         let mut rejected = lock(&ctx.rejected);
         rejected.retain(|k, _| present.contains(k.as_str()));
         for name in children.iter().filter(|n| !n.starts_with("member_")) {
-            rejected.insert(name.clone(), "not a member_ node (ignored)".into());
+            rejected.insert(name.clone(), "not a member_ node".into());
         }
     }
     let new: Vec<String> = {
@@ -548,27 +545,28 @@ fn child_name<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
 
 /// Decodes one member's data into the cache and the pending change.
 fn learn(ctx: &Ctx, name: &str, data: &[u8], added: &mut Vec<Member>, removed: &mut Vec<Member>) {
-    let entry = match codec::decode(name, data) {
-        Ok(decoded) => {
-            for problem in &decoded.dropped {
-                tracing::warn!(path = %ctx.path, member = name, problem = %problem, "ignoring part of a member");
-            }
-            match select(&ctx.filter, decoded.member) {
-                Ok(member) => {
-                    lock(&ctx.rejected).remove(name);
-                    Entry::Served(member)
-                }
-                Err(why) => {
-                    tracing::debug!(path = %ctx.path, member = name, reason = %why, "member not served");
-                    lock(&ctx.rejected).insert(name.to_string(), why);
-                    Entry::Skipped
-                }
-            }
+    let reading = classify(name, data, &ctx.filter);
+    for problem in &reading.dropped {
+        tracing::warn!(path = %ctx.path, member = name, problem = %problem, "ignoring part of a member");
+    }
+    let entry = match reading.verdict {
+        Verdict::Member(member) => {
+            lock(&ctx.rejected).remove(name);
+            Entry::Served(member)
         }
-        Err(e) => {
+        Verdict::NotServed { reason, .. } => {
+            tracing::debug!(path = %ctx.path, member = name, reason = %reason, "member not served");
+            lock(&ctx.rejected).insert(name.to_string(), reason);
+            Entry::Skipped
+        }
+        Verdict::Malformed(e) => {
             ctx.malformed_total.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(path = %ctx.path, member = name, error = %e, "skipping malformed member");
             lock(&ctx.rejected).insert(name.to_string(), format!("malformed: {e}"));
+            Entry::Skipped
+        }
+        Verdict::Ignored(why) => {
+            lock(&ctx.rejected).insert(name.to_string(), why);
             Entry::Skipped
         }
     };
@@ -598,27 +596,6 @@ fn flush(ctx: &Ctx, added: &mut Vec<Member>, removed: &mut Vec<Member>) {
         .filter(|m| !gone.contains(m.id()) || lock(&ctx.cache).contains_key(m.id().as_str()))
         .collect();
     ctx.publisher.apply(add, std::mem::take(removed));
-}
-
-/// Applies the watch's filter: ALIVE only, the chosen endpoint, the shard.
-fn select(filter: &Filter, member: Member) -> std::result::Result<Member, String> {
-    if member.status() != Status::Alive {
-        return Err(format!("status {}", member.status()));
-    }
-    if let Some(shard) = filter.shard {
-        if member.shard() != Some(shard) {
-            return Err(match member.shard() {
-                Some(s) => format!("shard {s}, not {shard}"),
-                None => format!("no shard, not {shard}"),
-            });
-        }
-    }
-    match &filter.endpoint {
-        None => Ok(member),
-        Some(name) => member
-            .with_served_endpoint(name)
-            .ok_or_else(|| format!("no additional endpoint named {name:?}")),
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
