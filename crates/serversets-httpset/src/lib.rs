@@ -1,1 +1,118 @@
-//! serversets-httpset (under construction).
+//! An HTTP client that balances over a live server set.
+//!
+//! [`HttpSet`] takes ordinary [`http::Request`]s whose URI names only a path,
+//! and sends each to the next endpoint of any [`serversets_core::Watcher`]: a
+//! ZooKeeper server set watched through `serversets-core`, a
+//! `serversets-fixedset` list, or your own source. It is built on hyper 1 and
+//! hyper-util's pooled client, and is a [`tower::Service`], so tower layers
+//! compose with it.
+//!
+//! ```
+//! use serversets_fixedset::FixedSet;
+//! use serversets_httpset::HttpSet;
+//! # use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! # let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! # let live = listener.local_addr()?;
+//! # tokio::spawn(async move {
+//! #     let (mut sock, _) = listener.accept().await.unwrap();
+//! #     let mut buf = [0u8; 1024];
+//! #     let _ = sock.read(&mut buf).await;
+//! #     sock.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await.unwrap();
+//! # });
+//! # let dead = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?; // closed at once
+//! // One endpoint refuses connections; the request is retried on the other.
+//! let members = FixedSet::new([dead.to_string(), live.to_string()])?;
+//! let set = HttpSet::new(members);
+//! let response = set.get("/ping").await?;
+//! assert_eq!(response.status(), 204);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Balancing
+//! Round-robin by default: an atomic counter over the endpoints of the
+//! current snapshot, no lock on the request path. [`Balance::LeastOutstanding`]
+//! instead draws two endpoints at random and takes the one with fewer
+//! requests awaiting a response head. Both are O(1) per request.
+//!
+//! # Membership
+//! Every request reads the watcher's current snapshot (an atomic load) and
+//! uses the endpoints of exactly that snapshot. Each endpoint has its own
+//! hyper-util connection pool; when an endpoint leaves the set its pool is
+//! dropped as soon as its in-flight requests finish, closing its idle
+//! connections then rather than at the idle timeout. A background task
+//! applies changes as they happen, so this does not wait for traffic; it
+//! ends when the set is dropped or the source closes (logged).
+//!
+//! # Retries and bodies
+//! An attempt that fails before a connection exists (refused, connect
+//! timeout, reset on connect: hyper-util's `is_connect()`) is retried on the
+//! next endpoint for any method, at most [`Builder::retries`] times. The
+//! request body is handed to hyper only when hyper first polls it, which it
+//! does only on an established connection, so such a retry sends the
+//! caller's untouched body, whatever its type.
+//!
+//! Idempotent requests (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) are also
+//! retried when the connection fails mid-exchange or an
+//! [`attempt_timeout`](Builder::attempt_timeout) expires
+//! ([`Builder::retry_idempotent`]), and on chosen statuses
+//! ([`Builder::retry_status`]). Once a body has been sent it is replayed only
+//! if it was recorded whole while streaming: bodies up to
+//! [`Builder::replay_limit`] bytes are kept as reference-counted `Bytes`.
+//! Empty bodies are always replayable. A body is never sent twice otherwise;
+//! the call fails with [`Error::Request`] instead.
+//!
+//! # Passive health
+//! [`Builder::eject_after`] consecutive failures (connect failures and
+//! attempt timeouts; default 3) eject an endpoint for
+//! [`Builder::ejection_cooldown`] (default 5 s). After the cool-down, live
+//! traffic goes to it again: an answer re-admits it, one more failure ejects
+//! it again. The last endpoint in service is never ejected, and if
+//! concurrent ejections leave none, all are used anyway. Ejections and
+//! re-admissions are `tracing` events at warn and info level;
+//! [`HttpSet::health`] reads the current state.
+//!
+//! # Timeouts
+//! [`Builder::connect_timeout`] (default 1 s), [`Builder::attempt_timeout`]
+//! and [`Builder::request_timeout`] (both off by default), or any tower
+//! timeout layer over the service. Timeouts need a Tokio runtime with its
+//! time driver enabled.
+//!
+//! # Empty sets
+//! With no endpoints a call fails at once with [`Error::NoServers`], or waits
+//! up to [`Builder::wait_for_servers`] for the first one.
+//!
+//! # HTTPS
+//! The default connector is hyper-util's plain TCP `HttpConnector`; this
+//! crate has no TLS dependency. For HTTPS, pass a TLS connector (for example
+//! `hyper_rustls::HttpsConnector`) to [`Builder::connector`] and select
+//! [`Builder::https`].
+#![deny(missing_docs)]
+
+mod body;
+mod builder;
+mod call;
+mod deadline;
+mod error;
+mod health;
+mod select;
+mod service;
+mod set;
+mod table;
+
+pub use builder::{
+    Builder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_EJECTION_COOLDOWN, DEFAULT_EJECT_AFTER,
+    DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_REPLAY_LIMIT, DEFAULT_RETRIES,
+};
+pub use call::ResponseFuture;
+pub use error::{BuildError, Error};
+pub use health::EndpointHealth;
+pub use select::Balance;
+pub use set::HttpSet;
+
+/// The README's examples, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,380 @@
+//! Request bodies that can be handed to a second attempt without ever being
+//! sent twice.
+//!
+//! The caller's body goes into a shared cell and each attempt gets a
+//! [`SendBody`] that takes it out of the cell only when hyper first polls it,
+//! that is, once a connection exists and the head has been written. So:
+//!
+//! - If an attempt fails before that (connect refused, connect timeout, reset
+//!   on connect), the body is still in the cell, untouched, and the next
+//!   attempt sends it. This works for every body type and every method.
+//! - Once taken, the original cannot be sent again. For idempotent requests
+//!   whose retry on later failures is enabled, the frames are recorded as they
+//!   stream (reference-counted `Bytes`, no copy when the body's data already
+//!   is `Bytes`) up to a size bound; a later attempt replays the recording
+//!   only if the whole body was recorded. Anything else is not retried.
+//!
+//! Bodies that report end-of-stream up front (empty bodies, typical of GET)
+//! skip all of this: they are always replayable and cost nothing.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::BodyExt;
+
+/// Errors crossing the body boundary, as hyper expects them.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+type Boxed = UnsyncBoxBody<Bytes, BoxError>;
+
+/// The one body type the per-endpoint hyper clients are built for.
+///
+/// One pointer wide (`None` is the empty body): hyper moves requests through
+/// several channels and futures, and a small body type keeps those moves
+/// cheap on the common empty-body path.
+pub struct SendBody {
+    kind: Option<Box<Kind>>,
+}
+
+enum Kind {
+    Fresh {
+        cell: Arc<Cell>,
+        active: Option<Boxed>,
+        recording: bool,
+    },
+    Replay {
+        frames: VecDeque<Recorded>,
+        remaining: u64,
+    },
+}
+
+struct Cell {
+    state: Mutex<State>,
+    hint: SizeHint,
+}
+
+struct State {
+    original: Option<Boxed>,
+    recording: Option<Recording>,
+}
+
+struct Recording {
+    frames: Vec<Recorded>,
+    bytes: usize,
+    limit: usize,
+    complete: bool,
+}
+
+#[derive(Clone)]
+enum Recorded {
+    Data(Bytes),
+    Trailers(HeaderMap),
+}
+
+impl Cell {
+    /// The state stays consistent under any panic (each update is a single
+    /// assignment), so a poisoned lock is recovered rather than propagated.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Owns the caller's body for the duration of one request and hands out a
+/// [`SendBody`] per attempt while the body can still be sent whole.
+pub(crate) struct BodySource {
+    cell: Option<Arc<Cell>>,
+}
+
+impl BodySource {
+    /// Wraps the caller's body. `record_limit` enables recording for replay
+    /// after the body was (partly) sent; `None` never records.
+    pub(crate) fn new<B>(body: B, record_limit: Option<usize>) -> BodySource
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        if body.is_end_stream() {
+            return BodySource { cell: None };
+        }
+        let hint = body.size_hint();
+        // Do not even start recording a body known to exceed the bound.
+        let record_limit = record_limit.filter(|&limit| hint.lower() <= limit as u64);
+        let boxed = body
+            .map_frame(|frame| frame.map_data(|mut data| data.copy_to_bytes(data.remaining())))
+            .map_err(Into::into)
+            .boxed_unsync();
+        let cell = Arc::new(Cell {
+            state: Mutex::new(State {
+                original: Some(boxed),
+                recording: record_limit.map(|limit| Recording {
+                    frames: Vec::new(),
+                    bytes: 0,
+                    limit,
+                    complete: false,
+                }),
+            }),
+            hint,
+        });
+        BodySource { cell: Some(cell) }
+    }
+
+    /// A body for the next attempt, or `None` when the body was (partly)
+    /// sent and cannot be replayed.
+    pub(crate) fn next(&self) -> Option<SendBody> {
+        match &self.cell {
+            None => Some(SendBody { kind: None }),
+            Some(cell) => {
+                let state = cell.lock();
+                if state.original.is_some() {
+                    return Some(SendBody {
+                        kind: Some(Box::new(Kind::Fresh {
+                            cell: cell.clone(),
+                            active: None,
+                            recording: state.recording.is_some(),
+                        })),
+                    });
+                }
+                let rec = state.recording.as_ref().filter(|r| r.complete)?;
+                Some(SendBody {
+                    kind: Some(Box::new(Kind::Replay {
+                        frames: rec.frames.iter().cloned().collect(),
+                        remaining: rec.bytes as u64,
+                    })),
+                })
+            }
+        }
+    }
+
+    /// True when [`next`](Self::next) would return a body.
+    pub(crate) fn replayable(&self) -> bool {
+        match &self.cell {
+            None => true,
+            Some(cell) => {
+                let state = cell.lock();
+                state.original.is_some() || state.recording.as_ref().is_some_and(|r| r.complete)
+            }
+        }
+    }
+}
+
+/// Records one frame; drops the recording when it outgrows its bound.
+fn record(cell: &Cell, frame: &Frame<Bytes>, end: bool) -> bool {
+    let mut state = cell.lock();
+    let Some(rec) = state.recording.as_mut() else {
+        return false;
+    };
+    if let Some(data) = frame.data_ref() {
+        if rec.bytes + data.len() > rec.limit {
+            state.recording = None;
+            return false;
+        }
+        rec.bytes += data.len();
+        rec.frames.push(Recorded::Data(data.clone()));
+    } else if let Some(trailers) = frame.trailers_ref() {
+        rec.frames.push(Recorded::Trailers(trailers.clone()));
+    }
+    rec.complete = end;
+    true
+}
+
+fn mark_complete(cell: &Cell) {
+    if let Some(rec) = cell.lock().recording.as_mut() {
+        rec.complete = true;
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("request body was already handed to another attempt")]
+struct BodyTaken;
+
+impl Body for SendBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let Some(kind) = self.kind.as_deref_mut() else {
+            return Poll::Ready(None);
+        };
+        match kind {
+            Kind::Replay { frames, remaining } => Poll::Ready(frames.pop_front().map(|f| {
+                Ok(match f {
+                    Recorded::Data(d) => {
+                        *remaining = remaining.saturating_sub(d.len() as u64);
+                        Frame::data(d)
+                    }
+                    Recorded::Trailers(t) => Frame::trailers(t),
+                })
+            })),
+            Kind::Fresh {
+                cell,
+                active,
+                recording,
+            } => {
+                if active.is_none() {
+                    match cell.lock().original.take() {
+                        Some(body) => *active = Some(body),
+                        None => return Poll::Ready(Some(Err(Box::new(BodyTaken)))),
+                    }
+                }
+                let Some(body) = active.as_mut() else {
+                    // Set just above; unreachable, but end the body rather than panic.
+                    return Poll::Ready(None);
+                };
+                match Pin::new(&mut *body).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if *recording {
+                            *recording = record(cell, &frame, body.is_end_stream());
+                        }
+                        Poll::Ready(Some(Ok(frame)))
+                    }
+                    Poll::Ready(None) => {
+                        if *recording {
+                            mark_complete(cell);
+                        }
+                        Poll::Ready(None)
+                    }
+                    other => other,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self.kind.as_deref() {
+            None => true,
+            Some(Kind::Replay { frames, .. }) => frames.is_empty(),
+            Some(Kind::Fresh { active, .. }) => active.as_ref().is_some_and(|b| b.is_end_stream()),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.kind.as_deref() {
+            None => SizeHint::with_exact(0),
+            Some(Kind::Replay { remaining, .. }) => SizeHint::with_exact(*remaining),
+            Some(Kind::Fresh { cell, active, .. }) => match active {
+                Some(body) => body.size_hint(),
+                None => cell.hint,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Empty, Full};
+
+    fn block<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    async fn drain(body: SendBody) -> Result<Bytes, BoxError> {
+        Ok(body.collect().await?.to_bytes())
+    }
+
+    /// A body of several chunks with no size known up front.
+    struct Chunks(VecDeque<&'static str>);
+
+    impl Body for Chunks {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(
+                self.0
+                    .pop_front()
+                    .map(|c| Ok(Frame::data(Bytes::from_static(c.as_bytes())))),
+            )
+        }
+    }
+
+    fn chunks(parts: &[&'static str]) -> Chunks {
+        Chunks(parts.iter().copied().collect())
+    }
+
+    #[test]
+    fn empty_bodies_are_always_replayable() {
+        let src = BodySource::new(Empty::<Bytes>::new(), None);
+        assert!(src.cell.is_none());
+        for _ in 0..3 {
+            let b = src.next().unwrap();
+            assert!(b.is_end_stream());
+            assert_eq!(block(drain(b)).unwrap(), "");
+        }
+    }
+
+    #[test]
+    fn an_unpolled_body_goes_to_the_next_attempt_untouched() {
+        let src = BodySource::new(Full::new(Bytes::from_static(b"payload")), None);
+        let first = src.next().unwrap();
+        assert_eq!(first.size_hint().exact(), Some(7));
+        drop(first); // as hyper does when the connect fails
+        assert!(src.replayable());
+        let second = src.next().unwrap();
+        assert_eq!(block(drain(second)).unwrap(), "payload");
+        // Sent once, not recorded: no third attempt.
+        assert!(!src.replayable());
+        assert!(src.next().is_none());
+    }
+
+    #[test]
+    fn only_one_attempt_can_take_the_original() {
+        let src = BodySource::new(Full::new(Bytes::from_static(b"x")), None);
+        let a = src.next().unwrap();
+        let b = src.next().unwrap();
+        assert_eq!(block(drain(a)).unwrap(), "x");
+        assert!(
+            block(drain(b)).is_err(),
+            "second taker must fail, not resend"
+        );
+    }
+
+    #[test]
+    fn recorded_bodies_replay_whole() {
+        let src = BodySource::new(chunks(&["ab", "cd", "ef"]), Some(1024));
+        assert_eq!(block(drain(src.next().unwrap())).unwrap(), "abcdef");
+        assert!(src.replayable());
+        for _ in 0..2 {
+            let replay = src.next().unwrap();
+            assert_eq!(replay.size_hint().exact(), Some(6));
+            assert_eq!(block(drain(replay)).unwrap(), "abcdef");
+        }
+    }
+
+    #[test]
+    fn partly_sent_or_oversized_bodies_are_not_replayed() {
+        // Partly sent: one frame read, then the attempt dies.
+        let src = BodySource::new(chunks(&["ab", "cd"]), Some(1024));
+        let mut first = src.next().unwrap();
+        let frame = block(first.frame()).unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), "ab");
+        drop(first);
+        assert!(!src.replayable());
+        assert!(src.next().is_none());
+
+        // Over the bound: streamed fine, but not kept.
+        let src = BodySource::new(chunks(&["abc", "def"]), Some(4));
+        assert_eq!(block(drain(src.next().unwrap())).unwrap(), "abcdef");
+        assert!(!src.replayable());
+
+        // Known too large up front: never recorded.
+        let src = BodySource::new(Full::new(Bytes::from_static(b"0123456789")), Some(4));
+        assert_eq!(block(drain(src.next().unwrap())).unwrap(), "0123456789");
+        assert!(!src.replayable());
+    }
+}

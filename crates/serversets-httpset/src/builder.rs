@@ -1,0 +1,438 @@
+//! Options for an [`HttpSet`], with their defaults in one place.
+
+use std::time::Duration;
+
+use http::uri::Scheme;
+use http::StatusCode;
+use hyper_util::client::legacy::connect::{Connect, HttpConnector};
+use serversets_core::Watcher;
+
+use crate::health::EjectPolicy;
+use crate::{Balance, BuildError, HttpSet};
+
+/// Default bound on retries after the first attempt.
+///
+/// ```
+/// assert_eq!(serversets_httpset::DEFAULT_RETRIES, 2);
+/// ```
+pub const DEFAULT_RETRIES: u32 = 2;
+/// Default number of consecutive failures that ejects an endpoint.
+///
+/// ```
+/// assert_eq!(serversets_httpset::DEFAULT_EJECT_AFTER, 3);
+/// ```
+pub const DEFAULT_EJECT_AFTER: u32 = 3;
+/// Default time an ejected endpoint stays out of rotation.
+///
+/// ```
+/// assert_eq!(serversets_httpset::DEFAULT_EJECTION_COOLDOWN.as_secs(), 5);
+/// ```
+pub const DEFAULT_EJECTION_COOLDOWN: Duration = Duration::from_secs(5);
+/// Default connect timeout of the built-in connector.
+///
+/// ```
+/// assert_eq!(serversets_httpset::DEFAULT_CONNECT_TIMEOUT.as_secs(), 1);
+/// ```
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default bound on the request body kept for replaying idempotent requests.
+///
+/// ```
+/// assert_eq!(serversets_httpset::DEFAULT_REPLAY_LIMIT, 64 * 1024);
+/// ```
+pub const DEFAULT_REPLAY_LIMIT: usize = 64 * 1024;
+/// Default idle time after which a pooled connection is closed.
+///
+/// ```
+/// assert_eq!(serversets_httpset::DEFAULT_POOL_IDLE_TIMEOUT.as_secs(), 90);
+/// ```
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Everything [`Builder`] sets, except the connector.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) scheme: Scheme,
+    pub(crate) balance: Balance,
+    pub(crate) retries: u32,
+    pub(crate) retry_idempotent: bool,
+    pub(crate) retry_statuses: Vec<StatusCode>,
+    pub(crate) replay_limit: usize,
+    pub(crate) eject: EjectPolicy,
+    pub(crate) wait_for_servers: Option<Duration>,
+    pub(crate) request_timeout: Option<Duration>,
+    pub(crate) attempt_timeout: Option<Duration>,
+    pub(crate) pool_idle_timeout: Option<Duration>,
+    pub(crate) pool_max_idle_per_endpoint: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            scheme: Scheme::HTTP,
+            balance: Balance::RoundRobin,
+            retries: DEFAULT_RETRIES,
+            retry_idempotent: true,
+            retry_statuses: Vec::new(),
+            replay_limit: DEFAULT_REPLAY_LIMIT,
+            eject: EjectPolicy {
+                after: DEFAULT_EJECT_AFTER,
+                cooldown: DEFAULT_EJECTION_COOLDOWN,
+            },
+            wait_for_servers: None,
+            request_timeout: None,
+            attempt_timeout: None,
+            pool_idle_timeout: Some(DEFAULT_POOL_IDLE_TIMEOUT),
+            pool_max_idle_per_endpoint: usize::MAX,
+        }
+    }
+}
+
+/// Configures an [`HttpSet`]; start with [`HttpSet::builder`].
+///
+/// Defaults: plain `http`, round-robin, [`DEFAULT_RETRIES`] retries, retries
+/// of idempotent requests on later failures enabled, no status retries,
+/// ejection after [`DEFAULT_EJECT_AFTER`] consecutive failures for
+/// [`DEFAULT_EJECTION_COOLDOWN`], an empty set fails at once, no request or
+/// attempt timeout, [`DEFAULT_CONNECT_TIMEOUT`] connect timeout, pooled
+/// connections closed after [`DEFAULT_POOL_IDLE_TIMEOUT`] idle.
+///
+/// ```
+/// use std::time::Duration;
+/// use serversets_fixedset::FixedSet;
+/// use serversets_httpset::{Balance, HttpSet};
+///
+/// let set = HttpSet::builder()
+///     .balance(Balance::LeastOutstanding)
+///     .retries(3)
+///     .retry_status(http::StatusCode::SERVICE_UNAVAILABLE)
+///     .eject_after(5)
+///     .ejection_cooldown(Duration::from_secs(10))
+///     .attempt_timeout(Duration::from_millis(500))
+///     .request_timeout(Duration::from_secs(2))
+///     .connect_timeout(Duration::from_millis(200))
+///     .wait_for_servers(Duration::from_secs(1))
+///     .build(FixedSet::new(["127.0.0.1:8080"])?)?;
+/// # drop(set);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Builder<C = HttpConnector> {
+    pub(crate) config: Config,
+    pub(crate) connector: C,
+    custom_connector: bool,
+}
+
+impl Builder<HttpConnector> {
+    /// A builder with the defaults and hyper-util's plain TCP connector (with
+    /// `TCP_NODELAY` on and [`DEFAULT_CONNECT_TIMEOUT`]).
+    pub(crate) fn new() -> Builder<HttpConnector> {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(DEFAULT_CONNECT_TIMEOUT));
+        Builder {
+            config: Config::default(),
+            connector,
+            custom_connector: false,
+        }
+    }
+
+    /// Connect timeout of the built-in connector. A connect that times out
+    /// counts as a connect failure: retried on the next endpoint, and towards
+    /// ejection. (With your own [`connector`](Builder::connector), set it there.)
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use serversets_fixedset::FixedSet;
+    /// # use serversets_httpset::HttpSet;
+    /// let set = HttpSet::builder().connect_timeout(Duration::from_millis(250)).build(FixedSet::empty())?;
+    /// # drop(set);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connector.set_connect_timeout(Some(timeout));
+        self
+    }
+}
+
+impl<C> Builder<C> {
+    /// Uses another connector, for example a TLS one from `hyper-rustls` or
+    /// `hyper-tls` for [`https`](Builder::https). Anything hyper-util's
+    /// client accepts works; it is cloned into each endpoint's pool.
+    ///
+    /// ```
+    /// use hyper_util::client::legacy::connect::HttpConnector;
+    /// # use serversets_fixedset::FixedSet;
+    /// # use serversets_httpset::HttpSet;
+    ///
+    /// // A stand-in for a TLS connector: it must accept https URIs.
+    /// let mut tcp = HttpConnector::new();
+    /// tcp.enforce_http(false);
+    /// let set = HttpSet::builder().connector(tcp).https().build(FixedSet::empty())?;
+    /// # drop(set);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn connector<C2>(self, connector: C2) -> Builder<C2> {
+        Builder {
+            config: self.config,
+            connector,
+            custom_connector: true,
+        }
+    }
+
+    /// Sends requests with the `https` scheme. The default connector speaks
+    /// plain TCP only, so this needs a TLS [`connector`](Builder::connector);
+    /// [`build`](Builder::build) refuses it otherwise. This crate adds no TLS
+    /// dependency of its own.
+    ///
+    /// ```
+    /// # use serversets_fixedset::FixedSet;
+    /// # use serversets_httpset::{BuildError, HttpSet};
+    /// let err = HttpSet::builder().https().build(FixedSet::empty()).unwrap_err();
+    /// assert_eq!(err, BuildError::HttpsNeedsConnector);
+    /// ```
+    pub fn https(mut self) -> Self {
+        self.config.scheme = Scheme::HTTPS;
+        self
+    }
+
+    /// How the next endpoint is chosen (default [`Balance::RoundRobin`]).
+    ///
+    /// ```
+    /// # use serversets_fixedset::FixedSet;
+    /// # use serversets_httpset::{Balance, HttpSet};
+    /// let set = HttpSet::builder().balance(Balance::LeastOutstanding).build(FixedSet::empty())?;
+    /// # drop(set);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn balance(mut self, balance: Balance) -> Self {
+        self.config.balance = balance;
+        self
+    }
+
+    /// At most this many further attempts after the first, each on another
+    /// endpoint when there is one (default [`DEFAULT_RETRIES`]; 0 disables
+    /// retries). Retries are immediate, with no backoff: they go to a
+    /// different endpoint.
+    ///
+    /// A request that failed before reaching a server (connect refused,
+    /// connect timeout, reset on connect) is retried whatever its method.
+    /// Later failures are retried only as [`retry_idempotent`](Builder::retry_idempotent)
+    /// and [`retry_status`](Builder::retry_status) allow. A body is never sent
+    /// twice unless it can be replayed whole (see the crate docs).
+    ///
+    /// ```
+    /// # use serversets_fixedset::FixedSet;
+    /// # use serversets_httpset::HttpSet;
+    /// let set = HttpSet::builder().retries(0).build(FixedSet::empty())?;
+    /// # drop(set);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.config.retries = retries;
+        self
+    }
+
+    /// Whether idempotent requests (GET, HEAD, OPTIONS, TRACE, PUT, DELETE)
+    /// are retried after failures past the connect: the connection dropped
+    /// mid-exchange, or an [`attempt_timeout`](Builder::attempt_timeout)
+    /// expired (default true).
+    ///
+    /// ```
+    /// # use serversets_fixedset::FixedSet;
+    /// # use serversets_httpset::HttpSet;
+    /// let set = HttpSet::builder().retry_idempotent(false).build(FixedSet::empty())?;
+    /// # drop(set);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn retry_idempotent(mut self, enabled: bool) -> Self {
+        self.config.retry_idempotent = enabled;
+        self
+    }
+
+    /// Also retries idempotent requests answered with this status, for
+    /// example `503 Service Unavailable` (none by default). The response is
+    /// dropped; the last attempt's response is returned as it is.
+    ///
+    /// ```
+    /// # use serversets_fixedset::FixedSet;
+    /// # use serversets_httpset::HttpSet;
+    /// use http::StatusCode;
+    /// let set = HttpSet::builder()
+    ///     .retry_status(StatusCode::SERVICE_UNAVAILABLE)
+    ///     .retry_status(StatusCode::BAD_GATEWAY)
+    ///     .build(FixedSet::empty())?;
+    /// # drop(set);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn retry_status(mut self, status: StatusCode) -> Self {
+        if !self.config.retry_statuses.contains(&status) {
+            self.config.retry_statuses.push(status);
+        }
+        self
+    }
+
+    /// The most request-body bytes kept to replay an idempotent request after
+    /// its body was sent (default [`DEFAULT_REPLAY_LIMIT`]). Larger bodies
+    /// stream as usual but are not retried once sent. 0 turns recording off.
+    ///
+    /// ```
+    /// # use serversets_fixedset::FixedSet;
+    /// # use serversets_httpset::HttpSet;
+    /// let set = HttpSet::builder().replay_limit(1 << 20).build(FixedSet::empty())?;
+    /// # drop(set);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn replay_limit(mut self, bytes: usize) -> Self {
+        self.config.replay_limit = bytes;
+        self
+    }
+
+    /// Consecutive failures (connect failures and attempt timeouts; any
+    /// response resets the count) after which an endpoint is ejected (default
+    /// [`DEFAULT_EJECT_AFTER`]; 0 never ejects). The last endpoint in service
+    /// is never ejected.
+    ///
+    /// ```
+    /// # use serversets_fixedset::FixedSet;
+    /// # use serversets_httpset::HttpSet;
+    /// let set = HttpSet::builder().eject_after(0).build(FixedSet::empty())?;
+    /// # drop(set);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn eject_after(mut self, failures: u32) -> Self {
+        self.config.eject.after = failures;
+        self
+    }
+
+    /// How long an ejected endpoint stays out of rotation (default
+    /// [`DEFAULT_EJECTION_COOLDOWN`]). Afterwards live traffic tries it
+    /// again: one answer re-admits it, one more failure ejects it again.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use serversets_fixedset::FixedSet;
+    /// # use serversets_httpset::HttpSet;
+    /// let set = HttpSet::builder().ejection_cooldown(Duration::from_secs(30)).build(FixedSet::empty())?;
+    /// # drop(set);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn ejection_cooldown(mut self, cooldown: Duration) -> Self {
+        self.config.eject.cooldown = cooldown;
+        self
+    }
+
+    /// When the set is empty, wait up to this long for a first endpoint
+    /// instead of failing at once with [`Error::NoServers`](crate::Error::NoServers).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use serversets_fixedset::FixedSet;
+    /// # use serversets_httpset::HttpSet;
+    /// let set = HttpSet::builder().wait_for_servers(Duration::from_secs(3)).build(FixedSet::empty())?;
+    /// # drop(set);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wait_for_servers(mut self, wait: Duration) -> Self {
+        self.config.wait_for_servers = Some(wait);
+        self
+    }
+
+    /// A deadline for the whole call (waiting for servers, every attempt,
+    /// up to the response head); on expiry the call fails with
+    /// [`Error::Timeout`](crate::Error::Timeout) with no endpoint. Reading the
+    /// response body is not covered. Equivalent to layering
+    /// `tower::timeout::TimeoutLayer` over the set, without the boxed error.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use serversets_fixedset::FixedSet;
+    /// # use serversets_httpset::HttpSet;
+    /// let set = HttpSet::builder().request_timeout(Duration::from_secs(2)).build(FixedSet::empty())?;
+    /// # drop(set);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.config.request_timeout = Some(timeout);
+        self
+    }
+
+    /// A deadline for each attempt, up to the response head. An expired
+    /// attempt counts as a failure of its endpoint (so a server that accepts
+    /// but never answers gets ejected) and, for idempotent requests, is
+    /// retried on the next endpoint.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use serversets_fixedset::FixedSet;
+    /// # use serversets_httpset::HttpSet;
+    /// let set = HttpSet::builder().attempt_timeout(Duration::from_millis(300)).build(FixedSet::empty())?;
+    /// # drop(set);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.config.attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a pooled connection may stay idle before it is closed
+    /// (default [`DEFAULT_POOL_IDLE_TIMEOUT`]; `None` keeps them open).
+    /// Connections to endpoints that leave the set are closed when they
+    /// leave, whatever this says.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use serversets_fixedset::FixedSet;
+    /// # use serversets_httpset::HttpSet;
+    /// let set = HttpSet::builder().pool_idle_timeout(Duration::from_secs(30)).build(FixedSet::empty())?;
+    /// # drop(set);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pool_idle_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.config.pool_idle_timeout = timeout.into();
+        self
+    }
+
+    /// The most idle connections kept per endpoint (default unbounded).
+    ///
+    /// ```
+    /// # use serversets_fixedset::FixedSet;
+    /// # use serversets_httpset::HttpSet;
+    /// let set = HttpSet::builder().pool_max_idle_per_endpoint(8).build(FixedSet::empty())?;
+    /// # drop(set);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pool_max_idle_per_endpoint(mut self, max: usize) -> Self {
+        self.config.pool_max_idle_per_endpoint = max;
+        self
+    }
+
+    /// Builds the set over `watcher`. Inside a Tokio runtime this also starts
+    /// the task that follows membership changes (otherwise the first request
+    /// starts it); requests always see the watcher's newest snapshot either
+    /// way.
+    ///
+    /// ```
+    /// # use serversets_fixedset::FixedSet;
+    /// # use serversets_httpset::HttpSet;
+    /// let set = HttpSet::builder().build(FixedSet::new(["127.0.0.1:80", "127.0.0.2:80"])?)?;
+    /// assert_eq!(set.health().len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn build<W>(self, watcher: W) -> Result<HttpSet<C>, BuildError>
+    where
+        W: Watcher + 'static,
+        C: Connect + Clone + Send + Sync + 'static,
+    {
+        if self.config.scheme == Scheme::HTTPS && !self.custom_connector {
+            return Err(BuildError::HttpsNeedsConnector);
+        }
+        Ok(HttpSet::from_parts(self.config, self.connector, watcher))
+    }
+}
+
+impl<C> std::fmt::Debug for Builder<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("config", &self.config)
+            .field("custom_connector", &self.custom_connector)
+            .finish()
+    }
+}

@@ -1,0 +1,129 @@
+//! The errors an [`HttpSet`](crate::HttpSet) returns, typed so callers can
+//! tell "nobody to ask" from "asked and failed".
+
+use std::time::Duration;
+
+use serversets_core::HostPort;
+
+/// Why a request through an [`HttpSet`](crate::HttpSet) produced no response.
+///
+/// ```
+/// use serversets_fixedset::FixedSet;
+/// use serversets_httpset::{Error, HttpSet};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let set = HttpSet::new(FixedSet::empty());
+/// let err = set.get("/").await.unwrap_err();
+/// assert!(matches!(err, Error::NoServers { .. }));
+/// assert!(err.endpoint().is_none());
+/// # });
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The set had no endpoints (after waiting, if
+    /// [`wait_for_servers`](crate::Builder::wait_for_servers) was set).
+    #[error("no servers in the set (waited {waited:?})")]
+    NoServers {
+        /// How long the request waited for a first endpoint.
+        waited: Duration,
+    },
+    /// Every attempt failed before a connection was made (refused, connect
+    /// timeout, reset on connect). Nothing was sent to any server.
+    #[error("could not connect to {endpoint} (after {attempts} attempt(s))")]
+    Connect {
+        /// The endpoint of the last attempt.
+        endpoint: HostPort,
+        /// How many attempts were made in total.
+        attempts: u32,
+        /// The last connect error.
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    /// The request failed after a connection was made, and could not be
+    /// retried (not idempotent, retries exhausted, or a body that cannot be
+    /// replayed). The server may have seen part or all of the request.
+    #[error("request to {endpoint} failed (after {attempts} attempt(s))")]
+    Request {
+        /// The endpoint of the last attempt.
+        endpoint: HostPort,
+        /// How many attempts were made in total.
+        attempts: u32,
+        /// What hyper reported.
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    /// An attempt or the whole request ran out of time.
+    #[error("request timed out after {after:?}{}", endpoint.as_ref().map(|e| format!(" waiting for {e}")).unwrap_or_default())]
+    Timeout {
+        /// The endpoint being waited for, when one attempt timed out; `None`
+        /// when the overall [`request_timeout`](crate::Builder::request_timeout)
+        /// expired.
+        endpoint: Option<HostPort>,
+        /// The timeout that expired.
+        after: Duration,
+    },
+    /// The request's URI could not be re-targeted at an endpoint.
+    #[error("invalid request URI {uri:?}")]
+    InvalidUri {
+        /// The URI or path as given.
+        uri: String,
+        /// What is wrong with it.
+        #[source]
+        source: http::Error,
+    },
+}
+
+impl Error {
+    /// The endpoint the failing attempt went to, when there was one.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use serversets_httpset::Error;
+    ///
+    /// let e = Error::Timeout { endpoint: Some("10.0.0.1:80".parse().unwrap()), after: Duration::from_secs(1) };
+    /// assert_eq!(e.endpoint().unwrap().port(), 80);
+    /// ```
+    pub fn endpoint(&self) -> Option<&HostPort> {
+        match self {
+            Error::Connect { endpoint, .. } | Error::Request { endpoint, .. } => Some(endpoint),
+            Error::Timeout { endpoint, .. } => endpoint.as_ref(),
+            Error::NoServers { .. } | Error::InvalidUri { .. } => None,
+        }
+    }
+
+    /// True when nothing reached any server: the request may be sent again
+    /// safely whatever its method.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use serversets_httpset::Error;
+    ///
+    /// assert!(Error::NoServers { waited: Duration::ZERO }.is_unsent());
+    /// assert!(!Error::Timeout { endpoint: None, after: Duration::from_secs(1) }.is_unsent());
+    /// ```
+    pub fn is_unsent(&self) -> bool {
+        matches!(
+            self,
+            Error::NoServers { .. } | Error::Connect { .. } | Error::InvalidUri { .. }
+        )
+    }
+}
+
+/// Why [`Builder::build`](crate::Builder::build) refused a configuration.
+///
+/// ```
+/// use serversets_fixedset::FixedSet;
+/// use serversets_httpset::{BuildError, HttpSet};
+///
+/// let err = HttpSet::builder().https().build(FixedSet::empty()).unwrap_err();
+/// assert!(matches!(err, BuildError::HttpsNeedsConnector));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// `https` was selected but the connector is the plain-TCP default; pass
+    /// a TLS-capable connector with [`Builder::connector`](crate::Builder::connector).
+    #[error("https needs a TLS connector (for example hyper-rustls), set with Builder::connector")]
+    HttpsNeedsConnector,
+}

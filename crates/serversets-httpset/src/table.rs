@@ -1,0 +1,134 @@
+//! The endpoints of one snapshot, each with its own connection pool.
+//!
+//! hyper-util's pool cannot evict one host, so each endpoint gets its own
+//! `Client` (and so its own pool). A new table reuses the endpoints that
+//! stayed, keeping their pools and health, and drops the ones that left: the
+//! last reference to a departed endpoint's `Client` goes when its in-flight
+//! requests finish, and dropping the pool closes its idle connections.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::uri::{Authority, Scheme};
+use http::HeaderValue;
+use hyper_util::client::legacy::{connect::Connect, Builder as ClientBuilder, Client};
+use serversets_core::{HostPort, MemberId, Snapshot};
+
+use crate::body::SendBody;
+use crate::health::Health;
+
+/// One member of the set, ready to take requests.
+pub(crate) struct Endpoint<C> {
+    pub(crate) id: MemberId,
+    pub(crate) addr: HostPort,
+    pub(crate) authority: Authority,
+    /// The `Host` header for requests that set none, built once: the value
+    /// hyper-util would otherwise format on every request.
+    pub(crate) host: HeaderValue,
+    pub(crate) client: Client<C, SendBody>,
+    pub(crate) health: Health,
+}
+
+impl<C> Drop for Endpoint<C> {
+    fn drop(&mut self) {
+        tracing::debug!(endpoint = %self.addr, "endpoint left the set; closing its pooled connections");
+    }
+}
+
+/// The endpoints for one snapshot version, in the snapshot's order.
+pub(crate) struct Table<C> {
+    pub(crate) version: u64,
+    pub(crate) endpoints: Vec<Arc<Endpoint<C>>>,
+}
+
+impl<C> Table<C>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
+    /// The table for `snap`, reusing `old`'s endpoints whose id and address
+    /// are unchanged. Members whose address cannot be an HTTP authority are
+    /// skipped with a warning.
+    pub(crate) fn follow(
+        old: &Table<C>,
+        snap: &Snapshot,
+        scheme: &Scheme,
+        clients: &ClientBuilder,
+        connector: &C,
+    ) -> Table<C> {
+        let mut kept: HashMap<&MemberId, &Arc<Endpoint<C>>> =
+            old.endpoints.iter().map(|e| (&e.id, e)).collect();
+        let mut endpoints = Vec::with_capacity(snap.len());
+        for member in snap {
+            if let Some(ep) = kept
+                .remove(member.id())
+                .filter(|e| &e.addr == member.addr())
+            {
+                endpoints.push(ep.clone());
+                continue;
+            }
+            let Some((authority, host)) = http_target(member.addr(), scheme) else {
+                tracing::warn!(member = %member.id(), addr = %member.addr(), "skipping member whose address is not a valid HTTP authority");
+                continue;
+            };
+            tracing::debug!(endpoint = %member.addr(), "endpoint joined the set");
+            endpoints.push(Arc::new(Endpoint {
+                id: member.id().clone(),
+                addr: member.addr().clone(),
+                authority,
+                host,
+                client: clients.build(connector.clone()),
+                health: Health::default(),
+            }));
+        }
+        Table {
+            version: snap.version(),
+            endpoints,
+        }
+    }
+}
+
+impl<C> Table<C> {
+    /// The table before any snapshot was read.
+    pub(crate) fn empty() -> Table<C> {
+        Table {
+            version: 0,
+            endpoints: Vec::new(),
+        }
+    }
+}
+
+/// The URI authority for `addr`, and the `Host` header value a client
+/// sends for it: `host:port`, or just the host on the scheme's default port.
+fn http_target(addr: &HostPort, scheme: &Scheme) -> Option<(Authority, HeaderValue)> {
+    let authority = Authority::try_from(addr.to_string()).ok()?;
+    let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
+    let host = if addr.port() == default_port {
+        authority.host()
+    } else {
+        authority.as_str()
+    };
+    let host = HeaderValue::from_str(host).ok()?;
+    Some((authority, host))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_header_drops_only_the_default_port() {
+        let cases = [
+            ("10.0.0.1:8080", Scheme::HTTP, "10.0.0.1:8080"),
+            ("10.0.0.1:80", Scheme::HTTP, "10.0.0.1"),
+            ("10.0.0.1:80", Scheme::HTTPS, "10.0.0.1:80"),
+            ("web.example:443", Scheme::HTTPS, "web.example"),
+            ("[::1]:8080", Scheme::HTTP, "[::1]:8080"),
+            ("[::1]:80", Scheme::HTTP, "[::1]"),
+        ];
+        for (addr, scheme, want) in cases {
+            let (authority, host) = http_target(&addr.parse().unwrap(), &scheme).unwrap();
+            assert_eq!(authority.as_str(), addr);
+            assert_eq!(host, want, "{addr} over {scheme}");
+        }
+    }
+}
