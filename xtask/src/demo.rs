@@ -179,6 +179,10 @@ pub fn steps() -> Vec<Step> {
         ),
         Step::async_("A client watches the server set", watch_set),
         Step::async_(
+            "Send 300 HTTP requests through httpset over the watched set",
+            http_spread,
+        ),
+        Step::async_(
             "A backend fails its health check: it leaves the set, then comes back",
             health_flip,
         ),
@@ -531,6 +535,50 @@ fn watch_set(demo: &mut Demo) -> StepFuture<'_> {
         let got: Vec<String> = snap.iter().map(|m| m.addr().to_string()).collect();
         demo.watch = Some(watch);
         demo.check(got == want, "the watch holds exactly the three backends")
+    })
+}
+
+fn http_spread(demo: &mut Demo) -> StepFuture<'_> {
+    Box::pin(async move {
+        let watch = demo
+            .watch
+            .as_ref()
+            .ok_or("no watch (the watch step did not run)")?;
+        // The client follows the same watch: any Watcher will do.
+        let client = serversets_httpset::HttpSet::new(watch.feed());
+        let before: Vec<usize> = demo
+            .backends
+            .iter()
+            .map(|b| b.served.load(Ordering::Relaxed))
+            .collect();
+        let t = Instant::now();
+        let total = 300;
+        for _ in 0..total {
+            let response = client.get("/").await?;
+            if !response.status().is_success() {
+                return Err(format!("a request failed with {}", response.status()).into());
+            }
+        }
+        let took = t.elapsed();
+        let counts: Vec<usize> = demo
+            .backends
+            .iter()
+            .zip(&before)
+            .map(|(b, was)| b.served.load(Ordering::Relaxed) - was)
+            .collect();
+        for (i, n) in counts.iter().enumerate() {
+            let bar = "#".repeat(n / 5);
+            demo.say(&format!("backend {}: {n:>4} {}", i + 1, demo.ui.cyan(&bar)));
+        }
+        demo.say(&format!(
+            "{total} requests in {} ({} per request)",
+            human(took),
+            human(took / total as u32)
+        ));
+        demo.check(
+            counts.iter().sum::<usize>() == total && counts.iter().all(|&n| n == total / 3),
+            "round-robin: exactly a third to each backend",
+        )
     })
 }
 

@@ -80,7 +80,11 @@ fn thrift_gen() -> Result<ExitCode> {
         .arg(crate_dir.join("tests/support"))
         .arg(crate_dir.join("thrift/echo.thrift"))
         .status()
-        .map_err(|e| format!("cannot run `thrift` ({e}); install it with `apt-get install -y thrift-compiler`"))?;
+        .map_err(|e| {
+            format!(
+                "cannot run `thrift` ({e}); install it with `apt-get install -y thrift-compiler`"
+            )
+        })?;
     if !status.success() {
         return Err(format!("thrift --gen rs failed: {status}").into());
     }
