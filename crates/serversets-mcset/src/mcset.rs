@@ -1,0 +1,453 @@
+//! A ring kept in sync with a watched server set.
+//!
+//! Readers load the current routing table with one atomic load (`arc-swap`)
+//! and never wait: rebuilds happen on a background task, off the read path,
+//! on Tokio's blocking pool, and are swapped in whole.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use serversets_core::{Member, Snapshot, Subscription, Watcher};
+use tokio::sync::watch;
+
+use crate::{McSetError, NodeIdentity, Ring, RingBuilder, RingKind};
+
+/// What the routing table a reader loads holds: the ring and, with the
+/// `client` feature, one memcached client per ring node.
+pub(crate) struct Routing {
+    pub(crate) ring: Arc<Ring>,
+    #[cfg(feature = "client")]
+    pub(crate) clients: Box<[Arc<crate::client::ServerClient>]>,
+}
+
+impl Routing {
+    fn new(ring: Ring, _previous: Option<&Routing>) -> Routing {
+        #[cfg(feature = "client")]
+        let clients = crate::client::clients_for(&ring, _previous);
+        Routing {
+            ring: Arc::new(ring),
+            #[cfg(feature = "client")]
+            clients,
+        }
+    }
+}
+
+/// Whether a [`McSet`] still follows its source.
+///
+/// ```
+/// use serversets_mcset::{McSet, SyncState};
+/// use serversets_fixedset::FixedSet;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let source = FixedSet::new(["127.0.0.1:11211"])?;
+/// let feed = source.feed();
+/// let set = McSet::new(feed)?;
+/// assert_eq!(set.state(), SyncState::Following);
+/// source.close();
+/// let _ = set.wait_for_version(u64::MAX).await; // returns once the task has ended
+/// assert_eq!(set.state(), SyncState::SourceClosed);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncState {
+    /// The ring follows every change of the source.
+    Following,
+    /// The source closed; the last ring is kept and served.
+    SourceClosed,
+    /// The task following the source stopped unexpectedly (it panicked or
+    /// its runtime shut down); the last ring is kept and served. The text
+    /// says why; the same was logged at error level.
+    Failed(String),
+}
+
+#[derive(Debug, Clone)]
+struct Progress {
+    version: u64,
+    state: SyncState,
+}
+
+struct Shared {
+    routing: ArcSwap<Routing>,
+    progress: watch::Sender<Progress>,
+    /// Set by `McSet::drop` before it aborts the task, so the task's exit
+    /// guard can tell an orderly stop from a failure.
+    dropping: AtomicBool,
+}
+
+impl Shared {
+    fn set_state(&self, state: SyncState) {
+        self.progress.send_modify(|p| p.state = state);
+    }
+}
+
+/// Options for a [`McSet`]: ring kind and identifier rule.
+///
+/// ```
+/// use serversets_mcset::{McSet, NodeIdentity, RingKind};
+/// use serversets_fixedset::FixedSet;
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let set = McSet::builder()
+///     .kind(RingKind::GoMcset)
+///     .identity(NodeIdentity::HostPort)
+///     .build(FixedSet::new(["10.0.0.1:11211", "10.0.0.2:11211"])?)?;
+/// assert_eq!(set.ring().kind(), RingKind::GoMcset);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct McSetBuilder {
+    ring: RingBuilder,
+}
+
+impl McSetBuilder {
+    /// The hashing scheme (default [`RingKind::Ketama`]); see the type's
+    /// example.
+    pub fn kind(mut self, kind: RingKind) -> Self {
+        self.ring = self.ring.kind(kind);
+        self
+    }
+
+    /// The ketama identifier rule (default [`NodeIdentity::Finagle`]); see
+    /// the type's example.
+    pub fn identity(mut self, identity: NodeIdentity) -> Self {
+        self.ring = self.ring.identity(identity);
+        self
+    }
+
+    /// Builds the first ring from the watcher's current snapshot, then
+    /// follows it on a Tokio task. Must be called inside a Tokio runtime.
+    ///
+    /// The McSet owns the watcher: dropping the McSet stops the task and
+    /// drops the watcher with it.
+    ///
+    /// ```
+    /// use serversets_mcset::{McSet, RingKind};
+    /// use serversets_fixedset::FixedSet;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let set = McSet::builder().kind(RingKind::Ketama).build(FixedSet::new(["10.0.0.1:11211"])?)?;
+    /// assert_eq!(set.ring().len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn build<W>(self, watcher: W) -> Result<McSet, McSetError>
+    where
+        W: Watcher + 'static,
+    {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| McSetError::NoRuntime)?;
+        // Subscribe before reading, so a change in between is seen by the
+        // task rather than lost.
+        let subscription = watcher.subscribe();
+        let first = watcher.snapshot();
+        let ring = self
+            .ring
+            .version(first.version())
+            .members(first.iter().cloned());
+        let (progress, _) = watch::channel(Progress {
+            version: ring.version(),
+            state: SyncState::Following,
+        });
+        let shared = Arc::new(Shared {
+            routing: ArcSwap::from_pointee(Routing::new(ring, None)),
+            progress,
+            dropping: AtomicBool::new(false),
+        });
+        // The guard is built here, not inside the task, so it also reports a
+        // task that is dropped before it ever ran.
+        let guard = ExitGuard {
+            shared: shared.clone(),
+        };
+        let task = runtime.spawn(follow(guard, self.ring, Box::new(watcher), subscription));
+        Ok(McSet {
+            shared,
+            task: task.abort_handle(),
+        })
+    }
+}
+
+/// A memcache pool on a consistent-hash ring that follows a server set.
+///
+/// `McSet::new(watcher)` builds a ketama ring from the watcher's members
+/// and rebuilds it on every change, on a background task; lookups are one
+/// atomic load plus a binary search and never wait for a rebuild. Works over
+/// any [`Watcher`]: a ZooKeeper watch, a `FixedSet`, your own.
+///
+/// The task ends when the source closes (the last ring stays in service,
+/// [`state`](McSet::state) turns [`SyncState::SourceClosed`]) or when the
+/// McSet is dropped. A panic in a rebuild is logged and the previous ring
+/// kept; the next change is tried again.
+///
+/// ```
+/// use serversets_mcset::McSet;
+/// use serversets_fixedset::FixedSet;
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let servers = FixedSet::new(["10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11211"])?;
+/// let set = McSet::new(servers)?;
+/// let server = set.pick_server("user:42")?;
+/// println!("user:42 lives on {}", server.addr());
+/// assert_eq!(set.each().count(), 3);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+pub struct McSet {
+    shared: Arc<Shared>,
+    task: tokio::task::AbortHandle,
+}
+
+impl McSet {
+    /// A ketama McSet (Finagle identity) following `watcher`; see
+    /// [`McSetBuilder::build`]. Fails with [`McSetError::NoRuntime`] outside
+    /// a Tokio runtime.
+    ///
+    /// ```
+    /// use serversets_mcset::{McSet, McSetError};
+    /// use serversets_fixedset::FixedSet;
+    ///
+    /// // No runtime here: refused with a typed error rather than a panic.
+    /// let err = McSet::new(FixedSet::empty()).unwrap_err();
+    /// assert!(matches!(err, McSetError::NoRuntime));
+    /// ```
+    pub fn new<W>(watcher: W) -> Result<McSet, McSetError>
+    where
+        W: Watcher + 'static,
+    {
+        McSetBuilder::default().build(watcher)
+    }
+
+    /// Options for a new McSet; see [`McSetBuilder`] for an example.
+    pub fn builder() -> McSetBuilder {
+        McSetBuilder::default()
+    }
+
+    /// The server `key` lives on, or [`McSetError::NoServers`] when the set
+    /// is empty.
+    ///
+    /// ```
+    /// use serversets_mcset::McSet;
+    /// use serversets_fixedset::FixedSet;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let set = McSet::new(FixedSet::new(["10.0.1.1:11211"])?)?;
+    /// assert_eq!(set.pick_server(b"k")?.addr().to_string(), "10.0.1.1:11211");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    #[inline]
+    pub fn pick_server(&self, key: impl AsRef<[u8]>) -> Result<Member, McSetError> {
+        let routing = self.shared.routing.load();
+        match routing.ring.pick(key) {
+            Some(node) => Ok(node.member().clone()),
+            None => Err(McSetError::NoServers),
+        }
+    }
+
+    /// Every server in the current ring (sorted by ring identifier), as Go's
+    /// `ServerSelector.Each` gave them: for fan-out work such as flushing.
+    ///
+    /// ```
+    /// use serversets_mcset::McSet;
+    /// use serversets_fixedset::FixedSet;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let set = McSet::new(FixedSet::new(["b:11211", "a:11211"])?)?;
+    /// let hosts: Vec<String> = set.each().map(|m| m.host().to_string()).collect();
+    /// assert_eq!(hosts, ["a", "b"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn each(&self) -> Servers {
+        Servers {
+            ring: self.ring(),
+            next: 0,
+        }
+    }
+
+    /// The current ring: a consistent view for several lookups, or for
+    /// [`Ring::locate`].
+    ///
+    /// ```
+    /// use serversets_mcset::McSet;
+    /// use serversets_fixedset::FixedSet;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let set = McSet::new(FixedSet::new(["10.0.1.1:11211"])?)?;
+    /// let ring = set.ring();
+    /// let at = ring.locate("k").expect("one server");
+    /// assert_eq!(at.node.identifier(), "10.0.1.1");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn ring(&self) -> Arc<Ring> {
+        self.shared.routing.load().ring.clone()
+    }
+
+    /// Whether the set still follows its source; see [`SyncState`] for an
+    /// example.
+    pub fn state(&self) -> SyncState {
+        self.shared.progress.borrow().state.clone()
+    }
+
+    /// Waits until the ring reflects source version `version` or later and
+    /// returns that ring; fails with [`McSetError::NotFollowing`] if the task
+    /// ends first. Handy after changing a source you control.
+    ///
+    /// ```
+    /// use serversets_core::Watcher;
+    /// use serversets_mcset::McSet;
+    /// use serversets_fixedset::FixedSet;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let source = FixedSet::new(["a:11211"])?;
+    /// let feed = source.feed();
+    /// let set = McSet::new(feed.clone())?;
+    /// source.set_endpoints(["a:11211", "b:11211"])?;
+    /// let ring = set.wait_for_version(feed.snapshot().version()).await?;
+    /// assert_eq!(ring.len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn wait_for_version(&self, version: u64) -> Result<Arc<Ring>, McSetError> {
+        let mut progress = self.shared.progress.subscribe();
+        let reached = progress
+            .wait_for(|p| p.version >= version || p.state != SyncState::Following)
+            .await
+            .map(|p| p.clone());
+        match reached {
+            Ok(p) if p.version >= version => Ok(self.ring()),
+            Ok(p) => Err(McSetError::NotFollowing(format!("{:?}", p.state))),
+            // The sender lives in `shared`, which `self` holds.
+            Err(_) => Err(McSetError::NotFollowing("progress channel closed".into())),
+        }
+    }
+
+    #[cfg(feature = "client")]
+    pub(crate) fn routing(&self) -> arc_swap::Guard<Arc<Routing>> {
+        self.shared.routing.load()
+    }
+}
+
+impl Drop for McSet {
+    fn drop(&mut self) {
+        self.shared.dropping.store(true, Ordering::SeqCst);
+        self.task.abort();
+    }
+}
+
+impl std::fmt::Debug for McSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ring = self.ring();
+        f.debug_struct("McSet")
+            .field("kind", &ring.kind())
+            .field("version", &ring.version())
+            .field("servers", &ring.len())
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+/// Iterator over the servers of a ring; see [`McSet::each`] for an example.
+/// Holds the ring it started with, so a concurrent rebuild does not disturb
+/// it.
+#[derive(Debug, Clone)]
+pub struct Servers {
+    ring: Arc<Ring>,
+    next: usize,
+}
+
+impl Iterator for Servers {
+    type Item = Member;
+
+    fn next(&mut self) -> Option<Member> {
+        let node = self.ring.nodes().get(self.next)?;
+        self.next += 1;
+        Some(node.member().clone())
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.ring.len().saturating_sub(self.next);
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for Servers {}
+
+/// Marks the state when the following task ends for any reason other than
+/// an orderly one it recorded itself, so the end is never silent.
+struct ExitGuard {
+    shared: Arc<Shared>,
+}
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        if self.shared.dropping.load(Ordering::SeqCst) {
+            return;
+        }
+        if self.shared.progress.borrow().state != SyncState::Following {
+            return;
+        }
+        let why = if std::thread::panicking() {
+            "the task following the source panicked"
+        } else {
+            "the task following the source was cancelled (runtime shut down?)"
+        };
+        tracing::error!("{why}; the memcache ring will no longer change");
+        self.shared.set_state(SyncState::Failed(why.to_string()));
+    }
+}
+
+async fn follow(
+    guard: ExitGuard,
+    options: RingBuilder,
+    // Held so the source stays alive as long as the McSet follows it.
+    _watcher: Box<dyn Watcher>,
+    mut subscription: Subscription,
+) {
+    let shared = &guard.shared;
+    loop {
+        let Some(snapshot) = subscription.changed().await else {
+            tracing::info!("memcache server set closed; keeping the last ring");
+            shared.set_state(SyncState::SourceClosed);
+            return;
+        };
+        if snapshot.version() <= shared.routing.load().ring.version() {
+            continue;
+        }
+        match rebuild(options, snapshot).await {
+            Ok(ring) => install(shared, ring),
+            Err(err) if err.is_cancelled() => {
+                // The blocking pool is shutting down: so is the runtime.
+                shared.set_state(SyncState::Failed(
+                    "the runtime shut down while rebuilding the ring".into(),
+                ));
+                return;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "building the memcache ring failed; keeping the previous ring");
+            }
+        }
+    }
+}
+
+async fn rebuild(options: RingBuilder, snapshot: Snapshot) -> Result<Ring, tokio::task::JoinError> {
+    tokio::task::spawn_blocking(move || {
+        options
+            .version(snapshot.version())
+            .members(snapshot.iter().cloned())
+    })
+    .await
+}
+
+fn install(shared: &Shared, ring: Ring) {
+    let version = ring.version();
+    let servers = ring.len();
+    let previous = shared.routing.load();
+    let routing = Routing::new(ring, Some(&previous));
+    drop(previous);
+    shared.routing.store(Arc::new(routing));
+    shared.progress.send_modify(|p| p.version = version);
+    tracing::debug!(version, servers, "memcache ring rebuilt");
+}
