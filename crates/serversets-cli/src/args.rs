@@ -1,0 +1,491 @@
+//! The command line, as clap types. Values are checked while parsing, so
+//! a malformed address, duration, path or ring name is a usage error
+//! (exit 2) before anything connects.
+
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use serversets_core::HostPort;
+use serversets_mcset::WeightedNode;
+
+use crate::check::HttpUrl;
+use crate::duration::parse_duration;
+use crate::zkconnect::ZkConnect;
+
+const MAIN_EXAMPLES: &str = "\
+Examples:
+  export SERVERSETS_ZK=zk1:2181,zk2:2181,zk3:2181
+  serversets ls
+  serversets watch --env prod --service users
+  serversets watch --path /aurora/www-data/prod/hello --endpoint http --json
+  serversets dump --env prod --service users
+  serversets register --env prod --service users --host 10.0.0.3 --port 8080 --check-http http://127.0.0.1:8080/health
+  serversets locate user:42 --ring ketama --node 10.0.1.1:11211 --node 10.0.1.2:11211=2
+
+Exit codes: 0 success, 1 failure (e.g. ZooKeeper unreachable), 2 usage error.";
+
+const WATCH_EXAMPLES: &str = "\
+Examples:
+  serversets watch --zk 127.0.0.1:2181 --env prod --service users
+  serversets watch --path /discovery/prod/users --endpoint http --shard 3
+  serversets watch --env prod --service users --once --json | jq '.[].host'
+
+Text output: the set, then one block per change: time, member count, each
+added (+) and removed (-) member, and connection changes. --json prints each
+snapshot as one line: an array of {member, host, port, status, shard,
+additional_endpoints, metadata}; connection changes then go to stderr.";
+
+const REGISTER_EXAMPLES: &str = "\
+Examples:
+  serversets register --env prod --service users --host 10.0.0.3 --port 8080
+  serversets register --path /discovery/prod/cache --host 10.0.0.3 --port 11211 \\
+      --shard 2 --metadata weight=2 --check-tcp
+  serversets register --env prod --service web --host 10.0.0.3 --port 8080 \\
+      --additional http=10.0.0.3:8081 --check-http http://127.0.0.1:8081/health \\
+      --check-interval 2s
+  serversets register --env prod --service worker --host 10.0.0.3 --port 9000 \\
+      --check-cmd 'test -f /var/run/worker.ready'
+
+Runs until SIGINT or SIGTERM, then removes the member and exits 0. While a
+check fails the member is removed; it is registered again when the check
+passes. Each transition is printed with its time.";
+
+const LS_EXAMPLES: &str = "\
+Examples:
+  serversets ls
+  serversets ls /aurora
+  serversets ls / --zk 127.0.0.1:2181
+
+A node with member_ children (or with no children at all) is shown as a
+server set with its member count; other nodes are shown as directories.";
+
+const DUMP_EXAMPLES: &str = "\
+Examples:
+  serversets dump --env prod --service users
+  serversets dump --path /discovery/prod/users --shard 3 --endpoint http
+  serversets dump --env prod --service users --json
+
+Each child is shown with how a watch reads it: member (served), not served
+(and why: status, shard, endpoint), malformed (and why), or ignored (not a
+member_ node), followed by its raw data.";
+
+const LOCATE_EXAMPLES: &str = "\
+Examples:
+  serversets locate user:42 session:abc --env prod --service memcache
+  serversets locate user:42 --node 10.0.1.1:11211 --node 10.0.1.2:11211=2
+  serversets locate user:42 --ring go-mcset --node 10.0.0.1:11211 --node 10.0.0.2:11211
+  cut -f1 keys.txt | serversets locate - --node 10.0.1.1:11211 --node 10.0.1.2:11211
+
+Prints KEY<TAB>HOST:PORT per key. A key of - reads keys from stdin, one per line.";
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  serversets completions bash > /etc/bash_completion.d/serversets
+  serversets completions zsh > \"${fpath[1]}/_serversets\"
+  serversets completions fish > ~/.config/fish/completions/serversets.fish";
+
+/// The `serversets` command line.
+///
+/// ```
+/// use clap::Parser;
+/// use serversets_cli::{Cli, Command};
+///
+/// // Global options go before or after the subcommand.
+/// let cli = Cli::try_parse_from([
+///     "serversets", "--zk", "127.0.0.1:2181", "watch", "--env", "prod", "--service", "users", "--once",
+/// ])?;
+/// assert!(matches!(cli.command, Command::Watch(ref w) if w.once));
+/// assert_eq!(cli.global.service.as_deref(), Some("users"));
+/// # Ok::<(), clap::Error>(())
+/// ```
+#[derive(Debug, Parser)]
+#[command(
+    name = "serversets",
+    version,
+    about = "Watch, register and inspect Finagle-compatible server sets on ZooKeeper",
+    long_about = "Watch, register and inspect Finagle-compatible server sets on ZooKeeper.\n\n\
+        A server set is a ZooKeeper path (by default /discovery/<env>/<service>) whose \
+        ephemeral member_ children each describe one live server in the JSON format \
+        shared by Finagle, Twitter commons, Aurora and go.serversets.",
+    after_help = MAIN_EXAMPLES,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Options every command accepts.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options accepted before or after any subcommand.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
+pub struct GlobalArgs {
+    /// ZooKeeper servers, comma-separated, optionally followed by a chroot
+    /// (zk1:2181,zk2:2181/chroot; a missing port means 2181)
+    #[arg(
+        long,
+        global = true,
+        env = "SERVERSETS_ZK",
+        value_name = "HOSTS",
+        value_parser = parse_zk
+    )]
+    pub zk: Option<ZkConnect>,
+
+    /// Environment of the set: local, staging, prod, test or any name
+    /// (the set is /discovery/ENV/SERVICE; needs --service)
+    #[arg(long, global = true, value_name = "ENV")]
+    pub env: Option<String>,
+
+    /// Service name of the set (needs --env)
+    #[arg(long, global = true, value_name = "NAME")]
+    pub service: Option<String>,
+
+    /// Full ZooKeeper path of the set, instead of --env/--service
+    /// (e.g. /aurora/www-data/prod/hello)
+    #[arg(long, global = true, value_name = "PATH", value_parser = parse_set_path)]
+    pub path: Option<String>,
+
+    /// ZooKeeper session timeout: how long after this process dies its
+    /// registration disappears (the server may clamp it)
+    #[arg(long, global = true, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub session_timeout: Duration,
+
+    /// How long to wait for the first ZooKeeper connection before giving up
+    #[arg(long, global = true, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// Authenticate with ZooKeeper's digest scheme
+    #[arg(
+        long,
+        global = true,
+        env = "SERVERSETS_ZK_DIGEST",
+        hide_env_values = true,
+        value_name = "USER:PASSWORD",
+        value_parser = parse_digest
+    )]
+    pub digest: Option<String>,
+
+    /// Log what the library does to stderr (-v info, -vv debug; RUST_LOG overrides)
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the members of a set, then every change as it happens
+    #[command(after_help = WATCH_EXAMPLES)]
+    Watch(WatchArgs),
+    /// Register a member and keep it registered while a health check passes (a sidecar)
+    #[command(after_help = REGISTER_EXAMPLES)]
+    Register(RegisterArgs),
+    /// List the server sets under a path, as a tree with member counts
+    #[command(after_help = LS_EXAMPLES)]
+    Ls(LsArgs),
+    /// Show every child of a set with its raw data and how a watch reads it
+    #[command(after_help = DUMP_EXAMPLES)]
+    Dump(DumpArgs),
+    /// Print which server each memcache key maps to
+    #[command(after_help = LOCATE_EXAMPLES)]
+    Locate(LocateArgs),
+    /// Print a shell completion script
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions(CompletionsArgs),
+}
+
+/// `serversets watch`.
+#[derive(Debug, Clone, Args)]
+pub struct WatchArgs {
+    /// Serve each member's named additional endpoint (members without it are skipped)
+    #[arg(long, value_name = "NAME")]
+    pub endpoint: Option<String>,
+    /// Only members of this shard
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub shard: Option<i32>,
+    /// Print each snapshot as one JSON line
+    #[arg(long)]
+    pub json: bool,
+    /// Print the current members and exit
+    #[arg(long)]
+    pub once: bool,
+}
+
+/// `serversets register`.
+#[derive(Debug, Clone, Args)]
+#[command(group = clap::ArgGroup::new("check").multiple(false))]
+pub struct RegisterArgs {
+    /// Host to announce (name or IP address)
+    #[arg(long, value_name = "HOST", value_parser = parse_host)]
+    pub host: String,
+    /// Port to announce (1-65535)
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+    /// An additional named endpoint (repeatable)
+    #[arg(long, value_name = "NAME=HOST:PORT", value_parser = parse_additional)]
+    pub additional: Vec<(String, HostPort)>,
+    /// Shard id to announce
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub shard: Option<i32>,
+    /// A metadata entry (repeatable)
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_metadata)]
+    pub metadata: Vec<(String, String)>,
+    /// Healthy while a TCP connection to HOST:PORT succeeds
+    #[arg(long, group = "check")]
+    pub check_tcp: bool,
+    /// Healthy while GET URL answers 2xx (http:// only)
+    #[arg(long, group = "check", value_name = "URL")]
+    pub check_http: Option<HttpUrl>,
+    /// Healthy while `sh -c CMD` exits 0
+    #[arg(long, group = "check", value_name = "CMD")]
+    pub check_cmd: Option<String>,
+    /// How often the check runs
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub check_interval: Duration,
+    /// How long one check may take before it counts as failed
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub check_timeout: Duration,
+    /// ACL of the member node and of any parent this creates (creator and
+    /// creator-read need --digest)
+    #[arg(long, value_enum, default_value_t = AclArg::Open)]
+    pub acl: AclArg,
+}
+
+/// ACL choices for `register --acl`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AclArg {
+    /// world:anyone, all permissions (what Finagle and go.serversets write).
+    Open,
+    /// Only the authenticated creator.
+    Creator,
+    /// The creator may do anything, anyone may read.
+    CreatorRead,
+}
+
+/// `serversets ls`.
+#[derive(Debug, Clone, Args)]
+pub struct LsArgs {
+    /// Where to start (absolute)
+    #[arg(value_name = "PATH", default_value = "/discovery", value_parser = parse_any_path)]
+    pub root: String,
+}
+
+/// `serversets dump`.
+#[derive(Debug, Clone, Args)]
+pub struct DumpArgs {
+    /// Judge members as a watch serving this named endpoint would
+    #[arg(long, value_name = "NAME")]
+    pub endpoint: Option<String>,
+    /// Judge members as a watch of this shard would
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub shard: Option<i32>,
+    /// One JSON object per child, one per line
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `serversets locate`.
+#[derive(Debug, Clone, Args)]
+pub struct LocateArgs {
+    /// Keys to locate (- reads keys from stdin, one per line)
+    #[arg(value_name = "KEY", required = true)]
+    pub keys: Vec<String>,
+    /// Hash ring: ketama (Finagle, libmemcached) or go-mcset (go.serversets)
+    #[arg(long, value_enum, default_value_t = RingArg::Ketama)]
+    pub ring: RingArg,
+    /// Use these servers instead of a watched set (repeatable; no ZooKeeper needed)
+    #[arg(long, value_name = "HOST:PORT[=WEIGHT]", value_parser = parse_node)]
+    pub node: Vec<WeightedNode>,
+    /// Ketama node names: finagle (the shard id when present, else the
+    /// address) or host-port (the address, as libmemcached)
+    #[arg(long, value_enum, default_value_t = IdentityArg::Finagle)]
+    pub identity: IdentityArg,
+    /// With a watched set: use each member's named additional endpoint
+    #[arg(long, value_name = "NAME")]
+    pub endpoint: Option<String>,
+    /// With a watched set: only members of this shard
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub shard: Option<i32>,
+}
+
+/// Ring choices for `locate --ring`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RingArg {
+    /// Finagle / libmemcached ketama.
+    Ketama,
+    /// go.serversets' mcset ring.
+    GoMcset,
+}
+
+/// Node naming for `locate --identity`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IdentityArg {
+    /// The shard id when present, else the address (host, or host:port
+    /// when the port is not 11211).
+    Finagle,
+    /// The address (host, or host:port when the port is not 11211),
+    /// ignoring shards.
+    HostPort,
+}
+
+/// `serversets completions`.
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell to generate completions for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+fn parse_zk(s: &str) -> Result<ZkConnect, String> {
+    s.parse()
+}
+
+fn parse_set_path(s: &str) -> Result<String, String> {
+    serversets_core::validate_path(s)
+        .map(|()| s.to_string())
+        .map_err(|e| e.to_string())
+}
+
+fn parse_any_path(s: &str) -> Result<String, String> {
+    if s == "/" {
+        return Ok(s.to_string());
+    }
+    parse_set_path(s)
+}
+
+fn parse_host(s: &str) -> Result<String, String> {
+    HostPort::new(s, 1)
+        .map(|_| s.to_string())
+        .map_err(|_| format!("invalid host {s:?}"))
+}
+
+fn parse_additional(s: &str) -> Result<(String, HostPort), String> {
+    let (name, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not NAME=HOST:PORT"))?;
+    if name.is_empty() {
+        return Err(format!("{s:?} has an empty endpoint name"));
+    }
+    let addr = addr.parse::<HostPort>().map_err(|e| e.to_string())?;
+    Ok((name.to_string(), addr))
+}
+
+fn parse_metadata(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
+    if k.is_empty() {
+        return Err(format!("{s:?} has an empty key"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+fn parse_digest(s: &str) -> Result<String, String> {
+    match s.split_once(':') {
+        Some((user, _)) if !user.is_empty() => Ok(s.to_string()),
+        _ => Err("expected USER:PASSWORD".into()),
+    }
+}
+
+fn parse_node(s: &str) -> Result<WeightedNode, String> {
+    s.parse::<WeightedNode>().map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn globals_go_anywhere() {
+        let a = Cli::try_parse_from(["serversets", "--path", "/a/b", "dump"]).unwrap();
+        let b = Cli::try_parse_from(["serversets", "dump", "--path", "/a/b"]).unwrap();
+        assert_eq!(a.global.path, b.global.path);
+        assert_eq!(a.global.session_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn bad_values_are_parse_errors() {
+        let bad: &[&[&str]] = &[
+            &["serversets", "--path", "rel/x", "dump"],
+            &["serversets", "--zk", "h:0", "dump"],
+            &["serversets", "locate", "k", "--ring", "jump"],
+            &["serversets", "locate", "k", "--node", "h"],
+            &["serversets", "register", "--host", "h", "--port", "0"],
+            &["serversets", "register", "--host", "a b", "--port", "1"],
+            &[
+                "serversets",
+                "register",
+                "--host",
+                "h",
+                "--port",
+                "1",
+                "--check-tcp",
+                "--check-cmd",
+                "true",
+            ],
+            &[
+                "serversets",
+                "register",
+                "--host",
+                "h",
+                "--port",
+                "1",
+                "--additional",
+                "http",
+            ],
+            &[
+                "serversets",
+                "register",
+                "--host",
+                "h",
+                "--port",
+                "1",
+                "--check-http",
+                "https://x/",
+            ],
+            &["serversets", "watch", "--session-timeout", "0s"],
+            &["serversets", "ls", "relative"],
+        ];
+        for args in bad {
+            let err = Cli::try_parse_from(*args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn register_values() {
+        let cli = Cli::try_parse_from([
+            "serversets",
+            "register",
+            "--host",
+            "10.0.0.3",
+            "--port",
+            "8080",
+            "--additional",
+            "http=10.0.0.3:8081",
+            "--metadata",
+            "weight=2",
+            "--shard",
+            "-1",
+            "--check-http",
+            "http://127.0.0.1:8081/health",
+        ])
+        .unwrap();
+        let Command::Register(r) = cli.command else {
+            panic!("register")
+        };
+        assert_eq!(r.additional[0].0, "http");
+        assert_eq!(r.metadata, vec![("weight".to_string(), "2".to_string())]);
+        assert_eq!(r.shard, Some(-1));
+        assert_eq!(r.check_interval, Duration::from_secs(1));
+        assert!(r.check_http.is_some() && !r.check_tcp);
+    }
+}

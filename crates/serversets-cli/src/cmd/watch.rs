@@ -1,0 +1,169 @@
+//! `serversets watch`: the set now, then every change as it happens.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use serversets_core::{Health, Snapshot, Watch, Watcher};
+
+use crate::args::{GlobalArgs, WatchArgs};
+use crate::error::CliError;
+use crate::render::{member_line, snapshot_json};
+use crate::signals::Signals;
+use crate::target::server_set;
+use crate::timefmt::now;
+
+pub(crate) async fn run(
+    g: &GlobalArgs,
+    a: &WatchArgs,
+    out: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
+    let set = server_set(g)?;
+    let mut signals = Signals::install()?;
+    let mut builder = set.watch_builder();
+    if let Some(endpoint) = &a.endpoint {
+        builder = builder.endpoint(endpoint);
+    }
+    if let Some(shard) = a.shard {
+        builder = builder.shard(shard);
+    }
+    let watch = builder.start().await?;
+    let mut changes = watch.subscribe();
+    let mut health = watch.health_changes();
+    let mut last = changes.latest();
+    health.borrow_and_update();
+
+    let mut rejected = watch.rejected();
+    if a.json {
+        writeln!(out, "{}", snapshot_json(&last))?;
+    } else {
+        print_set(out, &watch, &last, &rejected)?;
+    }
+    out.flush()?;
+    if a.once {
+        return Ok(());
+    }
+
+    // Children that are not served publish no snapshot; look for new ones
+    // every second so they are reported even while the set is quiet.
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick(), if !a.json => {
+                let now_rejected = watch.rejected();
+                for (name, why) in &now_rejected {
+                    if rejected.get(name) != Some(why) {
+                        writeln!(out, "{} ! {name} not served: {why}", now())?;
+                    }
+                }
+                out.flush()?;
+                rejected = now_rejected;
+            }
+            snap = changes.changed() => {
+                let Some(snap) = snap else {
+                    return Err(CliError::Failed("the watch stopped".into()));
+                };
+                if a.json {
+                    writeln!(out, "{}", snapshot_json(&snap))?;
+                } else {
+                    print_change(out, &last, &snap)?;
+                    let now_rejected = watch.rejected();
+                    print_rejected(out, &rejected, &now_rejected)?;
+                    rejected = now_rejected;
+                }
+                out.flush()?;
+                last = snap;
+            }
+            changed = health.changed() => {
+                if changed.is_err() {
+                    return Err(CliError::Failed("the ZooKeeper session ended".into()));
+                }
+                let h = *health.borrow_and_update();
+                let line = format!("{} connection: {}", now(), health_text(h));
+                if a.json {
+                    eprintln!("{line}");
+                } else {
+                    writeln!(out, "{line}")?;
+                    out.flush()?;
+                }
+            }
+            _ = signals.recv() => return Ok(()),
+        }
+    }
+}
+
+/// What a connection state means for the printed set.
+pub(crate) fn health_text(h: Health) -> String {
+    match h {
+        Health::Connected => "connected".into(),
+        Health::Connecting => "connecting".into(),
+        Health::Disconnected => "disconnected, reconnecting (members kept)".into(),
+        Health::Expired => "session expired, opening a new one (members kept)".into(),
+        Health::AuthFailed => "authentication failed, retrying (members kept)".into(),
+    }
+}
+
+fn count(n: usize) -> String {
+    if n == 1 {
+        "1 member".into()
+    } else {
+        format!("{n} members")
+    }
+}
+
+fn print_set(
+    out: &mut (dyn Write + Send),
+    watch: &Watch,
+    snap: &Snapshot,
+    rejected: &BTreeMap<String, String>,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{} {}: {} (connection {})",
+        now(),
+        watch.path(),
+        count(snap.len()),
+        watch.health()
+    )?;
+    for m in snap {
+        writeln!(out, "  {}", member_line(m))?;
+    }
+    print_rejected(out, &BTreeMap::new(), rejected)
+}
+
+fn print_change(
+    out: &mut (dyn Write + Send),
+    before: &Snapshot,
+    after: &Snapshot,
+) -> std::io::Result<()> {
+    let diff = after.diff(before);
+    writeln!(
+        out,
+        "{} {} (+{} -{})",
+        now(),
+        count(after.len()),
+        diff.added.len(),
+        diff.removed.len()
+    )?;
+    for m in &diff.added {
+        writeln!(out, "  + {}", member_line(m))?;
+    }
+    for m in &diff.removed {
+        writeln!(out, "  - {}", member_line(m))?;
+    }
+    Ok(())
+}
+
+/// Children newly present but not served, with why.
+fn print_rejected(
+    out: &mut (dyn Write + Send),
+    before: &BTreeMap<String, String>,
+    now: &BTreeMap<String, String>,
+) -> std::io::Result<()> {
+    for (name, why) in now {
+        if before.get(name) != Some(why) {
+            writeln!(out, "  ! {name} not served: {why}")?;
+        }
+    }
+    Ok(())
+}

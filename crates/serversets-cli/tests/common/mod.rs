@@ -1,0 +1,282 @@
+//! Helpers for running the real `serversets` binary against a real
+//! ZooKeeper, with a plain ZooKeeper client standing in for other writers
+//! (Finagle, Aurora, an operator's script).
+#![allow(dead_code)]
+
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use serversets_core::zookeeper_client as zk;
+use testkit::ZkCluster;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::sync::mpsc;
+
+/// How long any single expectation may take before the test fails.
+pub const T: Duration = Duration::from_secs(30);
+
+/// One ZooKeeper for every test of this binary; each test uses its own
+/// service name. (testkit's servers die with the test process.)
+pub fn zk() -> &'static ZkCluster {
+    static ZK: OnceLock<ZkCluster> = OnceLock::new();
+    ZK.get_or_init(|| ZkCluster::standalone().expect("start ZooKeeper"))
+}
+
+/// The binary, with no ZooKeeper settings inherited from the environment.
+pub fn command(args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_serversets"));
+    cmd.args(args)
+        .env_remove("SERVERSETS_ZK")
+        .env_remove("SERVERSETS_ZK_DIGEST")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// What a finished run printed.
+#[derive(Debug)]
+pub struct Output {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the binary to completion.
+pub async fn run(args: &[&str]) -> Output {
+    run_with_stdin(args, None).await
+}
+
+/// Runs the binary to completion, feeding `stdin` when given.
+pub async fn run_with_stdin(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = command(args);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    if stdin.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    let mut child = cmd.spawn().expect("spawn serversets");
+    if let Some(text) = stdin {
+        use tokio::io::AsyncWriteExt;
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(text.as_bytes()).await.unwrap();
+        drop(pipe);
+    }
+    let out = tokio::time::timeout(T * 2, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("serversets {args:?} did not finish"))
+        .expect("wait for serversets");
+    Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A long-running command (`watch`, `register`) whose output is followed
+/// line by line.
+pub struct Running {
+    child: tokio::process::Child,
+    lines: mpsc::UnboundedReceiver<String>,
+    stderr: Arc<Mutex<String>>,
+    /// Every stdout line read so far.
+    pub seen: Vec<String>,
+}
+
+impl Running {
+    pub fn spawn(args: &[&str]) -> Running {
+        let mut cmd = command(args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn serversets");
+        let (tx, lines) = mpsc::unbounded_channel();
+        let stdout = child.stdout.take().unwrap();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let mut pipe = child.stderr.take().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Running {
+            child,
+            lines,
+            stderr,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for the next stdout line matching `pred` and returns it.
+    pub async fn expect(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let wait = async {
+            while let Some(line) = self.lines.recv().await {
+                self.seen.push(line.clone());
+                if pred(&line) {
+                    return Some(line);
+                }
+            }
+            None
+        };
+        match tokio::time::timeout(T, wait).await {
+            Ok(Some(line)) => line,
+            Ok(None) => panic!(
+                "output ended before: {what}\nstdout:\n{}\nstderr:\n{}",
+                self.seen.join("\n"),
+                self.stderr()
+            ),
+            Err(_) => panic!(
+                "timed out waiting for: {what}\nstdout:\n{}\nstderr:\n{}",
+                self.seen.join("\n"),
+                self.stderr()
+            ),
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends a signal (SIGTERM, SIGINT) to the process.
+    pub fn signal(&self, sig: libc::c_int) {
+        let pid = self.child.id().expect("still running") as libc::pid_t;
+        // SAFETY: kill(2) on the pid of our own child.
+        let rc = unsafe { libc::kill(pid, sig) };
+        assert_eq!(rc, 0, "kill({pid}, {sig})");
+    }
+
+    /// Waits for the process to exit; returns its status and the rest of
+    /// its stdout.
+    pub async fn wait(mut self) -> (ExitStatus, Vec<String>) {
+        let status = tokio::time::timeout(T, self.child.wait())
+            .await
+            .expect("process exits")
+            .expect("wait");
+        while let Ok(Some(line)) = tokio::time::timeout(T, self.lines.recv()).await {
+            self.seen.push(line);
+        }
+        (status, self.seen)
+    }
+}
+
+/// A plain zookeeper-client connection to the shared test ZooKeeper.
+pub async fn raw() -> zk::Client {
+    zk::Client::connector()
+        .with_session_timeout(Duration::from_secs(20))
+        .connect(&zk().connect_string())
+        .await
+        .expect("raw client connects")
+}
+
+/// Creates `path` (and its parents) with `data`; returns the created path
+/// (with the sequence number for sequential modes).
+pub async fn put(client: &zk::Client, path: &str, data: &[u8], mode: zk::CreateMode) -> String {
+    let parent = &path[..path.rfind('/').unwrap()];
+    if !parent.is_empty() {
+        let _ = client
+            .mkdir(
+                parent,
+                &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
+            )
+            .await;
+    }
+    let (_, seq) = client
+        .create(path, data, &mode.with_acls(zk::Acls::anyone_all()))
+        .await
+        .expect("create");
+    if matches!(
+        mode,
+        zk::CreateMode::EphemeralSequential | zk::CreateMode::PersistentSequential
+    ) {
+        format!("{path}{seq}")
+    } else {
+        path.to_string()
+    }
+}
+
+/// A member in the Finagle format, as another client would write it.
+pub async fn put_member(client: &zk::Client, set: &str, json: &str) -> String {
+    put(
+        client,
+        &format!("{set}/member_"),
+        json.as_bytes(),
+        zk::CreateMode::EphemeralSequential,
+    )
+    .await
+}
+
+/// The `member_` children of `path`, sorted, as a fresh read sees them.
+pub async fn members_in_zk(client: &zk::Client, path: &str) -> Vec<String> {
+    let _ = client.sync(path).await;
+    match client.list_children(path).await {
+        Ok(mut c) => {
+            c.retain(|n| n.starts_with("member_"));
+            c.sort();
+            c
+        }
+        Err(zk::Error::NoNode) => vec![],
+        Err(e) => panic!("list {path}: {e}"),
+    }
+}
+
+/// Polls until `path` has `n` members.
+pub async fn wait_members(client: &zk::Client, path: &str, n: usize) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let m = members_in_zk(client, path).await;
+        if m.len() == n {
+            return m;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("{path} has {m:?}, wanted {n} members");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `--zk <test zk> --session-timeout 2s` plus the rest.
+pub fn zk_args() -> Vec<String> {
+    vec![
+        "--zk".into(),
+        zk().connect_string(),
+        "--session-timeout".into(),
+        "2s".into(),
+    ]
+}
+
+/// Joins owned and borrowed arguments for `run`/`Running::spawn`.
+pub fn args<'a>(owned: &'a [String], rest: &[&'a str]) -> Vec<&'a str> {
+    owned
+        .iter()
+        .map(String::as_str)
+        .chain(rest.iter().copied())
+        .collect()
+}
+
+/// Asserts a failed run: `code`, and exactly one stderr line containing
+/// every one of `wants`.
+pub fn assert_fails(out: &Output, code: i32, wants: &[&str]) {
+    assert_eq!(out.code, Some(code), "exit code; stderr: {}", out.stderr);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line on stderr, got: {:?}", out.stderr);
+    for want in wants {
+        assert!(
+            lines[0].contains(want),
+            "stderr {:?} should contain {want:?}",
+            lines[0]
+        );
+    }
+    assert!(out.stdout.is_empty(), "nothing on stdout: {}", out.stdout);
+}
