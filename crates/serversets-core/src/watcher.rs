@@ -50,41 +50,25 @@ pub trait Watcher: Send + Sync {
     fn is_closed(&self) -> bool;
 }
 
-impl<W: Watcher + ?Sized> Watcher for &W {
-    fn snapshot(&self) -> Snapshot {
-        (**self).snapshot()
-    }
-    fn subscribe(&self) -> Subscription {
-        (**self).subscribe()
-    }
-    fn is_closed(&self) -> bool {
-        (**self).is_closed()
-    }
+/// Pointers to watchers are watchers, so balancers can take `impl Watcher`
+/// by value and callers can pass `&watch`, `Arc<Watch>` or a box.
+macro_rules! forward_watcher {
+    ($($ptr:ty),*) => {$(
+        impl<W: Watcher + ?Sized> Watcher for $ptr {
+            fn snapshot(&self) -> Snapshot {
+                (**self).snapshot()
+            }
+            fn subscribe(&self) -> Subscription {
+                (**self).subscribe()
+            }
+            fn is_closed(&self) -> bool {
+                (**self).is_closed()
+            }
+        }
+    )*};
 }
 
-impl<W: Watcher + ?Sized> Watcher for Arc<W> {
-    fn snapshot(&self) -> Snapshot {
-        (**self).snapshot()
-    }
-    fn subscribe(&self) -> Subscription {
-        (**self).subscribe()
-    }
-    fn is_closed(&self) -> bool {
-        (**self).is_closed()
-    }
-}
-
-impl<W: Watcher + ?Sized> Watcher for Box<W> {
-    fn snapshot(&self) -> Snapshot {
-        (**self).snapshot()
-    }
-    fn subscribe(&self) -> Subscription {
-        (**self).subscribe()
-    }
-    fn is_closed(&self) -> bool {
-        (**self).is_closed()
-    }
-}
+forward_watcher!(&W, Arc<W>, Box<W>);
 
 struct Shared {
     current: ArcSwap<Snapshot>,
