@@ -11,39 +11,42 @@ use std::sync::{Mutex, OnceLock};
 
 type Job = (Command, bool, mpsc::Sender<std::io::Result<Child>>);
 
-fn spawner() -> &'static Mutex<mpsc::Sender<Job>> {
-    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
-    SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("testkit-spawner".into())
-            .spawn(move || {
-                for (mut cmd, die_with_parent, reply) in rx {
-                    if die_with_parent {
-                        // SAFETY: prctl and getppid are async-signal-safe; the
-                        // closure allocates nothing.
-                        unsafe {
-                            cmd.pre_exec(|| {
-                                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                                    return Err(std::io::Error::last_os_error());
-                                }
-                                Ok(())
-                            });
+fn spawner() -> std::io::Result<&'static Mutex<mpsc::Sender<Job>>> {
+    static SPAWNER: OnceLock<Option<Mutex<mpsc::Sender<Job>>>> = OnceLock::new();
+    SPAWNER
+        .get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<Job>();
+            std::thread::Builder::new()
+                .name("testkit-spawner".into())
+                .spawn(move || {
+                    for (mut cmd, die_with_parent, reply) in rx {
+                        if die_with_parent {
+                            // SAFETY: prctl is async-signal-safe; the closure
+                            // allocates nothing.
+                            unsafe {
+                                cmd.pre_exec(|| {
+                                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                                        return Err(std::io::Error::last_os_error());
+                                    }
+                                    Ok(())
+                                });
+                            }
                         }
+                        let _ = reply.send(cmd.spawn());
                     }
-                    let _ = reply.send(cmd.spawn());
-                }
-            })
-            .expect("spawn the testkit spawner thread");
-        Mutex::new(tx)
-    })
+                })
+                .ok()
+                .map(|_| Mutex::new(tx))
+        })
+        .as_ref()
+        .ok_or_else(|| std::io::Error::other("cannot start the testkit spawner thread"))
 }
 
 /// Spawns `cmd`; with `die_with_parent` the child is killed when this process
 /// exits in any way.
 pub(crate) fn spawn(cmd: Command, die_with_parent: bool) -> std::io::Result<Child> {
     let (reply_tx, reply_rx) = mpsc::channel();
-    spawner()
+    spawner()?
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .send((cmd, die_with_parent, reply_tx))
