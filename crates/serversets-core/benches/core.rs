@@ -3,7 +3,9 @@
 //! - `core.propagation`: from issuing a member's create to the watch's new
 //!   snapshot, measured on the same create as `core.propagation_limit`, the
 //!   bare notification round trip seen by a zookeeper-client persistent
-//!   watch (what no watcher can beat).
+//!   watch (what no watcher can beat), and `core.propagation_read_floor`,
+//!   that notification plus the one read of the new member's data that any
+//!   watcher serving member data must make (ZooKeeper events carry no data).
 //! - `core.propagation_naive`: go.serversets' strategy, a children watch that
 //!   re-reads every member one by one on each change.
 //! - `core.cold_start`: `watch()` returning with every member read, against
@@ -213,6 +215,7 @@ async fn propagation(set: &ServerSet, writer: &zk::Client, cs: &str, path: &str,
     let samples = if n >= 10_000 { 150 } else { 300 };
     let mut ours = Vec::new();
     let mut limit = Vec::new();
+    let mut read_floor = Vec::new();
     for i in 0..samples + 20 {
         let start = Instant::now();
         let (_, seq) = writer
@@ -224,7 +227,11 @@ async fn propagation(set: &ServerSet, writer: &zk::Client, cs: &str, path: &str,
             loop {
                 let e = bare.changed().await;
                 if e.event_type == zk::EventType::NodeCreated && e.path.ends_with(&name) {
-                    return start.elapsed();
+                    let notified = start.elapsed();
+                    // What any watcher that serves member data must do next:
+                    // read the new member.
+                    observer.get_data(&e.path).await.expect("read new member");
+                    return (notified, start.elapsed());
                 }
             }
         };
@@ -236,9 +243,10 @@ async fn propagation(set: &ServerSet, writer: &zk::Client, cs: &str, path: &str,
                 }
             }
         };
-        let (b, o) = tokio::join!(bare_wait, ours_wait);
+        let ((b, r), o) = tokio::join!(bare_wait, ours_wait);
         if i >= 20 {
             limit.push(micros(b));
+            read_floor.push(micros(r));
             ours.push(micros(o));
         }
         writer
@@ -260,6 +268,13 @@ async fn propagation(set: &ServerSet, writer: &zk::Client, cs: &str, path: &str,
         "us",
         &limit,
         None,
+    ));
+    emit(&Record::from_samples(
+        "core.propagation_read_floor",
+        params.clone(),
+        "us",
+        &read_floor,
+        Some("core.propagation_limit"),
     ));
     emit(&Record::from_samples(
         "core.propagation",

@@ -26,7 +26,8 @@ use crate::{Member, MemberId};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {
     version: u64,
-    members: Arc<[Member]>,
+    // A Vec behind the Arc (not a slice) so a new list is moved in, not copied.
+    members: Arc<Vec<Member>>,
 }
 
 impl Snapshot {
@@ -35,7 +36,7 @@ impl Snapshot {
     pub fn empty() -> Snapshot {
         Snapshot {
             version: 0,
-            members: Arc::from(Vec::new()),
+            members: Arc::new(Vec::new()),
         }
     }
 
@@ -50,7 +51,7 @@ impl Snapshot {
         members.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
         Snapshot {
             version,
-            members: Arc::from(members),
+            members: Arc::new(members),
         }
     }
 
@@ -59,7 +60,7 @@ impl Snapshot {
     pub(crate) fn from_sorted(version: u64, members: Vec<Member>) -> Snapshot {
         Snapshot {
             version,
-            members: Arc::from(members),
+            members: Arc::new(members),
         }
     }
 
