@@ -18,6 +18,7 @@ pub mod bench;
 mod memcached;
 mod ports;
 mod process;
+pub mod znodes;
 mod zookeeper;
 
 pub use memcached::Memcached;

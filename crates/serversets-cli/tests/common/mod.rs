@@ -173,9 +173,7 @@ impl Running {
 
 /// A plain zookeeper-client connection to the shared test ZooKeeper.
 pub async fn raw() -> zk::Client {
-    zk::Client::connector()
-        .with_session_timeout(Duration::from_secs(20))
-        .connect(&zk().connect_string())
+    testkit::znodes::connect(&zk().connect_string())
         .await
         .expect("raw client connects")
 }
@@ -183,27 +181,9 @@ pub async fn raw() -> zk::Client {
 /// Creates `path` (and its parents) with `data`; returns the created path
 /// (with the sequence number for sequential modes).
 pub async fn put(client: &zk::Client, path: &str, data: &[u8], mode: zk::CreateMode) -> String {
-    let parent = &path[..path.rfind('/').unwrap()];
-    if !parent.is_empty() {
-        let _ = client
-            .mkdir(
-                parent,
-                &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
-            )
-            .await;
-    }
-    let (_, seq) = client
-        .create(path, data, &mode.with_acls(zk::Acls::anyone_all()))
+    testkit::znodes::put(client, path, data, mode)
         .await
-        .expect("create");
-    if matches!(
-        mode,
-        zk::CreateMode::EphemeralSequential | zk::CreateMode::PersistentSequential
-    ) {
-        format!("{path}{seq}")
-    } else {
-        path.to_string()
-    }
+        .expect("create")
 }
 
 /// A member in the Finagle format, as another client would write it.
@@ -219,16 +199,9 @@ pub async fn put_member(client: &zk::Client, set: &str, json: &str) -> String {
 
 /// The `member_` children of `path`, sorted, as a fresh read sees them.
 pub async fn members_in_zk(client: &zk::Client, path: &str) -> Vec<String> {
-    let _ = client.sync(path).await;
-    match client.list_children(path).await {
-        Ok(mut c) => {
-            c.retain(|n| n.starts_with("member_"));
-            c.sort();
-            c
-        }
-        Err(zk::Error::NoNode) => vec![],
-        Err(e) => panic!("list {path}: {e}"),
-    }
+    testkit::znodes::members(client, path)
+        .await
+        .expect("list members")
 }
 
 /// Polls until `path` has `n` members.

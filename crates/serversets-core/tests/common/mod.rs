@@ -29,33 +29,15 @@ pub fn set(zk: &str, service: &str, session_timeout: Duration) -> ServerSet {
 /// A plain zookeeper-client connection, standing in for other writers
 /// (Finagle, Aurora, an operator's script).
 pub async fn raw(zk: &str) -> zk::Client {
-    zk::Client::connector()
-        .with_session_timeout(Duration::from_secs(20))
-        .connect(zk)
+    testkit::znodes::connect(zk)
         .await
         .expect("raw client connects")
 }
 
 pub async fn put(client: &zk::Client, path: &str, data: &[u8], mode: zk::CreateMode) -> String {
-    let parent = &path[..path.rfind('/').unwrap()];
-    let _ = client
-        .mkdir(
-            parent,
-            &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
-        )
-        .await;
-    let (_, seq) = client
-        .create(path, data, &mode.with_acls(zk::Acls::anyone_all()))
+    testkit::znodes::put(client, path, data, mode)
         .await
-        .expect("create");
-    if matches!(
-        mode,
-        zk::CreateMode::EphemeralSequential | zk::CreateMode::PersistentSequential
-    ) {
-        format!("{path}{seq}")
-    } else {
-        path.to_string()
-    }
+        .expect("create")
 }
 
 /// Polls `cond` until it holds or `timeout` passes.
@@ -108,14 +90,7 @@ pub fn addrs(s: &Snapshot) -> Vec<String> {
 
 /// Member children of `path` as seen by a fresh client.
 pub async fn members_in_zk(client: &zk::Client, path: &str) -> Vec<String> {
-    let _ = client.sync(path).await;
-    match client.list_children(path).await {
-        Ok(mut c) => {
-            c.retain(|n| n.starts_with("member_"));
-            c.sort();
-            c
-        }
-        Err(zk::Error::NoNode) => vec![],
-        Err(e) => panic!("list {path}: {e}"),
-    }
+    testkit::znodes::members(client, path)
+        .await
+        .expect("list members")
 }
