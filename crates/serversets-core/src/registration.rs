@@ -205,6 +205,9 @@ impl RegistrationBuilder {
             Some(_) => None,
             None => Some(true),
         });
+        // Held by the context so `healthy.changed()` never fails (a dropped
+        // sender would make that branch ready forever).
+        let healthy_tx = Arc::new(healthy_tx);
         let ctx = Arc::new(Ctx {
             session,
             set_path: self.set.inner.path.clone(),
@@ -214,11 +217,11 @@ impl RegistrationBuilder {
             state,
             close,
             healthy,
+            _healthy_tx: healthy_tx.clone(),
             node: Mutex::new(Node::default()),
         });
         if let Some(ping) = self.ping {
             let c = ctx.clone();
-            let healthy_tx = Arc::new(healthy_tx);
             let (interval, timeout) = (self.ping_interval, self.ping_timeout);
             spawn_supervised("serverset-ping", move || {
                 run_ping(
@@ -278,6 +281,8 @@ struct Ctx {
     close: watch::Sender<bool>,
     /// `None` until the first health check finished.
     healthy: watch::Receiver<Option<bool>>,
+    /// Keeps the health channel open for the registration's lifetime.
+    _healthy_tx: Arc<watch::Sender<Option<bool>>>,
     node: Mutex<Node>,
 }
 
@@ -446,6 +451,18 @@ async fn keep_registered(ctx: Arc<Ctx>) {
         let outcome: std::result::Result<(), zk::Error> = if !wanted {
             match current {
                 Some((path, _)) => remove(&ctx, &generation, &path).await,
+                None if ctx.node().uncertain == Some(generation.number) => {
+                    // A lost create may have made a node: find it and
+                    // remove it before reporting the member gone.
+                    match adopt(&ctx, &generation).await {
+                        Ok(Some(path)) => {
+                            ctx.node().current = Some((path, generation.number));
+                            Ok(())
+                        }
+                        Ok(None) => Ok(()),
+                        Err(e) => Err(e),
+                    }
+                }
                 None => {
                     if closing {
                         ctx.set_state(RegistrationState::Closed);
@@ -604,8 +621,12 @@ async fn adopt(
             continue;
         }
         match generation.client.get_data(&path).await {
+            // Claiming is the atomic step: two registrations with the same
+            // data never adopt the same node.
             Ok((data, stat))
-                if stat.ephemeral_owner == generation.session_id && data == ctx.data =>
+                if stat.ephemeral_owner == generation.session_id
+                    && data == ctx.data
+                    && ctx.session.claim(&path) =>
             {
                 return Ok(Some(path));
             }

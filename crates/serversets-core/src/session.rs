@@ -9,7 +9,7 @@
 //! watches re-arm and re-read.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -105,6 +105,8 @@ struct Shared {
     owned: Mutex<HashSet<String>>,
     alive: AtomicBool,
     last_error: Mutex<Option<String>>,
+    /// Numbers sessions; kept here so a restarted supervisor never reuses one.
+    generation: AtomicU64,
 }
 
 struct Inner {
@@ -241,6 +243,7 @@ impl Session {
             owned: Mutex::new(HashSet::new()),
             alive: AtomicBool::new(true),
             last_error: Mutex::new(None),
+            generation: AtomicU64::new(0),
         });
         let s = shared.clone();
         spawn_supervised("zookeeper-session", move || {
@@ -399,12 +402,6 @@ async fn supervise(shared: Arc<Shared>, mut shutdown: watch::Receiver<()>) {
     let _guard = AliveGuard(shared.clone());
     let cfg = shared.cfg.clone();
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
-    let mut number = shared
-        .current
-        .borrow()
-        .as_ref()
-        .map(|g| g.number)
-        .unwrap_or(0);
     loop {
         let mut connector = zk::Client::connector()
             .with_session_timeout(cfg.session_timeout)
@@ -430,8 +427,8 @@ async fn supervise(shared: Arc<Shared>, mut shutdown: watch::Receiver<()>) {
                 }
             }
         };
-        backoff.reset();
-        number += 1;
+        let number = shared.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let started = std::time::Instant::now();
         let session_id = client.session_id().0;
         tracing::info!(
             hosts = cfg.hosts(),
@@ -441,6 +438,14 @@ async fn supervise(shared: Arc<Shared>, mut shutdown: watch::Receiver<()>) {
             "ZooKeeper session established"
         );
         let mut states = client.state_watcher();
+        // The state may have moved on between connect() and now; the watcher
+        // only reports later changes, so start from what it is.
+        let mut pending = Some(states.peek_state()).filter(|s| {
+            !matches!(
+                s,
+                zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly
+            )
+        });
         shared.current.send_replace(Some(Arc::new(Generation {
             client,
             number,
@@ -448,12 +453,15 @@ async fn supervise(shared: Arc<Shared>, mut shutdown: watch::Receiver<()>) {
         })));
         shared.health.send_replace(Health::Connected);
         loop {
-            let state = tokio::select! {
-                _ = shutdown.changed() => {
-                    shared.current.send_replace(None);
-                    return;
-                }
-                s = states.changed() => s,
+            let state = match pending.take() {
+                Some(s) => s,
+                None => tokio::select! {
+                    _ = shutdown.changed() => {
+                        shared.current.send_replace(None);
+                        return;
+                    }
+                    s = states.changed() => s,
+                },
             };
             match state {
                 zk::SessionState::Disconnected => {
@@ -486,5 +494,15 @@ async fn supervise(shared: Arc<Shared>, mut shutdown: watch::Receiver<()>) {
             }
         }
         shared.current.send_replace(None);
+        // A session that ended at once (refused credentials, moved) must not
+        // be reopened in a tight loop; one that lived a while starts afresh.
+        if started.elapsed() > cfg.session_timeout {
+            backoff.reset();
+        } else {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
+            }
+        }
     }
 }

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use zookeeper_client as zk;
 
 use crate::backoff::Backoff;
-use crate::error::{Error, Result};
+use crate::error::{is_transient, Error, Result};
 use crate::session::{Generation, Health, Session};
 use crate::supervise::spawn_supervised;
 use crate::{
@@ -334,22 +334,24 @@ async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<()>, mut strategy: WatchSt
     }
 }
 
-type Read = Pin<Box<dyn Future<Output = (String, std::result::Result<Vec<u8>, zk::Error>)> + Send>>;
+type Read =
+    Pin<Box<dyn Future<Output = (String, u64, std::result::Result<Vec<u8>, zk::Error>)> + Send>>;
 
-fn read(generation: &Generation, path: &str, name: String) -> Read {
+fn read(generation: &Generation, path: &str, name: String, seq: u64) -> Read {
     let fut = generation.client.get_data(&format!("{path}/{name}"));
-    Box::pin(async move { (name, fut.await.map(|(data, _)| data)) })
+    Box::pin(async move { (name, seq, fut.await.map(|(data, _)| data)) })
 }
 
 /// Follows the set with a persistent recursive watch until the session
-/// changes, the watch is dropped or an operation fails.
+/// changes, the watch is dropped or an operation fails. Whatever was learned
+/// is published on every way out.
 async fn follow_recursive(
     ctx: &Ctx,
     generation: &Generation,
     generations: &mut watch::Receiver<Option<Arc<Generation>>>,
     stop: &mut watch::Receiver<()>,
 ) -> std::result::Result<Exit, zk::Error> {
-    let mut watcher = match generation
+    let watcher = match generation
         .client
         .watch(&ctx.path, zk::AddWatchMode::PersistentRecursive)
         .await
@@ -359,13 +361,34 @@ async fn follow_recursive(
         Err(e) => return Err(e),
     };
     resync(ctx, generation).await?;
+    let mut batch = Batch::default();
+    let outcome = follow_events(ctx, generation, generations, stop, watcher, &mut batch).await;
+    flush(ctx, &mut batch.added, &mut batch.removed);
+    outcome
+}
+
+/// Changes learned but not yet published.
+#[derive(Default)]
+struct Batch {
+    added: Vec<Member>,
+    removed: Vec<Member>,
+}
+
+async fn follow_events(
+    ctx: &Ctx,
+    generation: &Generation,
+    generations: &mut watch::Receiver<Option<Arc<Generation>>>,
+    stop: &mut watch::Receiver<()>,
+    mut watcher: zk::PersistentWatcher,
+    batch: &mut Batch,
+) -> std::result::Result<Exit, zk::Error> {
     let prefix = format!("{}/", ctx.path);
     let mut reads: FuturesUnordered<Read> = FuturesUnordered::new();
-    let mut pending: HashSet<String> = HashSet::new();
-    let mut added: Vec<Member> = Vec::new();
-    let mut removed: Vec<Member> = Vec::new();
+    // The newest read asked for each name; an older answer is ignored.
+    let mut pending: HashMap<String, u64> = HashMap::new();
+    let mut next_read = 0u64;
     loop {
-        let dirty = !added.is_empty() || !removed.is_empty();
+        let dirty = !batch.added.is_empty() || !batch.removed.is_empty();
         tokio::select! {
             biased;
             _ = stop.changed() => return Ok(Exit::Stop),
@@ -374,28 +397,25 @@ async fn follow_recursive(
                 match event.event_type {
                     zk::EventType::Session => match event.session_state {
                         zk::SessionState::Disconnected => {}
-                        zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
-                            // Events may have been lost while disconnected
-                            // (ZOOKEEPER-4698), and zookeeper-client 0.11 does
-                            // not restore persistent watches on reconnect: add
-                            // the watch again, then re-read.
-                            flush(ctx, &mut added, &mut removed);
-                            return Ok(Exit::Again);
-                        }
-                        // Terminal: the watcher must not be polled again.
+                        // Events may have been lost while disconnected
+                        // (ZOOKEEPER-4698), and zookeeper-client 0.11 does not
+                        // restore persistent watches on reconnect: add the
+                        // watch again, then re-read. Terminal states end the
+                        // watcher, which must not be polled again.
                         _ => return Ok(Exit::Again),
                     },
                     zk::EventType::NodeCreated | zk::EventType::NodeDataChanged => {
                         if event.path == ctx.path {
-                            flush(ctx, &mut added, &mut removed);
+                            flush(ctx, &mut batch.added, &mut batch.removed);
                             pending.clear();
                             reads = FuturesUnordered::new();
                             resync(ctx, generation).await?;
                         } else if let Some(name) = child_name(&event.path, &prefix) {
                             let known = lock(&ctx.cache).contains_key(name);
                             if !known || event.event_type == zk::EventType::NodeDataChanged {
-                                pending.insert(name.to_string());
-                                reads.push(read(generation, &ctx.path, name.to_string()));
+                                next_read += 1;
+                                pending.insert(name.to_string(), next_read);
+                                reads.push(read(generation, &ctx.path, name.to_string(), next_read));
                             }
                         }
                     }
@@ -404,28 +424,51 @@ async fn follow_recursive(
                             pending.clear();
                             let all: Vec<String> = lock(&ctx.cache).keys().cloned().collect();
                             for name in all {
-                                forget(ctx, &name, &mut removed);
+                                forget(ctx, &name, &mut batch.removed);
                             }
                         } else if let Some(name) = child_name(&event.path, &prefix) {
                             pending.remove(name);
-                            forget(ctx, name, &mut removed);
+                            forget(ctx, name, &mut batch.removed);
                         }
                     }
                     zk::EventType::NodeChildrenChanged => {}
                 }
             }
-            Some((name, result)) = reads.next(), if !reads.is_empty() => {
-                if pending.remove(&name) {
-                    match result {
-                        Ok(data) => learn(ctx, &name, &data, &mut added, &mut removed),
-                        Err(zk::Error::NoNode) => forget(ctx, &name, &mut removed),
-                        Err(e) => return Err(e),
-                    }
+            Some((name, seq, result)) = reads.next(), if !reads.is_empty() => {
+                if pending.get(&name) == Some(&seq) {
+                    pending.remove(&name);
+                    take_read(ctx, &name, result, batch)?;
                 }
             }
-            _ = std::future::ready(()), if dirty => flush(ctx, &mut added, &mut removed),
+            _ = std::future::ready(()), if dirty => flush(ctx, &mut batch.added, &mut batch.removed),
         }
     }
+}
+
+/// Applies one member read: its data, a vanished node, or an error that
+/// concerns only this member (reported, never stalling the set). Errors a
+/// new attempt can cure are returned.
+fn take_read(
+    ctx: &Ctx,
+    name: &str,
+    result: std::result::Result<Vec<u8>, zk::Error>,
+    batch: &mut Batch,
+) -> std::result::Result<(), zk::Error> {
+    match result {
+        Ok(data) => learn(ctx, name, &data, &mut batch.added, &mut batch.removed),
+        Err(zk::Error::NoNode) => forget(ctx, name, &mut batch.removed),
+        Err(e) if is_transient(&e) => return Err(e),
+        Err(e) => {
+            tracing::warn!(path = %ctx.path, member = name, error = %e, "cannot read member; skipping it");
+            if let Some(Entry::Served(old)) =
+                lock(&ctx.cache).insert(name.to_string(), Entry::Skipped)
+            {
+                batch.removed.push(old);
+            }
+            lock(&ctx.rejected).insert(name.to_string(), format!("unreadable: {e}"));
+        }
+    }
+    Ok(())
 }
 
 /// Follows the set with a children watch (and an exists watch while the
@@ -481,14 +524,15 @@ async fn resync(ctx: &Ctx, generation: &Generation) -> std::result::Result<(), z
 }
 
 /// Given the full list of children: forget the ones that are gone, read the
-/// new ones (pipelined), publish once.
+/// new ones (pipelined), publish once from the cache.
 async fn apply_children(
     ctx: &Ctx,
     generation: &Generation,
     children: Vec<String>,
 ) -> std::result::Result<(), zk::Error> {
-    let mut added = Vec::new();
-    let mut removed = Vec::new();
+    // The snapshot is rebuilt from the cache at the end, so the batch only
+    // keeps the cache's bookkeeping.
+    let mut batch = Batch::default();
     let present: HashSet<&str> = children.iter().map(String::as_str).collect();
     let gone: Vec<String> = lock(&ctx.cache)
         .keys()
@@ -496,7 +540,7 @@ async fn apply_children(
         .cloned()
         .collect();
     for name in gone {
-        forget(ctx, &name, &mut removed);
+        forget(ctx, &name, &mut batch.removed);
     }
     {
         let mut rejected = lock(&ctx.rejected);
@@ -514,28 +558,36 @@ async fn apply_children(
     };
     let mut names = new.into_iter();
     let mut reads: FuturesUnordered<Read> = FuturesUnordered::new();
-    loop {
+    let outcome = loop {
         while reads.len() < MAX_INFLIGHT_READS {
             match names.next() {
-                Some(name) => reads.push(read(generation, &ctx.path, name)),
+                Some(name) => reads.push(read(generation, &ctx.path, name, 0)),
                 None => break,
             }
         }
-        let Some((name, result)) = reads.next().await else {
-            break;
+        let Some((name, _, result)) = reads.next().await else {
+            break Ok(());
         };
-        match result {
-            Ok(data) => learn(ctx, &name, &data, &mut added, &mut removed),
-            Err(zk::Error::NoNode) => {}
-            Err(e) => {
-                // Keep what was read; the rest is read on the next attempt.
-                flush(ctx, &mut added, &mut removed);
-                return Err(e);
-            }
+        // Keep what was read on a failure; the rest is read next time.
+        if let Err(e) = take_read(ctx, &name, result, &mut batch) {
+            break Err(e);
         }
-    }
-    flush(ctx, &mut added, &mut removed);
-    Ok(())
+    };
+    republish(ctx);
+    outcome
+}
+
+/// Publishes exactly the served members of the cache: after a full re-read
+/// the snapshot is rebuilt from the cache, so it can never drift from it.
+fn republish(ctx: &Ctx) {
+    let served: Vec<Member> = lock(&ctx.cache)
+        .values()
+        .filter_map(|e| match e {
+            Entry::Served(m) => Some(m.clone()),
+            Entry::Skipped => None,
+        })
+        .collect();
+    ctx.publisher.publish(served);
 }
 
 fn child_name<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
@@ -589,12 +641,15 @@ fn flush(ctx: &Ctx, added: &mut Vec<Member>, removed: &mut Vec<Member>) {
     if added.is_empty() && removed.is_empty() {
         return;
     }
-    // A member added and removed within one batch must end up absent.
-    let gone: HashSet<_> = removed.iter().map(|m| m.id().clone()).collect();
-    let add: Vec<Member> = std::mem::take(added)
-        .into_iter()
-        .filter(|m| !gone.contains(m.id()) || lock(&ctx.cache).contains_key(m.id().as_str()))
-        .collect();
+    // Within one batch a member may be added, then replaced or removed: add
+    // only what the cache still serves.
+    let add: Vec<Member> = {
+        let cache = lock(&ctx.cache);
+        std::mem::take(added)
+            .into_iter()
+            .filter(|m| matches!(cache.get(m.id().as_str()), Some(Entry::Served(c)) if c == m))
+            .collect()
+    };
     ctx.publisher.apply(add, std::mem::take(removed));
 }
 

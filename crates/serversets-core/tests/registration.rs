@@ -300,3 +300,49 @@ async fn digest_auth_and_acls_protect_members_but_not_reads() {
 fn set_for(zk: &str, service: &str) -> ServerSet {
     ServerSet::new(Environment::Test, service, [zk]).unwrap()
 }
+
+/// Requests the server has received so far (`srvr`'s "Received:" line).
+fn received(zk: &ZkCluster) -> u64 {
+    let port: u16 = zk
+        .server_address(0)
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let srvr = testkit::four_letter_word(port, "srvr").unwrap();
+    srvr.lines()
+        .find_map(|l| l.strip_prefix("Received: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Received line in {srvr}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_registrations_and_watches_send_almost_nothing() {
+    init_tracing();
+    let zk = ZkCluster::standalone().unwrap();
+    let set = set(&zk.connect_string(), "idle", Duration::from_secs(30));
+    let _a = set
+        .register_endpoint("127.0.0.1", 7001, None)
+        .await
+        .unwrap();
+    let _b = set
+        .register_endpoint("127.0.0.1", 7002, None)
+        .await
+        .unwrap();
+    let _c = set
+        .registration("127.0.0.1", 7003)
+        .ping(Ping::new(|| async { Ok::<(), String>(()) }))
+        .register()
+        .await
+        .unwrap();
+    let _w = set.watch().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = received(&zk);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let during = received(&zk) - before;
+    // Only heart-beats (one every few seconds per session) and our own
+    // `srvr` probe: a loop re-checking a member would send thousands.
+    assert!(during < 20, "{during} requests in one idle second");
+}

@@ -283,3 +283,81 @@ async fn dropping_the_watch_closes_its_feeds() {
         .unwrap()
         .is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_member_is_reported_and_does_not_stall_the_set() {
+    init_tracing();
+    let zk = ZkCluster::standalone().unwrap();
+    let cs = zk.connect_string();
+    let raw = raw(&cs).await;
+    let path = "/discovery/test/unreadable";
+    put(
+        &raw,
+        &format!("{path}/member_"),
+        &finagle("10.0.0.1", 80, ""),
+        zk::CreateMode::PersistentSequential,
+    )
+    .await;
+    // A member only its (digest) creator may read.
+    let owner = zk::Client::connector()
+        .with_auth("digest", b"owner:pw")
+        .connect(&cs)
+        .await
+        .unwrap();
+    let (_, seq) = owner
+        .create(
+            &format!("{path}/member_"),
+            &finagle("10.0.0.9", 80, ""),
+            &zk::CreateMode::PersistentSequential.with_acls(zk::Acls::creator_all()),
+        )
+        .await
+        .unwrap();
+    let secret = format!("member_{seq}");
+
+    let set = set(&cs, "unreadable", Duration::from_secs(10));
+    let watch = set
+        .watch()
+        .await
+        .expect("the watch starts despite one unreadable member");
+    assert_eq!(addrs(&watch.snapshot()), ["10.0.0.1:80"]);
+    let why = watch.rejected().get(&secret).cloned().unwrap_or_default();
+    assert!(why.contains("unreadable"), "{why}");
+    // Later changes still arrive.
+    put(
+        &raw,
+        &format!("{path}/member_"),
+        &finagle("10.0.0.2", 80, ""),
+        zk::CreateMode::PersistentSequential,
+    )
+    .await;
+    wait_for(&watch, T, "a later member", |s| s.len() == 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_data_is_rewritten_is_followed() {
+    init_tracing();
+    let zk = ZkCluster::standalone().unwrap();
+    let cs = zk.connect_string();
+    let raw = raw(&cs).await;
+    let path = "/discovery/test/rewritten";
+    let node = put(
+        &raw,
+        &format!("{path}/member_"),
+        &finagle("10.0.0.1", 80, ""),
+        zk::CreateMode::PersistentSequential,
+    )
+    .await;
+    let set = set(&cs, "rewritten", Duration::from_secs(10));
+    let watch = set.watch().await.unwrap();
+    assert_eq!(watch.snapshot().len(), 1);
+    // Writers should delete + create, but some use setData: follow it anyway.
+    let stopping = br#"{"serviceEndpoint":{"host":"10.0.0.1","port":80},"status":"STOPPING"}"#;
+    raw.set_data(&node, stopping, None).await.unwrap();
+    wait_for(&watch, T, "stopping member leaves", |s| s.is_empty()).await;
+    let moved = br#"{"serviceEndpoint":{"host":"10.0.0.7","port":81},"status":"ALIVE"}"#;
+    raw.set_data(&node, moved, None).await.unwrap();
+    wait_for(&watch, T, "member back at its new address", |s| {
+        addrs(s) == ["10.0.0.7:81"]
+    })
+    .await;
+}
