@@ -97,12 +97,15 @@ pub enum RegistrationState {
 
 /// Builds a registration; see [`ServerSet::registration`].
 ///
-/// ```no_run
+/// ```
 /// use std::time::Duration;
-/// use serversets_core::{Environment, Ping, ServerSet};
+/// use serversets_core::{Environment, Ping, RegistrationState, ServerSet};
 ///
-/// # async fn run() -> Result<(), serversets_core::Error> {
-/// let set = ServerSet::new(Environment::Production, "search", ["zk1:2181"])?;
+/// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let zk = testkit::ZkCluster::standalone()?; // a real ZooKeeper for this example
+/// # let zookeepers = [zk.connect_string()];
+/// let set = ServerSet::new(Environment::Production, "search", zookeepers)?;
 /// let endpoint = set
 ///     .registration("10.0.0.3", 31781)
 ///     .additional_endpoint("http", "10.0.0.3", 31782)
@@ -112,7 +115,12 @@ pub enum RegistrationState {
 ///     .ping_interval(Duration::from_millis(500))
 ///     .register()
 ///     .await?;
-/// println!("registered at {:?}", endpoint.path());
+/// let path = endpoint.path().expect("registered");
+/// assert!(path.starts_with("/discovery/prod/search/member_"));
+/// assert!(matches!(endpoint.state(), RegistrationState::Registered(_)));
+///
+/// endpoint.close().await?; // removed at once; closing again is fine
+/// assert_eq!(endpoint.state(), RegistrationState::Closed);
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]

@@ -60,11 +60,14 @@ pub(crate) struct SetInner {
 /// [`watch`](ServerSet::watch) does, through a session shared with every
 /// other server set of the process that uses the same ZooKeeper settings.
 ///
-/// ```no_run
+/// ```
 /// use serversets_core::{Environment, ServerSet, Watcher};
 ///
-/// # async fn run() -> Result<(), serversets_core::Error> {
-/// let set = ServerSet::new(Environment::Staging, "service_name", ["zk01:2181", "zk02:2181"])?;
+/// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let zk = testkit::ZkCluster::standalone()?; // a real ZooKeeper for this example
+/// # let zookeepers = [zk.connect_string()];
+/// let set = ServerSet::new(Environment::Staging, "service_name", zookeepers)?;
 /// assert_eq!(set.path(), "/discovery/staging/service_name");
 ///
 /// // A server announces itself...
@@ -72,7 +75,7 @@ pub(crate) struct SetInner {
 /// // ...and a client follows the set.
 /// let watch = set.watch().await?;
 /// for member in &watch.snapshot() {
-///     println!("{}", member.addr());
+///     assert_eq!(member.addr().to_string(), "10.0.0.3:31781");
 /// }
 /// endpoint.close().await?;
 /// # Ok(()) }

@@ -123,19 +123,23 @@ struct Inner {
 /// default). Build one explicitly to share it across differently-configured
 /// server sets or to read its [`Health`].
 ///
-/// ```no_run
-/// use serversets_core::{Environment, ServerSet, Session};
+/// ```
+/// use serversets_core::{Environment, Health, ServerSet, Session};
 ///
-/// # async fn run() -> Result<(), serversets_core::Error> {
-/// let session = Session::builder(["zk01:2181", "zk02:2181"]).build()?;
-/// let a = ServerSet::builder(Environment::Production, "users", ["zk01:2181"])
+/// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let zk = testkit::ZkCluster::standalone()?; // a real ZooKeeper for this example
+/// # let zookeepers = [zk.connect_string()];
+/// let session = Session::builder(zookeepers.clone()).build()?;
+/// let users = ServerSet::builder(Environment::Production, "users", zookeepers.clone())
 ///     .session(session.clone())
 ///     .build()?;
-/// let b = ServerSet::builder(Environment::Production, "orders", ["zk01:2181"])
+/// let orders = ServerSet::builder(Environment::Production, "orders", zookeepers)
 ///     .session(session.clone())
 ///     .build()?;
 /// session.wait_connected().await?;
-/// println!("{}", session.health());
+/// assert_eq!(session.health(), Health::Connected);
+/// assert_eq!(users.session()?.session_id(), orders.session()?.session_id());
 /// # Ok(()) }
 /// ```
 ///

@@ -47,13 +47,28 @@ pub enum WatchStrategy {
 
 /// Builds a [`Watch`]; see [`ServerSet::watch_builder`].
 ///
-/// ```no_run
-/// use serversets_core::{Environment, ServerSet};
+/// ```
+/// use serversets_core::{Environment, ServerSet, Watcher};
 ///
-/// # async fn run() -> Result<(), serversets_core::Error> {
-/// let set = ServerSet::new(Environment::Production, "search", ["zk1:2181"])?;
+/// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let zk = testkit::ZkCluster::standalone()?; // a real ZooKeeper for this example
+/// # let zookeepers = [zk.connect_string()];
+/// let set = ServerSet::new(Environment::Production, "search", zookeepers)?;
+/// let _in_shard_3 = set
+///     .registration("10.0.0.1", 9000)
+///     .additional_endpoint("http", "10.0.0.1", 8080)
+///     .shard(3)
+///     .register()
+///     .await?;
+/// let _elsewhere = set.registration("10.0.0.2", 9000).shard(4).register().await?;
+///
 /// // Members' "http" endpoints, shard 3 only.
 /// let watch = set.watch_builder().endpoint("http").shard(3).start().await?;
+/// let addrs: Vec<String> = watch.snapshot().iter().map(|m| m.addr().to_string()).collect();
+/// assert_eq!(addrs, ["10.0.0.1:8080"]);
+/// // Why the other one is not served:
+/// assert!(watch.rejected().values().any(|why| why == "shard 4, not 3"));
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
@@ -185,16 +200,26 @@ pub struct WatchStats {
 ///
 /// Dropping it stops following the set (its [`Feed`]s then report closed).
 ///
-/// ```no_run
-/// use serversets_core::{Environment, ServerSet, Watcher};
+/// ```
+/// use serversets_core::{Environment, Health, ServerSet, Watcher};
 ///
-/// # async fn run() -> Result<(), serversets_core::Error> {
-/// let set = ServerSet::new(Environment::Staging, "service_name", ["zk01:2181"])?;
+/// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let zk = testkit::ZkCluster::standalone()?; // a real ZooKeeper for this example
+/// # let zookeepers = [zk.connect_string()];
+/// let set = ServerSet::new(Environment::Staging, "service_name", zookeepers)?;
 /// let watch = set.watch().await?;
+/// assert!(watch.snapshot().is_empty());
 /// let mut changes = watch.subscribe();
+///
+/// let _endpoint = set.register_endpoint("10.0.0.3", 31781, None).await?;
 /// while let Some(snapshot) = changes.changed().await {
-///     println!("{} members, connection {}", snapshot.len(), watch.health());
+///     assert_eq!(watch.health(), Health::Connected);
+///     if snapshot.len() == 1 {
+///         break; // the member arrived
+///     }
 /// }
+/// assert_eq!(watch.stats().served, 1);
 /// # Ok(()) }
 /// ```
 pub struct Watch {
