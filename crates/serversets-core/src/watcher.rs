@@ -297,20 +297,25 @@ impl Subscription {
     /// Waits until the set is newer than the last snapshot this subscription
     /// returned (or than the state at subscribe time), and returns the newest
     /// snapshot. Changes that happen in quick succession may be coalesced into
-    /// one. Returns `None` once the source is closed.
+    /// one. Returns `None` once the source is closed and its last list has
+    /// been returned.
     ///
     /// Cancel-safe: dropping the future loses nothing.
     pub async fn changed(&mut self) -> Option<Snapshot> {
         loop {
             // Mark first, then look: a publish after the look is sure to wake us.
             self.wake.borrow_and_update();
-            if self.shared.closed.load(Ordering::SeqCst) {
-                return None;
-            }
+            // Read `closed` before the snapshot: a source publishes before it
+            // closes, so a close seen here means its last list is visible
+            // below and is handed out before the end is reported.
+            let closed = self.shared.closed.load(Ordering::SeqCst);
             let current = self.shared.current.load();
             if current.version() > self.seen {
                 self.seen = current.version();
                 return Some(current.as_ref().clone());
+            }
+            if closed {
+                return None;
             }
             if self.wake.changed().await.is_err() {
                 // The sender lives in `shared`, which we hold; unreachable in
@@ -391,6 +396,17 @@ mod tests {
         assert!(p.publish([member("b:1"), member("a:1")]).is_none());
         let pending = tokio::time::timeout(Duration::from_millis(30), sub.changed()).await;
         assert!(pending.is_err());
+    }
+
+    #[tokio::test]
+    async fn the_last_list_before_close_is_delivered_before_the_end() {
+        let p = Publisher::new();
+        let mut sub = p.feed().subscribe();
+        p.publish([member("a:1"), member("b:1")]);
+        p.close();
+        let last = sub.changed().await.expect("the last list first");
+        assert_eq!(last.len(), 2);
+        assert!(sub.changed().await.is_none());
     }
 
     #[tokio::test]
