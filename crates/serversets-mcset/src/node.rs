@@ -103,8 +103,12 @@ pub(crate) fn parse_weight(text: &str) -> Option<f64> {
     text.trim()
         .parse::<f64>()
         .ok()
-        .filter(|w| w.is_finite() && *w > 0.0)
+        .filter(|w| w.is_finite() && *w > 0.0 && *w <= MAX_WEIGHT)
 }
+
+/// Larger weights are refused: a sum of a few huge (finite) weights would
+/// overflow to infinity and leave every node without points.
+pub(crate) const MAX_WEIGHT: f64 = 1e9;
 
 /// A server address with a ketama weight: one entry of an explicit node
 /// list, written `HOST:PORT` or `HOST:PORT=WEIGHT` (weight default 1).
@@ -234,6 +238,15 @@ impl fmt::Display for WeightedNode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weights_are_bounded_so_their_sum_stays_finite() {
+        assert_eq!(parse_weight("2"), Some(2.0));
+        assert_eq!(parse_weight("1e9"), Some(1e9));
+        for bad in ["1e308", "inf", "NaN", "0", "-1", "x"] {
+            assert_eq!(parse_weight(bad), None, "{bad}");
+        }
+    }
 
     fn member(addr: &str) -> Member {
         Member::from_addr(addr.parse().unwrap())

@@ -36,10 +36,18 @@ pub(crate) fn ketama_digests(weight: f64, total_weight: f64, node_count: usize) 
 /// The ketama ring of `sources`.
 pub(crate) fn ketama_continuum(sources: &[Source<'_>]) -> Continuum {
     let total_weight: f64 = sources.iter().map(|s| s.weight).sum();
-    let counts: Vec<u32> = sources
-        .iter()
-        .map(|s| ketama_digests(s.weight, total_weight, sources.len()))
-        .collect();
+    let counts: Vec<u32> = if total_weight.is_finite() {
+        sources
+            .iter()
+            .map(|s| ketama_digests(s.weight, total_weight, sources.len()))
+            .collect()
+    } else {
+        // Weights are bounded when parsed; should a sum still overflow,
+        // equal weights beat a ring with no points at all.
+        tracing::warn!("ketama weights overflow; treating every node as weight 1");
+        let n = sources.len();
+        vec![ketama_digests(1.0, n as f64, n); n]
+    };
     let total: usize = counts.iter().map(|&d| d as usize * 4).sum();
     let mut ring = ContinuumBuilder::with_capacity(total);
     // Digests are computed many at a time (see `md5x`); each comes back
