@@ -188,7 +188,9 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         if let Some(link) = self.link.take() {
-            let outcome = if self.broken {
+            // A connection dropped while panicking may hold half a request
+            // or an unread reply in its buffers: never reuse it.
+            let outcome = if self.broken || std::thread::panicking() {
                 Outcome::Failed
             } else {
                 Outcome::Ok

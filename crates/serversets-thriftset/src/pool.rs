@@ -192,14 +192,29 @@ impl Shared {
                 Err(Error::NoHosts) => return Err(last_error.unwrap_or(Error::NoHosts)),
                 Err(e) => return Err(e),
             };
+            let host_id = reservation.host_id;
             match self.establish(reservation) {
-                Ok(done) => return Ok(done),
+                Ok((link, index)) => {
+                    // The host may have left the set while we dialled or
+                    // probed without the lock: never hand that out.
+                    if self.still_member(host_id, index) {
+                        return Ok((link, index));
+                    }
+                    link.close();
+                    tried.push(host_id);
+                }
                 Err((host_id, e)) => {
                     tried.push(host_id);
                     last_error = Some(e);
                 }
             }
         }
+    }
+
+    /// True while the host is in the set and the pool is open.
+    fn still_member(&self, host_id: u64, hint: usize) -> bool {
+        let mut state = self.lock();
+        !state.closed && find(&mut state.hosts, host_id, hint).is_some()
     }
 
     /// Reserves a slot on the best host, waiting for one while every host is
@@ -240,7 +255,8 @@ impl Shared {
                 }
                 Pick::None => break Err(Error::NoHosts),
                 Pick::AllFull => {
-                    let until = *deadline.get_or_insert(now + self.config.checkout_timeout);
+                    let until =
+                        *deadline.get_or_insert_with(|| later(now, self.config.checkout_timeout));
                     if now >= until {
                         break Err(Error::Exhausted(self.config.checkout_timeout));
                     }
@@ -363,7 +379,9 @@ impl Shared {
             }
         }
         if wake {
-            self.freed.notify_one();
+            // Every waiter: one woken alone may have tried this host
+            // already and go back to sleep while another could use it.
+            self.freed.notify_all();
         }
         close_all(doomed);
     }
@@ -382,7 +400,7 @@ impl Shared {
                 "thriftset: host keeps failing but is the last usable one; not ejecting");
             return;
         }
-        host.ejected_until = Some(now + self.config.eject_for);
+        host.ejected_until = Some(later(now, self.config.eject_for));
         tracing::warn!(addr = %host.addr, failures = host.failures,
             period = ?self.config.eject_for, "thriftset: host ejected");
     }
@@ -550,6 +568,13 @@ fn pick(hosts: &[Host], max_active: usize, now: Instant, tried: &[u64]) -> Pick 
 
 /// The host with this id, looked up at `hint` first (its index at checkout;
 /// right unless the membership changed since).
+/// `now + d`, saturating at a year for durations too large for an `Instant`.
+fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(now)
+}
+
 fn find(hosts: &mut [Host], id: u64, hint: usize) -> Option<&mut Host> {
     if hosts.get(hint).is_some_and(|h| h.id == id) {
         return hosts.get_mut(hint);
@@ -560,6 +585,16 @@ fn find(hosts: &mut [Host], id: u64, hint: usize) -> Option<&mut Host> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_timeouts_saturate_instead_of_panicking() {
+        let now = Instant::now();
+        assert!(later(now, Duration::MAX) > now);
+        assert_eq!(
+            later(now, Duration::from_secs(1)),
+            now + Duration::from_secs(1)
+        );
+    }
 
     fn host(id: u64, active: usize) -> Host {
         Host {
