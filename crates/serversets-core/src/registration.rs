@@ -205,6 +205,7 @@ impl RegistrationBuilder {
         }
         let member = member.build();
         let session = self.set.session()?;
+        let started = std::time::Instant::now();
         session.first_generation().await?;
 
         let (state, mut state_rx) = watch::channel(RegistrationState::Pending);
@@ -245,7 +246,10 @@ impl RegistrationBuilder {
         spawn_supervised("serverset-registration", move || keep_registered(c.clone()));
 
         let endpoint = Endpoint { ctx };
-        let connect_timeout = endpoint.ctx.session.config().connect_timeout + self.ping_timeout;
+        // One budget for connecting, the first health check and the create.
+        let connect_timeout = (endpoint.ctx.session.config().connect_timeout + self.ping_timeout)
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_secs(1));
         let settled = tokio::time::timeout(
             connect_timeout,
             state_rx.wait_for(|s| !matches!(s, RegistrationState::Pending)),

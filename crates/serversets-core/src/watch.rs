@@ -111,6 +111,7 @@ impl WatchBuilder {
     /// that fills in when the path appears; nothing is created.
     pub async fn start(self) -> Result<Watch> {
         let session = self.set.session()?;
+        let started = std::time::Instant::now();
         session.first_generation().await?;
         let publisher = Publisher::new();
         let feed = publisher.feed();
@@ -138,8 +139,13 @@ impl WatchBuilder {
             ctx,
             _stop: stop,
         };
+        // One budget for connecting and the first read together (with a
+        // little room for the read when connecting took almost all of it).
         let budget = session.config().connect_timeout;
-        let ready = tokio::time::timeout(budget, ready_rx.wait_for(|r| *r))
+        let left = budget
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_secs(1));
+        let ready = tokio::time::timeout(left, ready_rx.wait_for(|r| *r))
             .await
             .map(|r| r.is_ok());
         match ready {
