@@ -9,7 +9,7 @@ use serversets_core::HostPort;
 use serversets_mcset::WeightedNode;
 
 use crate::check::HttpUrl;
-use crate::duration::parse_duration;
+use crate::duration::{parse_check_interval, parse_duration};
 use crate::zkconnect::ZkConnect;
 
 const MAIN_EXAMPLES: &str = "\
@@ -241,8 +241,8 @@ pub struct RegisterArgs {
     /// Healthy while `sh -c CMD` exits 0
     #[arg(long, group = "check", value_name = "CMD")]
     pub check_cmd: Option<String>,
-    /// How often the check runs
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    /// How often the check runs (at least 10ms)
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_check_interval)]
     pub check_interval: Duration,
     /// How long one check may take before it counts as failed
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]

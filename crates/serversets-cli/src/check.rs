@@ -7,6 +7,7 @@
 use std::fmt;
 use std::process::Stdio;
 use std::str::FromStr;
+use std::time::Duration;
 
 use serversets_core::{HostPort, Ping};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -188,32 +189,94 @@ fn parse_status_line(head: &[u8]) -> Option<(u16, String)> {
     Some((code, parts.next().unwrap_or("").to_string()))
 }
 
+/// The most of a failed command's stderr kept for the message.
+const MAX_STDERR: usize = 4 * 1024;
+
+/// How long stderr is still read after the command exited: a background
+/// process it started may hold the pipe open forever.
+const STDERR_AFTER_EXIT: Duration = Duration::from_millis(100);
+
 async fn command(cmd: String) -> Result<(), String> {
-    let output = tokio::process::Command::new("sh")
+    let mut child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(&cmd)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        // A check that outlives its timeout is dropped by core: kill it.
+        // Its own process group, so everything it starts can be killed
+        // with it (see `KillGroup`).
+        .process_group(0)
         .kill_on_drop(true)
-        .output()
-        .await
+        .spawn()
         .map_err(|e| format!("cannot run `{cmd}`: {e}"))?;
-    if output.status.success() {
+    // Whichever way this ends (done, or dropped by core after the timeout),
+    // nothing the check started outlives it.
+    let _group = child.id().map(KillGroup);
+    let mut stderr = child.stderr.take();
+    let mut kept = Vec::new();
+    // Read stderr while waiting, so a chatty command cannot block on a
+    // full pipe; but wait for the command, not for the pipe to close.
+    let status = {
+        let read = drain(&mut stderr, &mut kept);
+        tokio::pin!(read);
+        tokio::select! {
+            status = child.wait() => status,
+            () = &mut read => child.wait().await,
+        }
+    };
+    let status = status.map_err(|e| format!("cannot run `{cmd}`: {e}"))?;
+    if status.success() {
         return Ok(());
     }
-    let status = match output.status.code() {
+    let _ = tokio::time::timeout(STDERR_AFTER_EXIT, drain(&mut stderr, &mut kept)).await;
+    let status = match status.code() {
         Some(code) => format!("exit code {code}"),
         None => "killed by a signal".to_string(),
     };
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = String::from_utf8_lossy(&kept);
     match stderr.lines().map(str::trim).find(|l| !l.is_empty()) {
         Some(line) => {
             let line: String = line.chars().take(200).collect();
             Err(format!("`{cmd}` failed with {status}: {line}"))
         }
         None => Err(format!("`{cmd}` failed with {status}")),
+    }
+}
+
+/// Reads `pipe` to its end, keeping the first [`MAX_STDERR`] bytes in
+/// `kept` and discarding the rest. Safe to cancel between reads.
+async fn drain(pipe: &mut Option<tokio::process::ChildStderr>, kept: &mut Vec<u8>) {
+    let Some(p) = pipe else { return };
+    let mut buf = [0u8; 1024];
+    loop {
+        match p.read(&mut buf).await {
+            Ok(0) | Err(_) => {
+                *pipe = None;
+                return;
+            }
+            Ok(n) => {
+                let room = MAX_STDERR.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
+    }
+}
+
+/// Kills a check command's whole process group when dropped.
+struct KillGroup(u32);
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        let Ok(pgid) = libc::pid_t::try_from(self.0) else {
+            return;
+        };
+        // SAFETY: kill(2) has no memory effects; -pgid names the group the
+        // check's shell leads (process_group(0) made its pid the group id).
+        // The group lives while any of its processes do, so this reaches
+        // only what the check started.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
     }
 }
 
@@ -297,6 +360,69 @@ mod tests {
         drop(listener);
         let err = tcp(addr.clone()).await.unwrap_err();
         assert!(err.contains(&addr.to_string()), "{err}");
+    }
+
+    /// Whether `pid` is gone (or a zombie waiting for init to reap it).
+    fn dead(pid: i32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        }
+    }
+
+    async fn wait_dead(pid_file: &std::path::Path) {
+        let pid: i32 = std::fs::read_to_string(pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !dead(pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "process {pid} started by the check is still running"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_command_that_leaves_a_daemon_finishes_and_takes_it_along() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        // The background sleep keeps stderr open: waiting for the pipe to
+        // close instead of for the shell would take 30 s.
+        let cmd = format!("sleep 30 & echo $! > {}", pid_file.display());
+        let result = tokio::time::timeout(Duration::from_secs(10), command(cmd))
+            .await
+            .expect("the check ends when its shell does");
+        assert_eq!(result, Ok(()));
+        wait_dead(&pid_file).await;
+
+        let cmd = format!(
+            "sleep 30 & echo $! > {}; echo sick >&2; exit 4",
+            pid_file.display()
+        );
+        let err = tokio::time::timeout(Duration::from_secs(10), command(cmd))
+            .await
+            .expect("a failing check ends when its shell does")
+            .unwrap_err();
+        assert!(err.contains("exit code 4") && err.contains("sick"), "{err}");
+        wait_dead(&pid_file).await;
+    }
+
+    #[tokio::test]
+    async fn a_dropped_command_kills_everything_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let cmd = format!("sleep 30 & echo $! > {}; sleep 30", pid_file.display());
+        // What core does with a check that outlives its timeout.
+        let timed_out = tokio::time::timeout(Duration::from_millis(500), command(cmd)).await;
+        assert!(timed_out.is_err());
+        wait_dead(&pid_file).await;
     }
 
     #[tokio::test]

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-/// Parses a positive duration such as `500ms`, `2s`, `1.5s`, `3m` or `1h`; a
-/// bare number means seconds. Zero and negative values are refused: every
-/// duration the command takes (timeouts, check intervals) must be positive.
+/// Parses a duration such as `500ms`, `2s`, `1.5s`, `3m` or `1h`; a bare
+/// number means seconds. It must be at least 1ms and at most 24h: every
+/// duration the command takes (timeouts, check intervals) is a real wait.
 ///
 /// ```
 /// use std::time::Duration;
@@ -16,6 +16,7 @@ use std::time::Duration;
 /// assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
 /// assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
 /// assert!(parse_duration("0s").is_err());
+/// assert!(parse_duration("0.5ms").is_err());
 /// assert!(parse_duration("soon").is_err());
 /// ```
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -37,14 +38,31 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         _ => return Err(bad()),
     };
     let secs = value * scale;
-    // A day is far beyond any timeout or interval this command uses; the
-    // bound also keeps `from_secs_f64` away from overflow.
-    if !(secs > 0.0 && secs <= 86_400.0) {
+    // Below a millisecond nothing here (timers, ZooKeeper timeouts) can
+    // honour it. A day is far beyond any timeout or interval this command
+    // uses; the bound also keeps `from_secs_f64` away from overflow.
+    if !(0.001..=86_400.0).contains(&secs) {
         return Err(format!(
-            "invalid duration {text:?}: it must be greater than 0 and at most 24h"
+            "invalid duration {text:?}: it must be at least 1ms and at most 24h"
         ));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// The shortest `--check-interval`: a check every millisecond would keep a
+/// core busy (a `--check-cmd` forks a shell each time).
+const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(10);
+
+/// [`parse_duration`] for `--check-interval`, which must be at least 10ms.
+pub(crate) fn parse_check_interval(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d < MIN_CHECK_INTERVAL {
+        return Err(format!(
+            "invalid check interval {text:?}: it must be at least {}",
+            show(MIN_CHECK_INTERVAL)
+        ));
+    }
+    Ok(d)
 }
 
 /// Shows a duration the way it is typed: `500ms`, `2s`, `1.5s`.
@@ -83,10 +101,18 @@ mod tests {
             );
         }
         for bad in [
-            "", "s", "-1s", "0", "0ms", "1d", "1.2.3s", "25h", "NaN", "inf",
+            "", "s", "-1s", "0", "0ms", "1d", "1.2.3s", "25h", "NaN", "inf", "0.5ms", "0.0001",
         ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn check_intervals_are_at_least_10ms() {
+        assert_eq!(parse_check_interval("10ms"), Ok(Duration::from_millis(10)));
+        let err = parse_check_interval("9ms").unwrap_err();
+        assert!(err.contains("at least 10ms"), "{err}");
+        assert!(parse_check_interval("0").is_err());
     }
 
     #[test]

@@ -36,7 +36,8 @@ pub enum CliError {
     #[error("{0}")]
     Failed(String),
     /// Writing the output failed (exit 1; a closed pipe, as with `| head`,
-    /// ends the command quietly with exit 0).
+    /// ends the command quietly with exit 0). `register` never ends with
+    /// this: its output is a log, and it carries on without it.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
 }

@@ -31,6 +31,7 @@ mod check;
 mod cmd;
 mod duration;
 mod error;
+mod output;
 mod render;
 mod signals;
 mod target;
@@ -42,6 +43,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
+use output::{stderr_line, Detached, WhenFull};
 
 pub use args::{
     AclArg, Cli, Command, CompletionsArgs, DumpArgs, GlobalArgs, IdentityArg, LocateArgs, LsArgs,
@@ -131,21 +133,50 @@ where
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("serversets: cannot start the async runtime: {e}");
+            stderr_line(&format!("serversets: cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
-    let mut stdout = std::io::stdout();
-    let result = runtime.block_on(run(&cli, &mut stdout));
+    // The long-running commands write through a thread of their own, so a
+    // stdout nobody reads cannot stall their signal handling (and, for
+    // `register`, the deregistration).
+    let when_full = match &cli.command {
+        Command::Watch(_) => Some(WhenFull::Wait),
+        Command::Register(_) => Some(WhenFull::Drop),
+        _ => None,
+    };
+    let detached = match when_full {
+        Some(w) => match Detached::spawn(std::io::stdout(), w, output::QUEUE_BYTES) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                stderr_line(&format!("serversets: cannot start the output thread: {e}"));
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    let (result, detached) = match detached {
+        Some(mut d) => (runtime.block_on(run(&cli, &mut d)), Some(d)),
+        None => (runtime.block_on(run(&cli, &mut std::io::stdout())), None),
+    };
     // Background tasks (the ZooKeeper session) are cut short here; members
     // were already removed by `register`, and a closed session takes any
     // left-over ephemeral node with it.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    if let Some(d) = detached {
+        let finished = d.finish(std::time::Duration::from_secs(1));
+        if finished.dropped > 0 || finished.unwritten > 0 {
+            stderr_line(&format!(
+                "serversets: stdout was not read: {} output chunks dropped, {} left unwritten",
+                finished.dropped, finished.unwritten
+            ));
+        }
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if !e.is_quiet() {
-                eprintln!("serversets: {e}");
+                stderr_line(&format!("serversets: {e}"));
             }
             ExitCode::from(e.exit_code())
         }
@@ -166,7 +197,7 @@ fn clap_failure(e: clap::Error) -> ExitCode {
             ExitCode::from(2)
         }
         _ => {
-            eprintln!("serversets: {}", one_line(&e));
+            stderr_line(&format!("serversets: {}", one_line(&e)));
             ExitCode::from(2)
         }
     }

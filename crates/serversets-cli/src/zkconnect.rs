@@ -70,9 +70,17 @@ impl FromStr for ZkConnect {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let text = text.trim();
-        // The chroot starts at the first '/'; hosts never contain one.
-        let (hosts_part, chroot) = match text.find('/') {
-            Some(i) => (&text[..i], Some(&text[i..])),
+        // The chroot can only follow the last host (as ZooKeeper's own
+        // clients read it): hosts never contain '/', chroots never ','.
+        let last_start = text.rfind(',').map_or(0, |i| i + 1);
+        if let Some(i) = text[..last_start].find('/') {
+            return Err(format!(
+                "invalid ZooKeeper connect string {text:?}: a chroot ({:?}) can only follow the last host",
+                &text[i..last_start - 1]
+            ));
+        }
+        let (hosts_part, chroot) = match text[last_start..].find('/') {
+            Some(i) => (&text[..last_start + i], Some(&text[last_start + i..])),
             None => (text, None),
         };
         let chroot = match chroot {
@@ -138,6 +146,8 @@ mod tests {
             ("h:1/rel//x", "invalid chroot"),
             ("h:1/x/", "invalid chroot"),
             ("a b:1", "invalid host"),
+            ("zk1:2181/app,zk2:2181", "can only follow the last host"),
+            ("zk1/app,zk2/app", "can only follow the last host"),
         ];
         for (text, want) in cases {
             let err = text.parse::<ZkConnect>().unwrap_err();

@@ -298,3 +298,77 @@ async fn help_has_examples_and_completions_are_generated() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_on_zk_chroots_and_durations_are_usage_errors() {
+    let cases: [(&[&str], &[&str]); 3] = [
+        (
+            &[
+                "--zk",
+                "127.0.0.1:2181/app,127.0.0.1:2182",
+                "dump",
+                "--path",
+                "/x",
+            ],
+            &["--zk", "can only follow the last host"],
+        ),
+        (
+            &[
+                "--zk",
+                "127.0.0.1:2181",
+                "--connect-timeout",
+                "0.5ms",
+                "dump",
+                "--path",
+                "/x",
+            ],
+            &["--connect-timeout", "at least 1ms"],
+        ),
+        (
+            &[
+                "--zk",
+                "127.0.0.1:2181",
+                "register",
+                "--path",
+                "/x",
+                "--host",
+                "h",
+                "--port",
+                "1",
+                "--check-tcp",
+                "--check-interval",
+                "5ms",
+            ],
+            &["--check-interval", "at least 10ms"],
+        ),
+    ];
+    for (args, wants) in cases {
+        let out = run(args).await;
+        assert_fails(&out, 2, wants);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_stdin_keys_are_named_as_such() {
+    use tokio::io::AsyncWriteExt;
+    let mut cmd = command(&["locate", "-", "--node", "10.0.0.1:11211"]);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn serversets");
+    let mut stdin = child.stdin.take().unwrap();
+    // The second line is not UTF-8, so it cannot be a key.
+    stdin.write_all(b"ok\n\xff\xfe\n").await.unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(T, child.wait_with_output())
+        .await
+        .expect("exits")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("serversets: cannot read keys from stdin: "),
+        "{stderr}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\t10.0.0.1:11211\n");
+}

@@ -335,3 +335,167 @@ async fn creator_acls_need_the_digest_to_read() {
     let (status, _) = r.wait().await;
     assert_eq!(status.code(), Some(0));
 }
+
+/// Starts `register` on `set` with `stdout`, stderr collected.
+fn spawn_register(
+    set: &str,
+    port: &str,
+    stdout: std::process::Stdio,
+    extra: &[&str],
+) -> tokio::process::Child {
+    let zk = zk_args();
+    let mut rest = vec![
+        "register",
+        "--path",
+        set,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        port,
+    ];
+    rest.extend_from_slice(extra);
+    let mut cmd = command(&args(&zk, &rest));
+    cmd.stdout(stdout).stderr(std::process::Stdio::piped());
+    cmd.spawn().expect("spawn serversets")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_does_not_end_the_registration() {
+    use tokio::io::AsyncBufReadExt;
+    let client = raw().await;
+    let set = "/discovery/test/register-closed-stdout";
+    let mut child = spawn_register(set, "7100", std::process::Stdio::piped(), &[]);
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = loop {
+        let line = tokio::time::timeout(T, lines.next_line())
+            .await
+            .expect("output")
+            .unwrap()
+            .expect("a registered line");
+        if let Some(path) = line.split(" registered ").nth(1) {
+            break path.to_string();
+        }
+    };
+    // The reader goes away (`| head -2`), then something is printed: the
+    // member is deleted by someone else and comes back.
+    drop(lines);
+    client.delete(&first, None).await.unwrap();
+    let deadline = Instant::now() + T;
+    loop {
+        let members = members_in_zk(&client, set).await;
+        if members.len() == 1 && !first.ends_with(&members[0]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the member never came back: {members:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Still running, and still removes its member on SIGTERM.
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    signal_pid(child.id().unwrap(), libc::SIGTERM);
+    wait_members(&client, set, 0).await;
+    assert_eq!(exit_code(&mut child).await, Some(0));
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_stdout_neither_blocks_registering_nor_sigterm() {
+    let client = raw().await;
+    let set = "/discovery/test/register-stalled-stdout";
+    let (_reader, stdout) = stalled_stdout();
+    let mut child = spawn_register(set, "7101", stdout, &[]);
+    wait_members(&client, set, 1).await;
+    signal_pid(child.id().unwrap(), libc::SIGTERM);
+    wait_members(&client, set, 0).await;
+    assert_eq!(exit_code(&mut child).await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_registering_still_deregisters() {
+    let client = raw().await;
+    let set = "/discovery/test/register-sigterm-early";
+    // The first check takes a second, so registering does too.
+    let zk = zk_args();
+    let mut r = Running::spawn(&args(
+        &zk,
+        &[
+            "register",
+            "--path",
+            set,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "7102",
+            "--check-cmd",
+            "sleep 1",
+            "--check-timeout",
+            "5s",
+        ],
+    ));
+    r.expect("the plan", |l| l.contains(" registering ")).await;
+    r.signal(libc::SIGTERM);
+    let (status, out) = r.wait().await;
+    assert_eq!(status.code(), Some(0), "{out:?}");
+    assert!(
+        out.iter()
+            .any(|l| l
+                .ends_with("received SIGTERM while registering; deregistering once that settles")),
+        "{out:?}"
+    );
+    // It saw the registration through and removed what it created.
+    assert!(out.last().unwrap().ends_with(" deregistered"), "{out:?}");
+    assert!(members_in_zk(&client, set).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_gives_up_on_a_stuck_deregistration() {
+    // Its own server, paused so the removal cannot finish.
+    let own = testkit::ZkCluster::standalone().unwrap();
+    let connect = own.connect_string();
+    let mut r = Running::spawn(&[
+        "--zk",
+        &connect,
+        "--session-timeout",
+        "30s",
+        "register",
+        "--path",
+        "/discovery/test/register-second-signal",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "7103",
+    ]);
+    r.expect("registered", |l| l.contains(" registered ")).await;
+    own.pause(0).unwrap();
+    r.signal(libc::SIGTERM);
+    r.expect("deregistering", |l| {
+        l.ends_with("received SIGTERM; deregistering")
+    })
+    .await;
+    r.signal(libc::SIGINT);
+    let stderr_of = r.stderr_handle();
+    let (status, out) = r.wait().await;
+    own.resume(0).unwrap();
+    assert_eq!(status.code(), Some(1), "{out:?}");
+    // The stderr reader may lag the exit a little.
+    let deadline = Instant::now() + T;
+    let stderr = loop {
+        let stderr = stderr_of.lock().unwrap().clone();
+        if stderr.contains("received SIGINT again") || Instant::now() > deadline {
+            break stderr;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(stderr.contains("received SIGINT again"), "{stderr}");
+    assert!(!out.iter().any(|l| l.ends_with(" deregistered")), "{out:?}");
+}

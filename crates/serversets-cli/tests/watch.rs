@@ -243,3 +243,46 @@ async fn watch_reports_connection_changes_and_keeps_the_set() {
     let (status, _) = w.wait().await;
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_a_watch_whose_stdout_is_not_read() {
+    let client = raw().await;
+    let set = "/discovery/test/watch-stalled-stdout";
+    put_member(&client, set, FINAGLE_A).await;
+    let (_reader, stdout) = stalled_stdout();
+    let zk = zk_args();
+    let mut cmd = command(&args(&zk, &["watch", "--path", set]));
+    cmd.stdout(stdout).stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().expect("spawn serversets");
+    // Caught, not fatal; then time to connect and get stuck on the first
+    // write (the signal ends it at any point; the wait makes it land there).
+    wait_for_handler(child.id().unwrap(), libc::SIGTERM).await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    signal_pid(child.id().unwrap(), libc::SIGTERM);
+    assert_eq!(exit_code(&mut child).await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_ends_a_watch_that_is_still_connecting() {
+    let dead = format!("127.0.0.1:{}", testkit::free_port());
+    // A connect timeout far beyond how long the test waits for the exit.
+    let mut cmd = command(&[
+        "--zk",
+        &dead,
+        "--connect-timeout",
+        "5m",
+        "watch",
+        "--env",
+        "test",
+        "--service",
+        "x",
+    ]);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn serversets");
+    // Past installing the handlers (before that SIGINT kills it outright,
+    // which would show as no exit code).
+    wait_for_handler(child.id().unwrap(), libc::SIGINT).await;
+    signal_pid(child.id().unwrap(), libc::SIGINT);
+    assert_eq!(exit_code(&mut child).await, Some(0));
+}

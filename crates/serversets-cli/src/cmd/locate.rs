@@ -61,7 +61,8 @@ pub(crate) async fn run(
     for key in &a.keys {
         if key == "-" {
             for line in std::io::stdin().lock().lines() {
-                let line = line?;
+                let line = line
+                    .map_err(|e| CliError::Failed(format!("cannot read keys from stdin: {e}")))?;
                 let key = line.trim_end_matches('\r');
                 if !key.is_empty() {
                     locate(key)?;

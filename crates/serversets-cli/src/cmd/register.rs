@@ -2,14 +2,16 @@
 //! its health check passes, and removes it on SIGINT/SIGTERM.
 
 use std::io::Write;
+use std::time::Duration;
 
-use serversets_core::{HostPort, RegistrationState};
+use serversets_core::{Endpoint, HostPort, RegistrationState, ServerSet};
 
 use crate::args::{GlobalArgs, RegisterArgs};
 use crate::check::Check;
 use crate::cmd::watch::health_text;
 use crate::duration::show;
 use crate::error::CliError;
+use crate::output::stderr_line;
 use crate::signals::Signals;
 use crate::target::{acl_policy, set_builder, zk};
 use crate::timefmt::now;
@@ -28,21 +30,20 @@ pub(crate) async fn run(
         a.check_cmd.as_ref().map(|cmd| Check::Cmd(cmd.clone()))
     };
     let set = set_builder(g)?.acls(acl_policy(a.acl, g)?).build()?;
+    let hosts = zk(g)?.hosts_text();
     // Before anything is announced: a signal from now on deregisters.
     let mut signals = Signals::install()?;
+    let mut say = Say { out, broken: false };
 
     let check_text = match &check {
         Some(c) => format!("{c} every {}", show(a.check_interval)),
         None => "none".into(),
     };
-    writeln!(
-        out,
-        "{} registering {addr} in {} on {} (check: {check_text})",
+    say.line(format!(
+        "{} registering {addr} in {} on {hosts} (check: {check_text})",
         now(),
         set.path(),
-        zk(g)?.hosts_text(),
-    )?;
-    out.flush()?;
+    ));
 
     let mut builder = set
         .registration(&a.host, a.port)
@@ -60,32 +61,86 @@ pub(crate) async fn run(
     if let Some(check) = check {
         builder = builder.ping(check.into_ping());
     }
+    // Once started, the registration may create the member at any moment
+    // (its tasks run on their own), so a signal must not simply drop it:
+    // see it through, then remove what it made.
+    let register = builder.register();
+    tokio::pin!(register);
     let endpoint = tokio::select! {
-        r = builder.register() => r?,
+        biased;
+        r = &mut register => r?,
         sig = signals.recv() => {
-            writeln!(out, "{} received {sig} before the member was registered; exiting", now())?;
-            return Ok(());
+            say.line(format!(
+                "{} received {sig} while registering; deregistering once that settles",
+                now()
+            ));
+            // register() gives up by itself after about this long.
+            let grace = g.connect_timeout + a.check_timeout + SETTLE_MARGIN;
+            let settled = tokio::select! {
+                biased;
+                r = tokio::time::timeout(grace, &mut register) => r,
+                sig = signals.recv() => return Err(forced(sig)),
+            };
+            return match settled {
+                Ok(Ok(endpoint)) => deregister(&endpoint, &mut signals, &mut say).await,
+                Ok(Err(e)) => {
+                    say.line(format!("{} not registered ({e}); exiting", now()));
+                    Ok(())
+                }
+                Err(_) => Err(CliError::Failed(format!(
+                    "received {sig}, but the registration did not settle within {}; \
+                     any member it created goes when the ZooKeeper session ends",
+                    show(grace)
+                ))),
+            };
         }
     };
 
+    // From here on every way out removes the member first.
+    match follow(&set, &endpoint, &mut signals, &mut say).await {
+        Ok(sig) => {
+            say.line(format!("{} received {sig}; deregistering", now()));
+            deregister(&endpoint, &mut signals, &mut say).await
+        }
+        Err(e) => {
+            // The error is the news; a second signal during this close
+            // only makes the exit quicker.
+            let _ = deregister(&endpoint, &mut signals, &mut say).await;
+            Err(e)
+        }
+    }
+}
+
+/// Extra time, beyond the connect and check timeouts, that a registration
+/// interrupted by a signal gets to settle before the command gives up.
+const SETTLE_MARGIN: Duration = Duration::from_secs(5);
+
+/// Reports state and connection changes until a signal arrives (returning
+/// its name) or the registration ends on its own (an error).
+async fn follow(
+    set: &ServerSet,
+    endpoint: &Endpoint,
+    signals: &mut Signals,
+    say: &mut Say<'_>,
+) -> Result<&'static str, CliError> {
     let session = set.session()?;
     let mut health = session.health_changes();
     health.borrow_and_update();
     let mut states = endpoint.state_changes();
     let first = states.borrow_and_update().clone();
-    writeln!(out, "{} {}", now(), state_text(&first))?;
-    out.flush()?;
+    say.line(format!("{} {}", now(), state_text(&first)));
 
     let mut health_open = true;
     loop {
         tokio::select! {
+            biased;
+            sig = signals.recv() => return Ok(sig),
             changed = states.changed() => {
                 let state = match changed {
                     Ok(()) => states.borrow_and_update().clone(),
                     Err(_) => RegistrationState::Closed,
                 };
-                writeln!(out, "{} {}", now(), state_text(&state))?;
-                out.flush()?;
+                say.line(format!("{} {}", now(), state_text(&state)));
                 if state == RegistrationState::Closed {
                     return Err(CliError::Failed("the registration ended unexpectedly".into()));
                 }
@@ -93,20 +148,58 @@ pub(crate) async fn run(
             changed = health.changed(), if health_open => {
                 if changed.is_ok() {
                     let h = *health.borrow_and_update();
-                    writeln!(out, "{} connection: {}", now(), health_text(h))?;
-                    out.flush()?;
+                    say.line(format!("{} connection: {}", now(), health_text(h)));
                 } else {
                     health_open = false;
                 }
             }
-            sig = signals.recv() => {
-                writeln!(out, "{} received {sig}; deregistering", now())?;
-                out.flush()?;
-                endpoint.close().await?;
-                writeln!(out, "{} deregistered", now())?;
-                out.flush()?;
-                return Ok(());
-            }
+        }
+    }
+}
+
+/// Removes the member; a second signal meanwhile gives up at once.
+async fn deregister(
+    endpoint: &Endpoint,
+    signals: &mut Signals,
+    say: &mut Say<'_>,
+) -> Result<(), CliError> {
+    tokio::select! {
+        biased;
+        r = endpoint.close() => {
+            r?;
+            say.line(format!("{} deregistered", now()));
+            Ok(())
+        }
+        sig = signals.recv() => Err(forced(sig)),
+    }
+}
+
+fn forced(sig: &str) -> CliError {
+    CliError::Failed(format!(
+        "received {sig} again; exiting without waiting for the deregistration \
+         (the member goes when the ZooKeeper session ends)"
+    ))
+}
+
+/// The command's output. A sidecar's job is its registration, not its log:
+/// a write that fails (a closed pipe, say) is reported once on stderr and
+/// output stops, but the command carries on.
+struct Say<'a> {
+    out: &'a mut (dyn Write + Send),
+    broken: bool,
+}
+
+impl Say<'_> {
+    fn line(&mut self, text: String) {
+        if self.broken {
+            return;
+        }
+        if let Err(e) = writeln!(self.out, "{text}").and_then(|()| self.out.flush()) {
+            self.broken = true;
+            tracing::warn!(error = %e, "cannot write output; carrying on without it");
+            stderr_line(&format!(
+                "serversets: cannot write output ({e}); carrying on without it"
+            ));
         }
     }
 }

@@ -3,10 +3,11 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use serversets_core::{Health, Snapshot, Watch, Watcher};
+use serversets_core::{Health, ServerSet, Snapshot, Watch, Watcher};
 
 use crate::args::{GlobalArgs, WatchArgs};
 use crate::error::CliError;
+use crate::output::stderr_line;
 use crate::render::{member_line, snapshot_json};
 use crate::signals::Signals;
 use crate::target::server_set;
@@ -19,6 +20,25 @@ pub(crate) async fn run(
 ) -> Result<(), CliError> {
     let set = server_set(g)?;
     let mut signals = Signals::install()?;
+    let result = watch(a, &set, &mut signals, out).await;
+    // Output stuck on a reader that stopped reading gives up when a signal
+    // arrives; that is the signal ending the command, not a failure.
+    match result {
+        Err(CliError::Output(e))
+            if e.kind() == std::io::ErrorKind::Interrupted && crate::signals::received() =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+async fn watch(
+    a: &WatchArgs,
+    set: &ServerSet,
+    signals: &mut Signals,
+    out: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
     let mut builder = set.watch_builder();
     if let Some(endpoint) = &a.endpoint {
         builder = builder.endpoint(endpoint);
@@ -26,7 +46,11 @@ pub(crate) async fn run(
     if let Some(shard) = a.shard {
         builder = builder.shard(shard);
     }
-    let watch = builder.start().await?;
+    // Connecting can take the whole connect timeout; Ctrl-C must not wait.
+    let watch = tokio::select! {
+        w = builder.start() => w?,
+        _ = signals.recv() => return Ok(()),
+    };
     let mut changes = watch.subscribe();
     let mut health = watch.health_changes();
     let mut last = changes.latest();
@@ -81,7 +105,7 @@ pub(crate) async fn run(
                 let h = *health.borrow_and_update();
                 let line = format!("{} connection: {}", now(), health_text(h));
                 if a.json {
-                    eprintln!("{line}");
+                    stderr_line(&line);
                 } else {
                     writeln!(out, "{line}")?;
                     out.flush()?;

@@ -145,6 +145,11 @@ impl Running {
         }
     }
 
+    /// The stderr collected so far and from now on (readable after `wait`).
+    pub fn stderr_handle(&self) -> Arc<Mutex<String>> {
+        self.stderr.clone()
+    }
+
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
@@ -252,4 +257,85 @@ pub fn assert_fails(out: &Output, code: i32, wants: &[&str]) {
         );
     }
     assert!(out.stdout.is_empty(), "nothing on stdout: {}", out.stdout);
+}
+
+/// A pipe whose buffer is already full, as a stdout nobody reads: any
+/// write to the returned `Stdio` blocks. Keep the returned read end alive
+/// (dropping it would turn the writes into broken-pipe errors instead).
+pub fn stalled_stdout() -> (std::os::fd::OwnedFd, Stdio) {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) fills the two-element array with fresh descriptors,
+    // each owned exactly once below.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let mut file = std::fs::File::from(write);
+    set_nonblocking(&file, true);
+    let chunk = [b'x'; 4096];
+    loop {
+        use std::io::Write;
+        match file.write(&chunk) {
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("filling the pipe: {e}"),
+        }
+    }
+    // Blocking again: the child shares this file description.
+    set_nonblocking(&file, false);
+    (read, Stdio::from(file))
+}
+
+fn set_nonblocking(file: &std::fs::File, on: bool) {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl(2) on a descriptor we own, changing only O_NONBLOCK.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        assert!(flags >= 0, "F_GETFL");
+        let flags = if on {
+            flags | libc::O_NONBLOCK
+        } else {
+            flags & !libc::O_NONBLOCK
+        };
+        assert_eq!(libc::fcntl(fd, libc::F_SETFL, flags), 0, "F_SETFL");
+    }
+}
+
+/// Sends `sig` to the process `pid`.
+pub fn signal_pid(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) on the pid of a child of this test.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
+    assert_eq!(rc, 0, "kill({pid}, {sig})");
+}
+
+/// Waits until the process has a handler installed for `sig` (the
+/// `SigCgt` mask in /proc), so a signal sent next is caught, not fatal.
+pub async fn wait_for_handler(pid: u32, sig: libc::c_int) {
+    let bit = 1u64 << (sig - 1);
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .unwrap_or(0);
+        if caught & bit != 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no handler for signal {sig} in {pid}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits for a child to exit (at most `T`), with its exit code.
+pub async fn exit_code(child: &mut tokio::process::Child) -> Option<i32> {
+    tokio::time::timeout(T, child.wait())
+        .await
+        .expect("the process exits")
+        .expect("wait")
+        .code()
 }
