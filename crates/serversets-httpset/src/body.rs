@@ -8,11 +8,17 @@
 //! - If an attempt fails before that (connect refused, connect timeout, reset
 //!   on connect), the body is still in the cell, untouched, and the next
 //!   attempt sends it. This works for every body type and every method.
+//!   Each attempt's body carries a turn number, and only the latest attempt
+//!   may take the original: an abandoned attempt that hyper polls late (its
+//!   connection task can outlive the attempt) gets an error instead of
+//!   stealing the body from the retry.
 //! - Once taken, the original cannot be sent again. For idempotent requests
 //!   whose retry on later failures is enabled, the frames are recorded as they
 //!   stream (reference-counted `Bytes`, no copy when the body's data already
 //!   is `Bytes`) up to a size bound; a later attempt replays the recording
-//!   only if the whole body was recorded. Anything else is not retried.
+//!   only if the whole body was recorded, with the original's size hint (so
+//!   the same framing, and trailers still go out). Anything else is not
+//!   retried.
 //!
 //! Bodies that report end-of-stream up front (empty bodies, typical of GET)
 //! skip all of this: they are always replayable and cost nothing.
@@ -45,12 +51,19 @@ pub struct SendBody {
 enum Kind {
     Fresh {
         cell: Arc<Cell>,
+        /// The attempt's turn: it may take the original only while no later
+        /// attempt has been handed a body.
+        turn: u64,
         active: Option<Boxed>,
         recording: bool,
     },
     Replay {
         frames: VecDeque<Recorded>,
-        remaining: u64,
+        /// The original body's hint, so the replay is framed the same way
+        /// (chunked stays chunked, and keeps its trailers).
+        hint: SizeHint,
+        /// Data bytes replayed so far.
+        sent: u64,
     },
 }
 
@@ -61,6 +74,8 @@ struct Cell {
 
 struct State {
     original: Option<Boxed>,
+    /// The turn of the latest attempt handed a fresh body.
+    turn: u64,
     recording: Option<Recording>,
 }
 
@@ -113,6 +128,7 @@ impl BodySource {
         let cell = Arc::new(Cell {
             state: Mutex::new(State {
                 original: Some(boxed),
+                turn: 0,
                 recording: record_limit.map(|limit| Recording {
                     frames: Vec::new(),
                     bytes: 0,
@@ -126,16 +142,19 @@ impl BodySource {
     }
 
     /// A body for the next attempt, or `None` when the body was (partly)
-    /// sent and cannot be replayed.
+    /// sent and cannot be replayed. Bodies handed out earlier can no longer
+    /// take the original.
     pub(crate) fn next(&self) -> Option<SendBody> {
         match &self.cell {
             None => Some(SendBody { kind: None }),
             Some(cell) => {
-                let state = cell.lock();
+                let mut state = cell.lock();
                 if state.original.is_some() {
+                    state.turn += 1;
                     return Some(SendBody {
                         kind: Some(Box::new(Kind::Fresh {
                             cell: cell.clone(),
+                            turn: state.turn,
                             active: None,
                             recording: state.recording.is_some(),
                         })),
@@ -145,7 +164,8 @@ impl BodySource {
                 Some(SendBody {
                     kind: Some(Box::new(Kind::Replay {
                         frames: rec.frames.iter().cloned().collect(),
-                        remaining: rec.bytes as u64,
+                        hint: cell.hint,
+                        sent: 0,
                     })),
                 })
             }
@@ -153,6 +173,7 @@ impl BodySource {
     }
 
     /// True when [`next`](Self::next) would return a body.
+    #[cfg(test)]
     pub(crate) fn replayable(&self) -> bool {
         match &self.cell {
             None => true,
@@ -206,10 +227,10 @@ impl Body for SendBody {
             return Poll::Ready(None);
         };
         match kind {
-            Kind::Replay { frames, remaining } => Poll::Ready(frames.pop_front().map(|f| {
+            Kind::Replay { frames, sent, .. } => Poll::Ready(frames.pop_front().map(|f| {
                 Ok(match f {
                     Recorded::Data(d) => {
-                        *remaining = remaining.saturating_sub(d.len() as u64);
+                        *sent = sent.saturating_add(d.len() as u64);
                         Frame::data(d)
                     }
                     Recorded::Trailers(t) => Frame::trailers(t),
@@ -217,11 +238,19 @@ impl Body for SendBody {
             })),
             Kind::Fresh {
                 cell,
+                turn,
                 active,
                 recording,
             } => {
                 if active.is_none() {
-                    match cell.lock().original.take() {
+                    let mut state = cell.lock();
+                    let original = if state.turn == *turn {
+                        state.original.take()
+                    } else {
+                        None // a later attempt owns it now
+                    };
+                    drop(state);
+                    match original {
                         Some(body) => *active = Some(body),
                         None => return Poll::Ready(Some(Err(Box::new(BodyTaken)))),
                     }
@@ -260,13 +289,32 @@ impl Body for SendBody {
     fn size_hint(&self) -> SizeHint {
         match self.kind.as_deref() {
             None => SizeHint::with_exact(0),
-            Some(Kind::Replay { remaining, .. }) => SizeHint::with_exact(*remaining),
+            Some(Kind::Replay { hint, sent, .. }) => remaining(hint, *sent),
             Some(Kind::Fresh { cell, active, .. }) => match active {
                 Some(body) => body.size_hint(),
                 None => cell.hint,
             },
         }
     }
+}
+
+/// What is left of a body with hint `hint` after `sent` bytes: exact only
+/// when the original was exact.
+fn remaining(hint: &SizeHint, sent: u64) -> SizeHint {
+    if let Some(exact) = hint.exact() {
+        return SizeHint::with_exact(exact.saturating_sub(sent));
+    }
+    let mut left = SizeHint::new();
+    left.set_lower(hint.lower().saturating_sub(sent));
+    if let Some(upper) = hint.upper() {
+        // Keeps upper above lower: both lose the same amount, and a body
+        // that outgrew its hint ends up unbounded rather than exact.
+        let upper = upper.saturating_sub(sent);
+        if upper > left.lower() {
+            left.set_upper(upper);
+        }
+    }
+    left
 }
 
 #[cfg(test)]
@@ -333,15 +381,75 @@ mod tests {
     }
 
     #[test]
-    fn only_one_attempt_can_take_the_original() {
+    fn only_the_latest_attempt_can_take_the_original() {
         let src = BodySource::new(Full::new(Bytes::from_static(b"x")), None);
-        let a = src.next().unwrap();
-        let b = src.next().unwrap();
-        assert_eq!(block(drain(a)).unwrap(), "x");
+        let abandoned = src.next().unwrap();
+        let retry = src.next().unwrap();
+        // hyper polls the abandoned attempt's body late: it must not win.
         assert!(
-            block(drain(b)).is_err(),
-            "second taker must fail, not resend"
+            block(drain(abandoned)).is_err(),
+            "an abandoned attempt must fail, not take the retry's body"
         );
+        assert_eq!(block(drain(retry)).unwrap(), "x");
+        // Once the latest taker has it, nobody else gets it.
+        assert!(src.next().is_none());
+    }
+
+    /// A chunked body (no length known) that ends with trailers.
+    struct WithTrailers(VecDeque<Frame<Bytes>>);
+
+    impl Body for WithTrailers {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.0.pop_front().map(Ok))
+        }
+    }
+
+    #[test]
+    fn replays_keep_the_original_size_hint_and_trailers() {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-checksum", "abc".parse().unwrap());
+        let frames = [
+            Frame::data(Bytes::from_static(b"ab")),
+            Frame::data(Bytes::from_static(b"cd")),
+            Frame::trailers(trailers.clone()),
+        ];
+        let src = BodySource::new(WithTrailers(frames.into_iter().collect()), Some(1024));
+        let first = block(src.next().unwrap().collect()).unwrap();
+        assert_eq!(first.trailers(), Some(&trailers));
+        let replay = src.next().unwrap();
+        // Unknown length, as the original: hyper sends it chunked again,
+        // which is what lets the trailers go out.
+        assert_eq!(replay.size_hint().exact(), None);
+        let again = block(replay.collect()).unwrap();
+        assert_eq!(again.trailers(), Some(&trailers));
+        assert_eq!(again.to_bytes(), "abcd");
+
+        // A known length stays exact, and shrinks as the replay streams.
+        let src = BodySource::new(Full::new(Bytes::from_static(b"payload")), Some(1024));
+        block(drain(src.next().unwrap())).unwrap();
+        let mut replay = src.next().unwrap();
+        assert_eq!(replay.size_hint().exact(), Some(7));
+        block(replay.frame()).unwrap().unwrap();
+        assert_eq!(replay.size_hint().exact(), Some(0));
+    }
+
+    #[test]
+    fn remaining_hints_never_become_exact_by_accident() {
+        let mut hint = SizeHint::new();
+        hint.set_lower(4);
+        hint.set_upper(10);
+        let left = remaining(&hint, 3);
+        assert_eq!((left.lower(), left.upper()), (1, Some(7)));
+        // A body that outgrew its hint is unbounded, not exactly 0.
+        let left = remaining(&hint, 12);
+        assert_eq!((left.lower(), left.upper()), (0, None));
+        assert_eq!(remaining(&SizeHint::new(), 5).exact(), None);
+        assert_eq!(remaining(&SizeHint::with_exact(9), 4).exact(), Some(5));
     }
 
     #[test]
@@ -351,7 +459,8 @@ mod tests {
         assert!(src.replayable());
         for _ in 0..2 {
             let replay = src.next().unwrap();
-            assert_eq!(replay.size_hint().exact(), Some(6));
+            // Unknown length, as the original's.
+            assert_eq!(replay.size_hint().exact(), None);
             assert_eq!(block(drain(replay)).unwrap(), "abcdef");
         }
     }

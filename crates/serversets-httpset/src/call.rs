@@ -63,6 +63,8 @@ struct Call<C> {
     head: Parts,
     path: PathAndQuery,
     body: BodySource,
+    /// The body for the retry `judge` decided on, taken at the decision.
+    retry_body: Option<SendBody>,
     idempotent: bool,
     attempts: u32,
     previous: Option<Arc<Endpoint<C>>>,
@@ -82,6 +84,8 @@ enum Step<C> {
 /// dropped.
 struct Attempt<C> {
     ep: Arc<Endpoint<C>>,
+    /// The endpoint's ejection epoch when the attempt was sent.
+    epoch: u64,
     fut: WithDeadline<hyper_util::client::legacy::ResponseFuture>,
 }
 
@@ -132,6 +136,7 @@ where
             head,
             path,
             body,
+            retry_body: None,
             idempotent,
             attempts: 0,
             previous: None,
@@ -265,14 +270,19 @@ where
         Poll::Ready(result)
     }
 
-    /// Sends the next attempt to `ep`.
+    /// Sends the next attempt to `ep`, with the body `judge` took for it
+    /// (a retry) or a fresh one (the first attempt).
     fn start(&mut self, ep: Arc<Endpoint<C>>) -> Result<(), Error> {
         self.attempts += 1;
-        // A retry is only chosen when the body is replayable, so this is
-        // always Some; the error is a safe answer should that ever change.
-        let body = self.body.next().ok_or(Error::NoServers {
-            waited: Duration::ZERO,
-        })?;
+        // Only the first attempt comes here without a body: retries are
+        // chosen only once `judge` holds theirs. The error is a safe answer
+        // should that ever change.
+        let body = match self.retry_body.take() {
+            Some(body) => body,
+            None => self.body.next().ok_or(Error::NoServers {
+                waited: Duration::ZERO,
+            })?,
+        };
         let config = self.set.config();
         let req =
             retarget(&self.head, &config.scheme, &ep, &self.path, body).map_err(|source| {
@@ -281,14 +291,16 @@ where
                     source,
                 }
             })?;
+        let epoch = ep.health.epoch();
         ep.health.enter();
         let fut = WithDeadline::new(ep.client.request(req), config.attempt_timeout.is_some());
-        self.step = Step::Sending(Attempt { ep, fut });
+        self.step = Step::Sending(Attempt { ep, epoch, fut });
         Ok(())
     }
 
     /// Decides what an attempt's outcome means: `Some` to return it, `None`
-    /// to retry (with `self.previous` set to the endpoint to avoid).
+    /// to retry (with `self.previous` set to the endpoint to avoid, and
+    /// `self.retry_body` holding the body for the retry).
     fn judge(
         &mut self,
         attempt: Attempt<C>,
@@ -299,22 +311,31 @@ where
         let more = self.attempts <= config.retries;
         let late_retries = self.idempotent && config.retry_idempotent;
         let n = self.attempts;
+        // The body is taken for the retry here, at the decision, not when
+        // the retry starts: from now on the abandoned attempt (whose body
+        // hyper may still hold) can no longer take it.
+        let body = &self.body;
+        let slot = &mut self.retry_body;
+        let mut retry_with_body = |wanted: bool| {
+            wanted && {
+                *slot = body.next();
+                slot.is_some()
+            }
+        };
         match outcome {
             Outcome::Answered(resp) => {
-                ep.health.on_success(&ep.addr);
+                ep.health.on_success(&ep.addr, attempt.epoch);
                 let status = resp.status();
-                if !(self.idempotent
-                    && more
-                    && config.retry_statuses.contains(&status)
-                    && self.body.replayable())
-                {
+                if !retry_with_body(
+                    self.idempotent && more && config.retry_statuses.contains(&status),
+                ) {
                     return Some(Ok(resp));
                 }
                 tracing::debug!(endpoint = %ep.addr, %status, attempt = n, "retrying on status");
             }
             Outcome::TimedOut => {
                 self.set.failed(ep);
-                if !(late_retries && more && self.body.replayable()) {
+                if !retry_with_body(late_retries && more) {
                     return Some(Err(Error::Timeout {
                         endpoint: Some(ep.addr.clone()),
                         after: config.attempt_timeout.unwrap_or_default(),
@@ -324,7 +345,7 @@ where
             }
             Outcome::Failed(e) if e.is_connect() => {
                 self.set.failed(ep);
-                if !(more && self.body.replayable()) {
+                if !retry_with_body(more) {
                     return Some(Err(Error::Connect {
                         endpoint: ep.addr.clone(),
                         attempts: n,
@@ -334,7 +355,7 @@ where
                 tracing::debug!(endpoint = %ep.addr, attempt = n, error = %e, "connect failed; retrying");
             }
             Outcome::Failed(e) => {
-                if !(late_retries && more && self.body.replayable()) {
+                if !retry_with_body(late_retries && more) {
                     return Some(Err(Error::Request {
                         endpoint: ep.addr.clone(),
                         attempts: n,
@@ -364,8 +385,10 @@ fn retarget<C>(
     uri.path_and_query = Some(path.clone());
     let mut head = head.clone();
     head.uri = Uri::from_parts(uri)?;
+    // `try_entry`: a header map already at its size limit is an error for
+    // this request, not a panic.
     head.headers
-        .entry(http::header::HOST)
-        .or_insert_with(|| ep.host.clone());
+        .try_entry(http::header::HOST)?
+        .or_try_insert_with(|| ep.host.clone())?;
     Ok(Request::from_parts(head, body))
 }

@@ -63,7 +63,8 @@ pub enum Error {
         /// The timeout that expired.
         after: Duration,
     },
-    /// The request's URI could not be re-targeted at an endpoint.
+    /// The request could not be re-targeted at an endpoint: its URI is not
+    /// a valid path, or its header map is too full to take a `Host` header.
     #[error("invalid request URI {uri:?}")]
     InvalidUri {
         /// The URI or path as given.

@@ -64,6 +64,10 @@ pub(crate) struct Health {
     /// Clock value until which the endpoint is out of rotation; 0 = in service.
     ejected_until: AtomicU64,
     ejections: AtomicU64,
+    /// Bumped just before each ejection: an attempt remembers the value it
+    /// started under, so an answer to a request sent before an ejection is
+    /// recognised as stale and does not end it.
+    epoch: AtomicU64,
     in_flight: AtomicUsize,
 }
 
@@ -89,11 +93,24 @@ impl Health {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// The endpoint answered (any status): it is healthy.
+    /// The ejection epoch to hand to [`on_success`](Self::on_success) when
+    /// the attempt sent now gets its answer.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Relaxed)
+    }
+
+    /// The endpoint answered (any status) a request sent under `epoch`: it
+    /// is healthy, unless the request predates the latest ejection. Such a
+    /// late answer says nothing about the failures that ejected the
+    /// endpoint, so it neither ends the ejection nor clears the count.
     ///
     /// Reads before writing so the common healthy case does not bounce the
     /// cache line between cores.
-    pub(crate) fn on_success(&self, addr: &HostPort) {
+    pub(crate) fn on_success(&self, addr: &HostPort, epoch: u64) {
+        if self.epoch.load(Ordering::Relaxed) != epoch {
+            tracing::debug!(endpoint = %addr, "answer to a request sent before the endpoint's ejection; ignored for health");
+            return;
+        }
         if self.failures.load(Ordering::Relaxed) != 0 {
             self.failures.store(0, Ordering::Relaxed);
         }
@@ -143,6 +160,9 @@ impl Health {
         }
         let cooldown = u64::try_from(policy.cooldown.as_nanos()).unwrap_or(u64::MAX);
         let next = now.saturating_add(cooldown).max(1);
+        // Before the ejection becomes visible, so no answer to an older
+        // request can be taken for a fresh one once it is.
+        self.epoch.fetch_add(1, Ordering::Relaxed);
         if self
             .ejected_until
             .compare_exchange(until, next, Ordering::Relaxed, Ordering::Relaxed)
@@ -252,7 +272,29 @@ mod tests {
         assert!(me.on_failure(&addr(), POLICY, &clock, peers.iter()));
         assert_eq!(me.report(&"h".into(), &addr(), &clock).ejections, 2);
         // An answer puts it straight back.
-        me.on_success(&addr());
+        me.on_success(&addr(), me.epoch());
+        assert!(me.available(&mut LazyNow::new(&clock)));
+        let r = me.report(&"h".into(), &addr(), &clock);
+        assert_eq!((r.consecutive_failures, r.is_ejected()), (0, false));
+    }
+
+    #[test]
+    fn a_late_answer_to_a_request_sent_before_the_ejection_does_not_end_it() {
+        let clock = Clock::new();
+        let peers = [Health::default(), Health::default()];
+        let me = &peers[0];
+        let old = me.epoch(); // a request goes out, then the endpoint fails
+        for _ in 0..3 {
+            me.on_failure(&addr(), POLICY, &clock, peers.iter());
+        }
+        assert!(!me.available(&mut LazyNow::new(&clock)));
+        me.on_success(&addr(), old); // ...and the old request is answered
+        assert!(!me.available(&mut LazyNow::new(&clock)));
+        let r = me.report(&"h".into(), &addr(), &clock);
+        assert_eq!((r.consecutive_failures, r.is_ejected()), (3, true));
+        // A request sent after the ejection (all endpoints down, say) does
+        // re-admit it.
+        me.on_success(&addr(), me.epoch());
         assert!(me.available(&mut LazyNow::new(&clock)));
         let r = me.report(&"h".into(), &addr(), &clock);
         assert_eq!((r.consecutive_failures, r.is_ejected()), (0, false));

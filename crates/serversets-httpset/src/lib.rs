@@ -42,9 +42,13 @@
 //! uses the endpoints of exactly that snapshot. Each endpoint has its own
 //! hyper-util connection pool; when an endpoint leaves the set its pool is
 //! dropped as soon as its in-flight requests finish, closing its idle
-//! connections then rather than at the idle timeout. A background task
-//! applies changes as they happen, so this does not wait for traffic; it
-//! ends when the set is dropped or the source closes (logged).
+//! connections then rather than at the idle timeout. A request that finds a
+//! rebuild of the endpoint table under way on another thread uses the
+//! previous table rather than wait for it. A background task applies
+//! changes as they happen, so this does not wait for traffic; it ends when
+//! the set is dropped or the source closes (logged). Should it end any other
+//! way (its runtime shut down, or a panic), the next request starts a new
+//! one.
 //!
 //! # Retries and bodies
 //! An attempt that fails before a connection exists (refused, connect
@@ -69,7 +73,8 @@
 //! attempt timeouts; default 3) eject an endpoint for
 //! [`Builder::ejection_cooldown`] (default 5 s). After the cool-down, live
 //! traffic goes to it again: an answer re-admits it, one more failure ejects
-//! it again. The last endpoint in service is never ejected, and if
+//! it again. A late answer to a request sent before the ejection does not
+//! count. The last endpoint in service is never ejected, and if
 //! concurrent ejections leave none, all are used anyway. Ejections and
 //! re-admissions are `tracing` events at warn and info level;
 //! [`HttpSet::health`] reads the current state.
@@ -79,6 +84,14 @@
 //! and [`Builder::request_timeout`] (both off by default), or any tower
 //! timeout layer over the service. Timeouts need a Tokio runtime with its
 //! time driver enabled.
+//!
+//! # Runtime
+//! Requests must run on a Tokio runtime with its time driver enabled
+//! (`enable_time()` or `enable_all()` on a `tokio::runtime::Builder`;
+//! `#[tokio::main]` and `#[tokio::test]` enable it). This holds even with
+//! no timeout configured: the default connect timeout and the connection
+//! pool's idle timer are Tokio timers, and Tokio panics when a timer is used
+//! on a runtime built without time.
 //!
 //! # Empty sets
 //! With no endpoints a call fails at once with [`Error::NoServers`], or waits

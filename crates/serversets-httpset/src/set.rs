@@ -2,7 +2,7 @@
 //! selection (the attempt loop is in `call`).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, TryLockError, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, Guard};
@@ -13,7 +13,7 @@ use http_body_util::Empty;
 use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::client::legacy::Builder as ClientBuilder;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use serversets_core::{HostPort, Snapshot, Watcher};
+use serversets_core::{HostPort, Watcher};
 use tokio::sync::watch;
 
 use crate::builder::{Builder, Config};
@@ -254,7 +254,7 @@ where
     /// # Ok::<(), serversets_fixedset::FixedSetError>(())
     /// ```
     pub fn health(&self) -> Vec<EndpointHealth> {
-        let table = self.inner.current();
+        let table = self.inner.current_exact();
         table
             .endpoints
             .iter()
@@ -286,35 +286,63 @@ impl<C> Inner<C>
 where
     C: Connect + Clone + Send + Sync + 'static,
 {
-    /// The table matching the watcher's newest snapshot: one snapshot load
-    /// and one table load on the common path, a rebuild when they differ.
     pub(crate) fn config(&self) -> &Config {
         &self.config
     }
 
+    /// The table matching the watcher's newest snapshot: one snapshot load
+    /// and one table load on the common path, a rebuild when they differ.
+    ///
+    /// Never blocks: when another thread (the follower, usually) is already
+    /// rebuilding, the installed table is used rather than wait for it.
     fn current(&self) -> Guard<Arc<Table<C>>> {
-        let snap = self.watcher.snapshot();
         let table = self.table.load();
-        if table.version == snap.version() {
+        if table.version == self.watcher.snapshot().version() {
             return table;
         }
         drop(table);
-        self.sync(&snap);
+        self.sync(Wait::No);
         self.table.load()
     }
 
-    /// Installs the table for `snap` unless one as new is already there.
-    fn sync(&self, snap: &Snapshot) {
+    /// Like [`current`](Self::current), but waits for a rebuild under way,
+    /// so the table is as new as the snapshot read on entry.
+    fn current_exact(&self) -> Guard<Arc<Table<C>>> {
+        let table = self.table.load();
+        if table.version == self.watcher.snapshot().version() {
+            return table;
+        }
+        drop(table);
+        self.sync(Wait::Yes);
+        self.table.load()
+    }
+
+    /// Installs the table for the watcher's newest snapshot unless it is
+    /// installed already. With `Wait::No`, gives up at once when another
+    /// rebuild holds the lock.
+    fn sync(&self, wait: Wait) {
         // The lock guards no data (the table is in the ArcSwap); a poisoned
         // lock is harmless.
-        let _rebuild = self.rebuild.lock().unwrap_or_else(|p| p.into_inner());
+        let _rebuild = match wait {
+            Wait::Yes => self.rebuild.lock().unwrap_or_else(|p| p.into_inner()),
+            Wait::No => match self.rebuild.try_lock() {
+                Ok(guard) => guard,
+                Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(TryLockError::WouldBlock) => return,
+            },
+        };
+        // Read under the lock: whatever the caller saw may be stale by now,
+        // and the newest snapshot is the one to install. Versions are
+        // compared for equality, not order, so a source whose versions
+        // restart (a new session, say) is still followed.
+        let snap = self.watcher.snapshot();
         let old = self.table.load_full();
-        if old.version >= snap.version() {
+        if old.version == snap.version() {
             return;
         }
         let next = Table::follow(
             &old,
-            snap,
+            &snap,
             &self.config.scheme,
             &self.clients,
             &self.connector,
@@ -340,10 +368,15 @@ where
         if self.follower.swap(true, Ordering::AcqRel) {
             return;
         }
-        let weak = Arc::downgrade(self);
+        // The guard is an argument, not a local of `follow`, so that it also
+        // acts when the task is dropped before its first poll.
+        let guard = FollowerGuard {
+            set: Arc::downgrade(self),
+            armed: true,
+        };
         let changes = self.watcher.subscribe();
         let stop = self.stop.subscribe();
-        runtime.spawn(follow(weak, changes, stop));
+        runtime.spawn(follow(guard, changes, stop));
     }
 
     pub(crate) fn select_now(&self, avoid: Option<&Arc<Endpoint<C>>>) -> Option<Arc<Endpoint<C>>> {
@@ -410,33 +443,98 @@ where
     }
 }
 
-/// Applies membership changes until the set is dropped or the source closes.
-async fn follow<C>(
+/// Whether a table rebuild waits for one already under way.
+#[derive(Debug, Clone, Copy)]
+enum Wait {
+    Yes,
+    No,
+}
+
+/// Clears the set's `follower` flag if the follower task ends any way other
+/// than a normal return: its runtime shut down (the task is dropped at its
+/// next await) or a rebuild panicked. The next request then starts a new
+/// follower instead of the set silently going without one.
+struct FollowerGuard<C> {
     set: Weak<Inner<C>>,
+    armed: bool,
+}
+
+impl<C> FollowerGuard<C> {
+    /// A normal end: the set is gone or the source closed, and nothing is
+    /// left to follow, so no new follower should start.
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl<C> Drop for FollowerGuard<C> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(inner) = self.set.upgrade() {
+            tracing::warn!("membership follower stopped (runtime shut down or panic); the next request restarts it");
+            inner.follower.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// Applies membership changes until the set is dropped or the source
+/// closes; `guard` holds the set weakly and reports any other end.
+async fn follow<C>(
+    guard: FollowerGuard<C>,
     mut changes: serversets_core::Subscription,
     mut stop: watch::Receiver<()>,
 ) where
     C: Connect + Clone + Send + Sync + 'static,
 {
+    let set = guard.set.clone();
     // Catch up with anything published before we subscribed.
     match set.upgrade() {
-        Some(inner) => inner.sync(&changes.latest()),
-        None => return,
+        Some(inner) => {
+            changes.latest();
+            inner.sync(Wait::Yes);
+        }
+        None => return guard.disarm(),
     }
     loop {
         tokio::select! {
             // The sender never sends; this resolves when the set is dropped.
-            _ = stop.changed() => return,
+            _ = stop.changed() => return guard.disarm(),
             next = changes.changed() => match next {
-                Some(snap) => match set.upgrade() {
-                    Some(inner) => inner.sync(&snap),
-                    None => return,
+                Some(_) => match set.upgrade() {
+                    Some(inner) => inner.sync(Wait::Yes),
+                    None => return guard.disarm(),
                 },
                 None => {
                     tracing::info!("membership source closed; the set keeps its last endpoints");
-                    return;
+                    return guard.disarm();
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serversets_fixedset::FixedSet;
+
+    #[test]
+    fn requests_do_not_wait_for_a_rebuild_under_way() {
+        let members = Arc::new(FixedSet::new(["127.0.0.1:1"]).unwrap());
+        let set = HttpSet::new(members.clone()); // no runtime: no follower
+        members.set_endpoints(["127.0.0.1:2"]).unwrap();
+        {
+            // Another thread is rebuilding (here: this one holds the lock).
+            let _rebuild = set.inner.rebuild.lock().unwrap();
+            // A blocking lock here would deadlock; the installed table is
+            // used instead.
+            assert_eq!(set.next_endpoint().unwrap().port(), 1);
+        }
+        // The next request installs the newest snapshot.
+        assert_eq!(set.next_endpoint().unwrap().port(), 2);
+        members.set_endpoints(["127.0.0.1:3"]).unwrap();
+        assert_eq!(set.health()[0].addr.port(), 3);
     }
 }

@@ -103,6 +103,57 @@ async fn killed_server_is_retried_around_ejected_and_followed_back() {
 }
 
 #[tokio::test]
+async fn a_late_answer_to_a_request_sent_before_the_ejection_does_not_end_it() {
+    let a = TestServer::start("a", Mode::Normal).await;
+    let b = TestServer::start("b", Mode::Normal).await;
+    let mut servers = [a, b];
+    let set = HttpSet::builder()
+        .eject_after(2)
+        .ejection_cooldown(Duration::from_secs(60))
+        .build(FixedSet::new([servers[0].endpoint(), servers[1].endpoint()]).unwrap())
+        .unwrap();
+    // Round-robin over two: the request after `next_endpoint` goes to the
+    // other one, the target.
+    let skipped = set.next_endpoint().unwrap().port();
+    let t = servers.iter().position(|s| s.port() != skipped).unwrap();
+
+    // A slow request goes to the target...
+    let slow = tokio::spawn({
+        let set = set.clone();
+        async move { text(set.get("/sleep/800").await.unwrap()).await }
+    });
+    assert!(eventually(Duration::from_secs(5), || servers[t].hits() == 1).await);
+    // ...which then stops taking connections while it answers it. Requests
+    // rotated to it fail to connect (its one connection is busy), move to
+    // the other server, and get the target ejected.
+    servers[t].close_listener().await;
+    for _ in 0..6 {
+        text(set.get("/").await.unwrap()).await;
+    }
+    let target = |set: &HttpSet| {
+        set.health()
+            .into_iter()
+            .find(|h| h.addr.port() == servers[t].port())
+            .unwrap()
+    };
+    let before = target(&set);
+    assert!(before.is_ejected(), "{before:?}");
+
+    // The old request's answer arrives: it predates the ejection, so it
+    // does not end it.
+    assert_eq!(slow.await.unwrap(), servers[t].name);
+    let after = target(&set);
+    assert!(
+        after.is_ejected(),
+        "a stale answer ended the ejection: {after:?}"
+    );
+    assert_eq!(after.consecutive_failures, before.consecutive_failures);
+    for _ in 0..4 {
+        assert_ne!(text(set.get("/").await.unwrap()).await, servers[t].name);
+    }
+}
+
+#[tokio::test]
 async fn connect_failures_retry_any_method_with_the_untouched_body() {
     let live = TestServer::start("live", Mode::Normal).await;
     let set = HttpSet::builder()
@@ -197,9 +248,13 @@ async fn requests_already_sent_are_not_retried_unless_idempotent_and_replayable(
     ));
     assert_eq!(swallow.hits(), 7);
     let bodies = swallow.bodies();
-    // Sent chunked first, then replayed with a known length: same payload.
-    for body in &bodies[4..7] {
+    let heads = swallow.heads();
+    // Sent chunked first, then replayed the same way (a replay keeps the
+    // original's framing, and so its trailers): same payload each time.
+    for (body, head) in bodies[4..7].iter().zip(&heads[4..7]) {
         assert_eq!(body, "abcdef");
+        assert!(head.contains("transfer-encoding: chunked"), "{head}");
+        assert!(!head.contains("content-length"), "{head}");
     }
 
     // PUT with a streamed body over the bound: sent once, not replayed.

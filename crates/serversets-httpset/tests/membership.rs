@@ -130,3 +130,49 @@ async fn a_returning_endpoint_gets_a_fresh_state_and_a_closed_source_keeps_the_l
     }
     assert_eq!(set.health().len(), 2);
 }
+
+#[test]
+fn a_follower_lost_with_its_runtime_is_restarted_by_the_next_request() {
+    // The servers run on a runtime of their own that outlives the others.
+    let servers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (a, b) = servers.block_on(async {
+        (
+            TestServer::start("a", Mode::Normal).await,
+            TestServer::start("b", Mode::Normal).await,
+        )
+    });
+    let members = Arc::new(FixedSet::new([a.endpoint(), b.endpoint()]).unwrap());
+
+    // The set is built, and its follower spawned, on a runtime that then
+    // shuts down, taking the follower task with it.
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let set = first.block_on(async { HttpSet::new(members.clone()) });
+    drop(first);
+
+    let second = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    second.block_on(async {
+        // Traffic on the new runtime starts a new follower...
+        for _ in 0..4 {
+            text(set.get("/").await.unwrap()).await;
+        }
+        assert_eq!((a.open_connections(), b.open_connections()), (1, 1));
+        // ...which applies a change with no request at all.
+        members.set_endpoints([b.endpoint()]).unwrap();
+        assert!(
+            eventually(Duration::from_secs(3), || a.open_connections() == 0).await,
+            "no follower: the departed endpoint's idle connection stayed open"
+        );
+        assert_eq!(b.open_connections(), 1);
+        drop(set);
+    });
+}

@@ -40,6 +40,7 @@ struct State {
     open: AtomicUsize,
     accepted: AtomicUsize,
     bodies: Mutex<Vec<Bytes>>,
+    heads: Mutex<Vec<String>>,
 }
 
 /// One server on 127.0.0.1.
@@ -105,6 +106,20 @@ impl TestServer {
     /// Request bodies received (Normal `/echo` and Swallow).
     pub fn bodies(&self) -> Vec<Bytes> {
         self.state.bodies.lock().unwrap().clone()
+    }
+
+    /// Request heads received, lower-cased (Swallow only).
+    pub fn heads(&self) -> Vec<String> {
+        self.state.heads.lock().unwrap().clone()
+    }
+
+    /// Closes the listener, so new connections are refused, but keeps the
+    /// open ones serving (a server draining before it exits).
+    pub async fn close_listener(&mut self) {
+        if let Some(accept) = self.accept.take() {
+            accept.abort();
+            let _ = accept.await;
+        }
     }
 
     /// Closes the listener and every connection at once, as a crash would.
@@ -281,6 +296,7 @@ async fn swallow(mut stream: TcpStream, state: Arc<State>) {
         }
     }
     state.hits.fetch_add(1, Ordering::SeqCst);
+    state.heads.lock().unwrap().push(head);
     let body = &buf[head_end..];
     let body = if chunked {
         dechunk(body)
