@@ -450,12 +450,13 @@ async fn supervise(shared: Arc<Shared>, mut shutdown: watch::Receiver<()>) {
                 zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly
             )
         });
+        // Health first: whoever sees the new session also sees it connected.
+        shared.health.send_replace(Health::Connected);
         shared.current.send_replace(Some(Arc::new(Generation {
             client,
             number,
             session_id,
         })));
-        shared.health.send_replace(Health::Connected);
         loop {
             let state = match pending.take() {
                 Some(s) => s,
