@@ -97,7 +97,7 @@ fn wire(addr: &HostPort) -> WireEndpoint<'_> {
 ///     .metadata("weight", "2")
 ///     .build();
 /// assert_eq!(
-///     String::from_utf8(codec::encode(&m)).unwrap(),
+///     String::from_utf8_lossy(&codec::encode(&m)),
 ///     r#"{"serviceEndpoint":{"host":"10.0.0.3","port":31781},"additionalEndpoints":{"http":{"host":"10.0.0.3","port":31782}},"status":"ALIVE","shard":0,"metadata":{"weight":"2"}}"#
 /// );
 /// # Ok::<(), serversets_core::AddressError>(())

@@ -128,9 +128,9 @@ impl From<&str> for MemberId {
 /// assert_eq!(m.metadata().get("weight").map(String::as_str), Some("2"));
 ///
 /// // A client that wants the "http" endpoint gets a member addressed by it.
-/// let http = m.with_served_endpoint("http").expect("has http");
+/// let http = m.with_served_endpoint("http").ok_or("no http endpoint")?;
 /// assert_eq!(http.addr().port(), 31782);
-/// # Ok::<(), serversets_core::AddressError>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Member {

@@ -115,7 +115,7 @@ pub enum RegistrationState {
 ///     .ping_interval(Duration::from_millis(500))
 ///     .register()
 ///     .await?;
-/// let path = endpoint.path().expect("registered");
+/// let path = endpoint.path().ok_or("not registered")?;
 /// assert!(path.starts_with("/discovery/prod/search/member_"));
 /// assert!(matches!(endpoint.state(), RegistrationState::Registered(_)));
 ///

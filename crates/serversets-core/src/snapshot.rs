@@ -14,14 +14,16 @@ use crate::{Member, MemberId};
 /// ```
 /// use serversets_core::{HostPort, Member, Snapshot};
 ///
-/// let old = Snapshot::from_members(1, ["b:2", "a:1"].map(|a| Member::from_addr(a.parse().unwrap())));
+/// let member = |a: &str| a.parse::<HostPort>().map(Member::from_addr);
+/// let old = Snapshot::from_members(1, [member("b:2")?, member("a:1")?]);
 /// assert_eq!(old.members()[0].addr().to_string(), "a:1"); // sorted
 ///
-/// let new = Snapshot::from_members(2, ["a:1", "c:3"].map(|a| Member::from_addr(a.parse().unwrap())));
+/// let new = Snapshot::from_members(2, [member("a:1")?, member("c:3")?]);
 /// let diff = new.diff(&old);
 /// assert_eq!(diff.added.len(), 1);
 /// assert_eq!(diff.added[0].id().as_str(), "c:3");
 /// assert_eq!(diff.removed[0].id().as_str(), "b:2");
+/// # Ok::<(), serversets_core::AddressError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {

@@ -23,21 +23,21 @@ use crate::{Member, Snapshot};
 /// ```
 /// use serversets_core::{HostPort, Member, Publisher, Watcher};
 ///
-/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let publisher = Publisher::new();
 /// let watcher = publisher.feed();
 /// let mut changes = watcher.subscribe();
 ///
 /// publisher.publish([Member::from_addr("10.0.0.1:80".parse::<HostPort>()?)]);
-/// let snap = changes.changed().await.expect("still open");
+/// let snap = changes.changed().await.ok_or("closed")?;
 /// assert_eq!(snap.len(), 1);
 /// assert_eq!(watcher.snapshot().version(), snap.version());
 ///
 /// publisher.close();
 /// assert!(watcher.is_closed());
 /// assert!(changes.changed().await.is_none());
-/// # Ok::<(), serversets_core::AddressError>(())
-/// # }).unwrap();
+/// # Ok(()) }
 /// ```
 pub trait Watcher: Send + Sync {
     /// The current members; cheap (an atomic load and a reference count).
@@ -156,9 +156,9 @@ impl Publisher {
     /// let a = Member::from_addr("a:1".parse::<HostPort>()?);
     /// let b = Member::from_addr("b:1".parse::<HostPort>()?);
     /// p.publish([a.clone()]);
-    /// let snap = p.apply([b], [a]).expect("changed");
+    /// let snap = p.apply([b], [a]).ok_or("no change")?;
     /// assert_eq!(snap.members()[0].id().as_str(), "b:1");
-    /// # Ok::<(), serversets_core::AddressError>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn apply(
         &self,

@@ -9,15 +9,15 @@
 //! use serversets_core::Watcher;
 //! use serversets_fixedset::FixedSet;
 //!
-//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let set = FixedSet::new(["h1:80", "h2:80"])?;
 //! let mut changes = set.subscribe();
 //! set.set_endpoints(["h1:80", "h3:80"])?;
-//! let snap = changes.changed().await.expect("open");
+//! let snap = changes.changed().await.ok_or("closed")?;
 //! let hosts: Vec<_> = snap.iter().map(|m| m.host().to_string()).collect();
 //! assert_eq!(hosts, ["h1", "h3"]);
-//! # Ok::<(), serversets_fixedset::FixedSetError>(())
-//! # }).unwrap();
+//! # Ok(()) }
 //! ```
 #![deny(missing_docs)]
 
