@@ -53,7 +53,7 @@ pub(crate) struct Continuum {
 
 impl Default for Continuum {
     fn default() -> Self {
-        ContinuumBuilder::with_capacity(0).finish()
+        ContinuumBuilder::with_capacity(0).finish(TieRule::FirstOwner)
     }
 }
 
@@ -109,13 +109,9 @@ impl ContinuumBuilder {
         }
     }
 
-    /// Sorts and deduplicates the points and builds the bucket table.
-    ///
-    /// Tie rule: when several owners produced the same point, the smallest
-    /// owner index keeps it. Callers number owners in a canonical order
-    /// (identifier, then address), so the winner never depends on the order
-    /// servers were announced in.
-    pub(crate) fn finish(self) -> Continuum {
+    /// Sorts and deduplicates the points and builds the bucket table; when
+    /// several owners produced the same point, `ties` says which keeps it.
+    pub(crate) fn finish(self, ties: TieRule) -> Continuum {
         let ContinuumBuilder {
             mut buf,
             cap,
@@ -174,7 +170,12 @@ impl ContinuumBuilder {
             entries.dedup_by(|later, kept| {
                 let same = point_of(*later) == point_of(*kept);
                 if same {
-                    *kept = (*kept).min(*later);
+                    // Same point in the high half: comparing the packed
+                    // values compares the owners.
+                    *kept = match ties {
+                        TieRule::FirstOwner => (*kept).min(*later),
+                        TieRule::LastOwner => (*kept).max(*later),
+                    };
                 }
                 same
             });
@@ -199,6 +200,22 @@ impl ContinuumBuilder {
             shift,
         }
     }
+}
+
+/// Which owner keeps a point that several owners produced.
+///
+/// Callers number owners in a canonical order (identifier, then address),
+/// so either rule gives a winner that never depends on the order servers
+/// were announced in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TieRule {
+    /// The smallest owner index keeps the point (ketama: neither Finagle nor
+    /// libmemcached defines a winner, so the first node in order keeps it).
+    FirstOwner,
+    /// The largest owner index keeps the point: go.serversets adds its
+    /// sorted endpoints in order and groupcache's map keeps the last write,
+    /// so the larger endpoint string wins.
+    LastOwner,
 }
 
 /// Runs the points are first grouped into, by their top byte.
@@ -301,11 +318,17 @@ impl Continuum {
     /// Builds the circle from entries packed with [`pack`], in any order.
     #[cfg(test)]
     pub(crate) fn from_packed(packed: Vec<u64>) -> Continuum {
+        Continuum::from_packed_with(packed, TieRule::FirstOwner)
+    }
+
+    /// Like [`from_packed`](Self::from_packed), with the given tie rule.
+    #[cfg(test)]
+    pub(crate) fn from_packed_with(packed: Vec<u64>, ties: TieRule) -> Continuum {
         let mut builder = ContinuumBuilder::with_capacity(packed.len());
         for e in packed {
             builder.push(point_of(e), e as u32);
         }
-        builder.finish()
+        builder.finish(ties)
     }
 
     /// Number of points on the circle.
@@ -421,6 +444,21 @@ mod tests {
     }
 
     #[test]
+    fn last_owner_rule_gives_equal_points_to_the_largest_owner() {
+        let a = Continuum::from_packed_with(
+            entries(&[(5, 2), (5, 0), (5, 1), (9, 3)]),
+            TieRule::LastOwner,
+        );
+        let b = Continuum::from_packed_with(
+            entries(&[(9, 3), (5, 1), (5, 2), (5, 0)]),
+            TieRule::LastOwner,
+        );
+        for c in [a, b] {
+            assert_eq!(entry_pairs(&c), [(5, 2), (9, 3)]);
+        }
+    }
+
+    #[test]
     fn ties_resolve_to_the_smallest_owner_on_large_rings_too() {
         // Enough entries to take the radix path, with many collisions and
         // the owners shuffled.
@@ -451,7 +489,7 @@ mod tests {
             !small.spill.is_empty(),
             "the test must exercise the spill path"
         );
-        let spilled = small.finish();
+        let spilled = small.finish(TieRule::FirstOwner);
         let exact = Continuum::from_packed(entries(&pairs));
         assert_eq!(entry_pairs(&spilled), entry_pairs(&exact));
         for _ in 0..2000 {

@@ -4,7 +4,7 @@
 //! digests `md5(identifier + "-" + i)`, each giving four little-endian u32
 //! points. go-mcset: 150 points `murmur3_32(decimal(i) + "host:port")`.
 
-use crate::continuum::{Continuum, ContinuumBuilder};
+use crate::continuum::{Continuum, ContinuumBuilder, TieRule};
 use crate::hash::murmur3_32;
 use crate::md5x::Md5Batch;
 
@@ -71,7 +71,7 @@ pub(crate) fn ketama_continuum(sources: &[Source<'_>]) -> Continuum {
     }
     batch.flush();
     drop(batch);
-    ring.finish()
+    ring.finish(TieRule::FirstOwner)
 }
 
 /// The go-mcset ring of `sources`.
@@ -86,7 +86,10 @@ pub(crate) fn go_continuum(sources: &[Source<'_>]) -> Continuum {
             ring.push(murmur3_32(&buf, 0), source.owner);
         }
     }
-    ring.finish()
+    // Owners are numbered in byte order of `host:port`, the order Go sorts
+    // and adds them in; its last write (the larger endpoint) wins a shared
+    // point.
+    ring.finish(TieRule::LastOwner)
 }
 
 /// Appends the decimal form of `n` (what `i.to_string()` gives), byte by

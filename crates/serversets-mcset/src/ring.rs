@@ -180,10 +180,14 @@ pub struct Location<'a> {
 ///   its nodes by identifier: the first in that order owns the points; the
 ///   others are still listed by [`nodes`](Ring::nodes) with no points, and a
 ///   warning is logged. Node count and total weight count identifiers.
-/// * When two different identifiers hash to the same point, the node first
-///   in that order keeps it. (Finagle lets the last inserted win and
-///   libmemcached's sort leaves it unspecified, so neither defines it; the
-///   shipped vectors contain no such collision.)
+/// * When two different identifiers hash to the same point on a ketama
+///   ring, the node first in that order keeps it. (Finagle lets the last
+///   inserted win and libmemcached's sort leaves it unspecified, so neither
+///   defines it; the shipped vectors contain no such collision.)
+/// * On a [`RingKind::GoMcset`] ring the node *last* in that order (the
+///   larger `host:port` string) keeps a shared point, as in go.serversets,
+///   which adds its sorted endpoints in order to a map that keeps the last
+///   write. A few percent of 100-200 node pools have such a point.
 ///
 /// ```
 /// use serversets_mcset::{Ring, WeightedNode};

@@ -8,6 +8,7 @@ use serversets_mcset::{NodeIdentity, Ring, RingKind, WeightedNode};
 
 const KETAMA: &str = include_str!("data/finagle-ketama-vectors.txt");
 const GO_MCSET: &str = include_str!("data/vectors-3-nodes.txt");
+const GO_COLLISIONS: &str = include_str!("data/vectors-collisions.txt");
 
 /// Node list from a header line: after `marker`, entries separated by
 /// spaces or commas, each `host:port[=weight]`.
@@ -243,4 +244,39 @@ fn the_two_rings_disagree() {
         .count();
     assert!(differ > 20, "only {differ} of 200 keys differ");
     assert_ne!(ketama.key_hash("k"), go.key_hash("k"));
+}
+
+/// The 220-node pool whose ring has a point shared by two endpoints.
+fn go_collision_nodes() -> Vec<WeightedNode> {
+    let nodes = header_nodes(GO_COLLISIONS, "nodes:");
+    assert_eq!(nodes.len(), 220);
+    nodes
+}
+
+#[test]
+fn go_mcset_collision_goes_to_the_larger_endpoint_as_in_go() {
+    // go.serversets adds the sorted endpoints in order and the last one
+    // added (the larger string) keeps a shared point; the vectors hit it.
+    for order in [false, true] {
+        let mut nodes = go_collision_nodes();
+        if order {
+            nodes.reverse();
+        }
+        let ring = Ring::builder()
+            .kind(RingKind::GoMcset)
+            .nodes(nodes)
+            .unwrap();
+        assert_eq!(ring.point_count(), 220 * 150 - 1, "one shared point");
+        let mut checked = 0;
+        for line in data_lines(GO_COLLISIONS) {
+            let (key, node) = line.rsplit_once(' ').unwrap();
+            assert_eq!(
+                ring.pick(key).unwrap().addr().to_string(),
+                node,
+                "key {key:?}"
+            );
+            checked += 1;
+        }
+        assert_eq!(checked, 12, "every vector line was checked");
+    }
 }

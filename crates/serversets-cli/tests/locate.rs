@@ -1,0 +1,54 @@
+//! `locate --ring go-mcset` on a pool whose ring has a point shared by two
+//! endpoints: the CLI must place keys exactly as go.serversets does, where
+//! the larger endpoint owns a shared point.
+
+mod common;
+
+use common::*;
+
+/// The node list (`# nodes: a,b,...`) and the `key node` lines of a
+/// go.serversets vector file.
+fn go_vectors(text: &str) -> (Vec<String>, Vec<(String, String)>) {
+    let nodes = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# nodes: "))
+        .expect("a nodes header")
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let want = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (k, n) = l.rsplit_once(' ').expect("KEY NODE");
+            (k.to_string(), n.to_string())
+        })
+        .collect();
+    (nodes, want)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locate_go_mcset_gives_a_shared_point_to_the_larger_endpoint_as_go_does() {
+    let (mut nodes, want) = go_vectors(include_str!("data/vectors-collisions.txt"));
+    assert_eq!(nodes.len(), 220);
+    assert_eq!(want.len(), 12);
+    // Listed in reverse: placement must not depend on the order given.
+    nodes.reverse();
+    let mut argv = vec!["locate", "--ring", "go-mcset"];
+    for n in &nodes {
+        argv.extend(["--node", n.as_str()]);
+    }
+    argv.push("-");
+    let keys: String = want.iter().map(|(k, _)| format!("{k}\n")).collect();
+    let out = run_with_stdin(&argv, Some(&keys)).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let got: Vec<(String, String)> = out
+        .stdout
+        .lines()
+        .map(|l| {
+            let (k, n) = l.split_once('\t').expect("KEY<TAB>NODE");
+            (k.to_string(), n.to_string())
+        })
+        .collect();
+    assert_eq!(got, want);
+}
