@@ -13,16 +13,21 @@
 //! zk.pause(0).unwrap();   // SIGSTOP: looks like a network partition
 //! zk.resume(0).unwrap();
 //! ```
+//!
+//! Network faults (resets, stalls, a blackhole, lost replies) come from a
+//! [`FaultProxy`] in front of each server: set [`ZkOptions::proxied`].
 
 pub mod bench;
 mod memcached;
 mod ports;
 mod process;
+mod proxy;
 pub mod znodes;
 mod zookeeper;
 
 pub use memcached::Memcached;
 pub use ports::free_port;
+pub use proxy::{zk_op, FaultCounts, FaultProxy};
 pub use zookeeper::{four_letter_word, ZkCluster, ZkOptions};
 
 /// What went wrong starting or controlling a test server.
