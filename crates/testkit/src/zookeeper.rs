@@ -2,14 +2,14 @@
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::process::{kill_and_reap, signal, spawn};
-use crate::{free_port, io, Error, Result};
+use crate::{free_port, io, Error, FaultProxy, Result};
 
 const INSTALL_HINT: &str = "ZooKeeper 3.8 is needed to run this test. On Debian or Ubuntu: \
 `sudo apt-get update && sudo apt-get install -y zookeeper` (or run `cargo xtask test`, which \
@@ -30,6 +30,10 @@ pub struct ZkOptions {
     pub data_root: Option<PathBuf>,
     /// How long to wait for the cluster to serve.
     pub ready_timeout: Duration,
+    /// Put a [`FaultProxy`] in front of each server: [`ZkCluster::connect_string`]
+    /// and [`ZkCluster::server_address`] then name the proxies, and
+    /// [`ZkCluster::proxy`] injects faults. Off by default.
+    pub proxied: bool,
 }
 
 impl Default for ZkOptions {
@@ -40,6 +44,7 @@ impl Default for ZkOptions {
             die_with_parent: true,
             data_root: None,
             ready_timeout: Duration::from_secs(90),
+            proxied: false,
         }
     }
 }
@@ -55,8 +60,17 @@ struct Server {
 ///
 /// Servers are addressed by index (0-based). Dropping the cluster kills every
 /// server and removes its data.
+///
+/// With [`ZkOptions::proxied`], each server has a [`FaultProxy`] in front of
+/// it, and clients given [`connect_string`](Self::connect_string) or
+/// [`server_address`](Self::server_address) connect through it. A proxy
+/// forwards to its server's fixed port, so it keeps working across
+/// [`stop`](Self::stop), [`kill`](Self::kill) and [`restart`](Self::restart).
+/// The cluster itself (readiness, [`leader`](Self::leader)) always talks to
+/// the servers directly.
 pub struct ZkCluster {
     servers: Mutex<Vec<Server>>,
+    proxies: Vec<FaultProxy>,
     opts: ZkOptions,
     java: PathBuf,
     classpath: String,
@@ -134,8 +148,17 @@ impl ZkCluster {
                 child: None,
             });
         }
+        let proxies = if opts.proxied {
+            servers
+                .iter()
+                .map(|s| FaultProxy::start(SocketAddr::from(([127, 0, 0, 1], s.client_port))))
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            Vec::new()
+        };
         let cluster = ZkCluster {
             servers: Mutex::new(servers),
+            proxies,
             opts,
             java,
             classpath,
@@ -151,8 +174,23 @@ impl ZkCluster {
         Ok(cluster)
     }
 
-    /// `127.0.0.1:p1,127.0.0.1:p2,...` for every server.
+    /// `127.0.0.1:p1,127.0.0.1:p2,...` for every server, or for every
+    /// server's proxy in a [proxied](ZkOptions::proxied) cluster.
     pub fn connect_string(&self) -> String {
+        if self.proxies.is_empty() {
+            self.direct_connect_string()
+        } else {
+            self.proxies
+                .iter()
+                .map(|p| p.addr().to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+    }
+
+    /// `127.0.0.1:p1,127.0.0.1:p2,...` of the servers themselves, bypassing
+    /// any proxy: for reading ZooKeeper's truth while the proxies inject faults.
+    pub fn direct_connect_string(&self) -> String {
         self.lock()
             .iter()
             .map(|s| format!("127.0.0.1:{}", s.client_port))
@@ -160,11 +198,32 @@ impl ZkCluster {
             .join(",")
     }
 
-    /// `127.0.0.1:port` of one server.
+    /// `127.0.0.1:port` of one server, or of its proxy in a
+    /// [proxied](ZkOptions::proxied) cluster.
     pub fn server_address(&self, i: usize) -> Result<String> {
+        match self.proxies.get(i) {
+            Some(p) => Ok(p.addr().to_string()),
+            None => self.direct_address(i),
+        }
+    }
+
+    /// `127.0.0.1:port` of one server itself, bypassing any proxy.
+    pub fn direct_address(&self, i: usize) -> Result<String> {
         let servers = self.lock();
         let s = servers.get(i).ok_or_else(|| bad(i))?;
         Ok(format!("127.0.0.1:{}", s.client_port))
+    }
+
+    /// The fault proxy in front of server `i`; `None` if the cluster is not
+    /// [proxied](ZkOptions::proxied) or there is no such server.
+    pub fn proxy(&self, i: usize) -> Option<&FaultProxy> {
+        self.proxies.get(i)
+    }
+
+    /// Every server's fault proxy, in server order; empty if the cluster is
+    /// not [proxied](ZkOptions::proxied).
+    pub fn proxies(&self) -> &[FaultProxy] {
+        &self.proxies
     }
 
     /// Number of servers.
@@ -326,7 +385,8 @@ impl ZkCluster {
     }
 
     /// Forgets the server processes without killing them, so they outlive
-    /// this value (for `cargo xtask zk start`). Returns their pids.
+    /// this value (for `cargo xtask zk start`). Returns their pids. Proxies
+    /// do not outlive it: they stop with this value.
     pub fn detach(mut self) -> Vec<u32> {
         let pids = self
             .lock()
