@@ -6,30 +6,103 @@
 //! the server leaves and no request still uses it. The TCP connection is
 //! opened on first use and reopened after any failure, so a server that
 //! restarts is picked up again without a rebuild.
+//!
+//! Every request is bounded in time (#12): opening a connection by the
+//! connect timeout, and waiting for its turn on the connection plus the
+//! exchange itself by the request timeout. A cache host that is powered off
+//! or stalls therefore fails its own keys quickly and holds up nobody else.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_memcached::{AsciiProtocol, Client, Error, Status};
 use serversets_core::HostPort;
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
+use tokio::time::{timeout_at, Instant};
 
 use crate::mcset::Routing;
 use crate::{McSet, McSetError, Ring};
+
+/// How long talking to one memcached server may take; set on
+/// [`McSetBuilder`](crate::McSetBuilder).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClientOptions {
+    /// Longest wait for a TCP connection to open (DNS included), whether
+    /// this request opens it or waits for another request's connect.
+    pub(crate) connect_timeout: Duration,
+    /// Longest wait for a request's turn on the connection plus the
+    /// request and its whole reply.
+    pub(crate) request_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        // memcached answers in well under a millisecond on a LAN; a second
+        // is generous for a live server and short enough that a dead one
+        // does not stall its callers.
+        ClientOptions {
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// memcached reads an expiry above this many seconds (30 days) as an
+/// absolute Unix time rather than a number of seconds from now.
+const MAX_RELATIVE_EXPIRY: u64 = 60 * 60 * 24 * 30;
+
+/// The `exptime` memcached needs so an item lives for `ttl`, following its
+/// rules:
+///
+/// * `None`: 0, never expires.
+/// * `Some(ZERO)`: -1, expired at once (memcached stores nothing readable;
+///   an older value under the key is replaced, so it is gone too).
+/// * Otherwise whole seconds, rounded up (500 ms lives 1 s: a TTL never
+///   becomes 0, "never"), sent as is up to 30 days and as the absolute Unix
+///   time `now + ttl` beyond, clamped to the largest time memcached
+///   accepts (a signed 32-bit value, early 2038).
+pub(crate) fn exptime(ttl: Option<Duration>, now: SystemTime) -> i64 {
+    let Some(ttl) = ttl else { return 0 };
+    if ttl.is_zero() {
+        return -1;
+    }
+    let secs = ttl
+        .as_secs()
+        .saturating_add(u64::from(ttl.subsec_nanos() > 0));
+    if secs <= MAX_RELATIVE_EXPIRY {
+        // At most 30 days: fits any integer type.
+        return secs as i64;
+    }
+    // A clock before 1970 is not worth a failure: count from the epoch.
+    let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let at = now.saturating_add(secs).min(i32::MAX as u64);
+    at as i64
+}
 
 /// One server's client: a lazily opened connection, used by one request at
 /// a time.
 pub(crate) struct ServerClient {
     addr: HostPort,
+    options: ClientOptions,
+    /// The open connection, if any. A request holds this lock while it
+    /// talks on the connection (at most the request timeout), never while
+    /// a connection is being opened.
     conn: Mutex<Option<Client>>,
+    /// Held by the one request opening a connection, so that a burst of
+    /// requests opens one connection rather than one each; the others wait
+    /// for it within their own connect timeout. Requests that find an open
+    /// connection never touch it.
+    connecting: Mutex<()>,
 }
 
 impl ServerClient {
-    fn new(addr: HostPort) -> ServerClient {
+    fn new(addr: HostPort, options: ClientOptions) -> ServerClient {
         ServerClient {
             addr,
+            options,
             conn: Mutex::new(None),
+            connecting: Mutex::new(()),
         }
     }
 
@@ -40,17 +113,78 @@ impl ServerClient {
         }
     }
 
-    /// The connection, opened (or reopened after a failure) if needed.
-    async fn connection(&self) -> Result<MappedMutexGuard<'_, Client>, McSetError> {
-        let mut slot = self.conn.lock().await;
-        if slot.as_ref().is_none_or(Client::is_closed) {
-            let dsn = format!("tcp://{}", self.addr);
-            let client = Client::new(&dsn).await.map_err(|e| self.error(e))?;
-            tracing::debug!(server = %self.addr, "connected to memcached");
-            *slot = Some(client);
+    fn connect_timed_out(&self) -> McSetError {
+        McSetError::ConnectTimeout {
+            server: self.addr.clone(),
+            after: self.options.connect_timeout,
         }
-        // `slot` was filled just above when empty, so the map always succeeds.
-        MutexGuard::try_map(slot, Option::as_mut).map_err(|_| self.error(Error::ConnectionClosed))
+    }
+
+    fn request_timed_out(&self) -> McSetError {
+        McSetError::RequestTimeout {
+            server: self.addr.clone(),
+            after: self.options.request_timeout,
+        }
+    }
+
+    /// The open connection (opened, or reopened after a failure, if
+    /// needed) and the deadline by which the request on it must finish.
+    ///
+    /// A request spends at most the connect timeout getting a connection
+    /// opened and at most the request timeout on the rest (waiting its turn
+    /// and the exchange), so at most their sum in all.
+    async fn connection(&self) -> Result<(MappedMutexGuard<'_, Client>, Instant), McSetError> {
+        let mut deadline = Instant::now() + self.options.request_timeout;
+        // Fixed once this request first has to connect, so retries below
+        // share one connect budget.
+        let mut connect_deadline: Option<Instant> = None;
+        loop {
+            let slot = timeout_at(deadline, self.conn.lock())
+                .await
+                .map_err(|_| self.request_timed_out())?;
+            if slot.as_ref().is_some_and(|c| !c.is_closed()) {
+                // Checked just above, so the map always succeeds.
+                let conn = MutexGuard::try_map(slot, Option::as_mut)
+                    .map_err(|_| self.error(Error::ConnectionClosed))?;
+                return Ok((conn, deadline));
+            }
+            // Never connect with the lock held: requests queued on it would
+            // wait for the connect, however long it takes.
+            drop(slot);
+            let began = Instant::now();
+            let until = *connect_deadline.get_or_insert(began + self.options.connect_timeout);
+            self.connect(until).await?;
+            // Time spent connecting is not taken from the request's budget.
+            deadline += began.elapsed();
+        }
+    }
+
+    /// Opens a connection unless another request already has, by `until`.
+    async fn connect(&self, until: Instant) -> Result<(), McSetError> {
+        let _turn = timeout_at(until, self.connecting.lock())
+            .await
+            .map_err(|_| self.connect_timed_out())?;
+        // Another request may have connected while this one waited; a slot
+        // that is busy is in use by a request on an open connection.
+        match self.conn.try_lock() {
+            Ok(slot) if slot.as_ref().is_some_and(|c| !c.is_closed()) => return Ok(()),
+            Err(_) => return Ok(()),
+            Ok(_) => {}
+        }
+        let dsn = format!("tcp://{}", self.addr);
+        let client = match timeout_at(until, Client::new(&dsn)).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => return Err(self.error(e)),
+            Err(_) => return Err(self.connect_timed_out()),
+        };
+        tracing::debug!(server = %self.addr, "connected to memcached");
+        // Only short checks hold the lock while the slot has no open
+        // connection, and only this request fills it.
+        let mut slot = timeout_at(until, self.conn.lock())
+            .await
+            .map_err(|_| self.connect_timed_out())?;
+        *slot = Some(client);
+        Ok(())
     }
 }
 
@@ -62,7 +196,11 @@ impl Drop for ServerClient {
 
 /// Client handles for `ring`'s nodes, reusing those of `previous` for
 /// servers that are still there.
-pub(crate) fn clients_for(ring: &Ring, previous: Option<&Routing>) -> Box<[Arc<ServerClient>]> {
+pub(crate) fn clients_for(
+    ring: &Ring,
+    previous: Option<&Routing>,
+    options: ClientOptions,
+) -> Box<[Arc<ServerClient>]> {
     let mut old: HashMap<&HostPort, &Arc<ServerClient>> = HashMap::new();
     if let Some(previous) = previous {
         old.extend(previous.clients.iter().map(|c| (&c.addr, c)));
@@ -71,7 +209,7 @@ pub(crate) fn clients_for(ring: &Ring, previous: Option<&Routing>) -> Box<[Arc<S
         .iter()
         .map(|node| match old.get(node.addr()) {
             Some(client) => Arc::clone(client),
-            None => Arc::new(ServerClient::new(node.addr().clone())),
+            None => Arc::new(ServerClient::new(node.addr().clone(), options)),
         })
         .collect()
 }
@@ -89,6 +227,15 @@ impl McSet {
 
     /// Reads `key` from the server it lives on; `None` when it is not there.
     ///
+    /// # Errors
+    ///
+    /// [`McSetError::NoServers`] for an empty set;
+    /// [`McSetError::ConnectTimeout`] or [`McSetError::RequestTimeout`]
+    /// when the server does not accept or answer in time (see
+    /// [`McSetBuilder`](crate::McSetBuilder)); [`McSetError::Memcache`] for
+    /// any other failure. The same holds for [`set`](McSet::set) and
+    /// [`delete`](McSet::delete).
+    ///
     /// ```no_run
     /// use serversets_mcset::McSet;
     /// use serversets_fixedset::FixedSet;
@@ -103,15 +250,35 @@ impl McSet {
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, McSetError> {
         let key = key.as_ref();
         let server = self.client_for(key)?;
-        let mut conn = server.connection().await?;
-        match conn.get(key).await {
-            Ok(value) => Ok(value.and_then(|v| v.data)),
-            Err(e) => Err(server.error(e)),
+        let (mut conn, deadline) = server.connection().await?;
+        // A request cut short by the deadline closes its connection (an
+        // `async-memcached` guarantee), so no late reply is read as the
+        // next request's.
+        match timeout_at(deadline, conn.get(key)).await {
+            Ok(Ok(value)) => Ok(value.and_then(|v| v.data)),
+            Ok(Err(e)) => Err(server.error(e)),
+            Err(_) => Err(server.request_timed_out()),
         }
     }
 
     /// Stores `value` under `key` on the server it lives on, expiring after
-    /// `ttl` (whole seconds; `None` never expires).
+    /// `ttl`.
+    ///
+    /// The TTL follows memcached's rules, so an item lives at least as long
+    /// as asked (to memcached's one-second clock) and never by accident
+    /// forever:
+    ///
+    /// * `None`: the item never expires (it may still be evicted).
+    /// * `Some(Duration::ZERO)`: the item is expired at once. memcached
+    ///   stores nothing readable, and any older value under the key is
+    ///   replaced and so gone as well: a TTL computed as "time left" that
+    ///   has run out does what it says.
+    /// * Anything else is rounded up to whole seconds (500 ms lives 1 s,
+    ///   1.2 s lives 2 s). Up to 30 days it is sent as a number of seconds;
+    ///   beyond, memcached expects an absolute Unix time, which is sent
+    ///   instead (now plus the TTL on this machine's clock, so the two
+    ///   clocks should agree), clamped to the latest time memcached
+    ///   accepts, in January 2038.
     ///
     /// ```no_run
     /// use std::time::Duration;
@@ -131,11 +298,12 @@ impl McSet {
     ) -> Result<(), McSetError> {
         let key = key.as_ref();
         let server = self.client_for(key)?;
-        let ttl = ttl.map(|t| i64::try_from(t.as_secs()).unwrap_or(i64::MAX));
-        let mut conn = server.connection().await?;
-        conn.set(key, value, ttl, None)
-            .await
-            .map_err(|e| server.error(e))
+        let exptime = exptime(ttl, SystemTime::now());
+        let (mut conn, deadline) = server.connection().await?;
+        match timeout_at(deadline, conn.set(key, value, Some(exptime), None)).await {
+            Ok(result) => result.map_err(|e| server.error(e)),
+            Err(_) => Err(server.request_timed_out()),
+        }
     }
 
     /// Deletes `key` from the server it lives on; `false` when it was not
@@ -153,11 +321,12 @@ impl McSet {
     pub async fn delete(&self, key: impl AsRef<[u8]>) -> Result<bool, McSetError> {
         let key = key.as_ref();
         let server = self.client_for(key)?;
-        let mut conn = server.connection().await?;
-        match conn.delete(key).await {
-            Ok(()) => Ok(true),
-            Err(Error::Protocol(Status::NotFound)) => Ok(false),
-            Err(e) => Err(server.error(e)),
+        let (mut conn, deadline) = server.connection().await?;
+        match timeout_at(deadline, conn.delete(key)).await {
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(Error::Protocol(Status::NotFound))) => Ok(false),
+            Ok(Err(e)) => Err(server.error(e)),
+            Err(_) => Err(server.request_timed_out()),
         }
     }
 
@@ -177,5 +346,44 @@ impl McSet {
     /// ```
     pub fn client_count(&self) -> usize {
         self.routing().clients.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn at(ttl: Option<Duration>) -> i64 {
+        exptime(ttl, UNIX_EPOCH + Duration::from_secs(NOW))
+    }
+
+    #[test]
+    fn none_never_expires_and_zero_expires_at_once() {
+        assert_eq!(at(None), 0);
+        assert_eq!(at(Some(Duration::ZERO)), -1);
+    }
+
+    #[test]
+    fn fractions_round_up_so_a_ttl_is_never_zero() {
+        assert_eq!(at(Some(Duration::from_nanos(1))), 1);
+        assert_eq!(at(Some(Duration::from_millis(500))), 1);
+        assert_eq!(at(Some(Duration::from_secs(1))), 1);
+        assert_eq!(at(Some(Duration::from_millis(1200))), 2);
+    }
+
+    #[test]
+    fn thirty_days_is_relative_and_longer_is_absolute() {
+        let days = |d: u64| Duration::from_secs(d * 86_400);
+        assert_eq!(at(Some(days(30))), 2_592_000);
+        assert_eq!(
+            at(Some(days(30) + Duration::from_millis(1))),
+            (NOW + 2_592_001) as i64
+        );
+        assert_eq!(at(Some(days(31))), (NOW + 31 * 86_400) as i64);
+        // Past 2038 memcached has no way to say it: the latest time it takes.
+        assert_eq!(at(Some(days(365 * 100))), i64::from(i32::MAX));
+        assert_eq!(at(Some(Duration::MAX)), i64::from(i32::MAX));
     }
 }

@@ -79,4 +79,43 @@ pub enum McSetError {
         #[source]
         source: async_memcached::Error,
     },
+    /// The memcached server chosen for the key did not accept a connection
+    /// within the connect timeout (a host that is down, or a full accept
+    /// queue). The next request tries again.
+    #[cfg(feature = "client")]
+    #[error("memcached {server}: no connection within {after:?}")]
+    ConnectTimeout {
+        /// The server the key maps to.
+        server: HostPort,
+        /// The connect timeout that ran out.
+        after: std::time::Duration,
+    },
+    /// The memcached server chosen for the key did not answer within the
+    /// request timeout. Its connection is closed, so a late reply is never
+    /// read as another request's.
+    #[cfg(feature = "client")]
+    #[error("memcached {server}: no reply within {after:?}")]
+    RequestTimeout {
+        /// The server the key maps to.
+        server: HostPort,
+        /// The request timeout that ran out.
+        after: std::time::Duration,
+    },
+}
+
+impl McSetError {
+    /// True for [`ConnectTimeout`](McSetError::ConnectTimeout) and
+    /// [`RequestTimeout`](McSetError::RequestTimeout).
+    ///
+    /// ```
+    /// use serversets_mcset::McSetError;
+    /// assert!(!McSetError::NoServers.is_timeout());
+    /// ```
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            #[cfg(feature = "client")]
+            McSetError::ConnectTimeout { .. } | McSetError::RequestTimeout { .. } => true,
+            _ => false,
+        }
+    }
 }

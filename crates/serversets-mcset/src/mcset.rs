@@ -6,12 +6,21 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+#[cfg(feature = "client")]
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use serversets_core::{Member, Snapshot, Subscription, Watcher};
 use tokio::sync::watch;
 
 use crate::{McSetError, NodeIdentity, Ring, RingBuilder, RingKind};
+
+/// Timeouts for the memcached client (feature `client`); nothing without it.
+#[cfg(feature = "client")]
+use crate::client::ClientOptions;
+#[cfg(not(feature = "client"))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct ClientOptions;
 
 /// What the routing table a reader loads holds: the ring and, with the
 /// `client` feature, one memcached client per ring node.
@@ -22,9 +31,9 @@ pub(crate) struct Routing {
 }
 
 impl Routing {
-    fn new(ring: Ring, _previous: Option<&Routing>) -> Routing {
+    fn new(ring: Ring, _previous: Option<&Routing>, _options: &ClientOptions) -> Routing {
         #[cfg(feature = "client")]
-        let clients = crate::client::clients_for(&ring, _previous);
+        let clients = crate::client::clients_for(&ring, _previous, *_options);
         Routing {
             ring: Arc::new(ring),
             #[cfg(feature = "client")]
@@ -70,6 +79,8 @@ struct Progress {
 
 struct Shared {
     routing: ArcSwap<Routing>,
+    /// Timeouts given to the client handles of servers that join later.
+    client: ClientOptions,
     progress: watch::Sender<Progress>,
     /// Set by `McSet::drop` before it aborts the task, so the task's exit
     /// guard can tell an orderly stop from a failure.
@@ -82,7 +93,8 @@ impl Shared {
     }
 }
 
-/// Options for a [`McSet`]: ring kind and identifier rule.
+/// Options for a [`McSet`]: ring kind and identifier rule, and with the
+/// `client` feature the memcached timeouts.
 ///
 /// ```
 /// use serversets_mcset::{McSet, NodeIdentity, RingKind};
@@ -100,6 +112,7 @@ impl Shared {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct McSetBuilder {
     ring: RingBuilder,
+    client: ClientOptions,
 }
 
 impl McSetBuilder {
@@ -114,6 +127,43 @@ impl McSetBuilder {
     /// the type's example.
     pub fn identity(mut self, identity: NodeIdentity) -> Self {
         self.ring = self.ring.identity(identity);
+        self
+    }
+
+    /// The longest a request waits for a connection to its server to open
+    /// (default 1 s), DNS included; then it fails with
+    /// [`McSetError::ConnectTimeout`]. Requests to other servers never wait
+    /// for it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use serversets_mcset::McSet;
+    /// use serversets_fixedset::FixedSet;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let set = McSet::builder()
+    ///     .connect_timeout(Duration::from_millis(250))
+    ///     .request_timeout(Duration::from_millis(100))
+    ///     .build(FixedSet::new(["10.0.0.1:11211"])?)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    #[cfg(feature = "client")]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.client.connect_timeout = timeout;
+        self
+    }
+
+    /// The longest a get, set or delete waits for its turn on the server's
+    /// connection plus the exchange itself (default 1 s); then it fails with
+    /// [`McSetError::RequestTimeout`] and the connection is closed. Time
+    /// spent opening a connection counts against
+    /// [`connect_timeout`](Self::connect_timeout) instead, so a request
+    /// takes at most the sum of the two. See `connect_timeout` for an
+    /// example.
+    #[cfg(feature = "client")]
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.client.request_timeout = timeout;
         self
     }
 
@@ -151,7 +201,8 @@ impl McSetBuilder {
             state: SyncState::Following,
         });
         let shared = Arc::new(Shared {
-            routing: ArcSwap::from_pointee(Routing::new(ring, None)),
+            routing: ArcSwap::from_pointee(Routing::new(ring, None, &self.client)),
+            client: self.client,
             progress,
             dropping: AtomicBool::new(false),
         });
@@ -445,7 +496,7 @@ fn install(shared: &Shared, ring: Ring) {
     let version = ring.version();
     let servers = ring.len();
     let previous = shared.routing.load();
-    let routing = Routing::new(ring, Some(&previous));
+    let routing = Routing::new(ring, Some(&previous), &shared.client);
     drop(previous);
     shared.routing.store(Arc::new(routing));
     shared.progress.send_modify(|p| p.version = version);
