@@ -76,16 +76,80 @@ impl Error {
     }
 }
 
-/// True for errors that a new attempt (maybe on a new session) can cure.
-pub(crate) fn is_transient(e: &zk::Error) -> bool {
+/// True when ZooKeeper itself answered the request, so its outcome is
+/// known: it was not applied (or, for `SessionExpired`, everything the
+/// session owned is gone anyway).
+///
+/// Everything else is "maybe applied": zookeeper-client fails every request
+/// in flight with the error that broke the connection, so `ConnectionLoss`
+/// (a clean close), `Custom` (a reset, a broken pipe, "no response from
+/// connection" after a stall), `Timeout`, `ClientClosed` and any error this
+/// crate does not know yet may all follow a request the server applied.
+/// Callers must treat such an error as "retry", never as a verdict about a
+/// node. The list is of answers, not of failures, so that a new variant of
+/// the client's error type is unknown until proven otherwise.
+pub(crate) fn is_answer(e: &zk::Error) -> bool {
     matches!(
         e,
-        zk::Error::ConnectionLoss
+        zk::Error::NoNode
+            | zk::Error::NoAuth
+            | zk::Error::BadVersion
+            | zk::Error::NoChildrenForEphemerals
+            | zk::Error::NodeExists
+            | zk::Error::NotEmpty
+            | zk::Error::InvalidAcl
+            | zk::Error::AuthFailed
             | zk::Error::SessionExpired
-            | zk::Error::SessionMoved
-            | zk::Error::Timeout
-            | zk::Error::ClientClosed
+            | zk::Error::NotReadOnly
+            | zk::Error::NoWatcher
+            | zk::Error::QuotaExceeded
             | zk::Error::Throttled
-            | zk::Error::NoHosts
+            | zk::Error::Unimplemented
+            | zk::Error::ReconfigDisabled
+            | zk::Error::BadArguments(_)
     )
+}
+
+/// True for answers that no retry can change while the configuration stays
+/// as it is: wrong credentials or ACLs, a parent that is ephemeral, a quota.
+/// A first registration reports these at once instead of waiting out its
+/// connect budget (and still retries until its handle is dropped).
+pub(crate) fn is_refusal(e: &zk::Error) -> bool {
+    matches!(
+        e,
+        zk::Error::NoAuth
+            | zk::Error::InvalidAcl
+            | zk::Error::AuthFailed
+            | zk::Error::NoChildrenForEphemerals
+            | zk::Error::QuotaExceeded
+            | zk::Error::BadArguments(_)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_server_answers_count_as_known_outcomes() {
+        // A reset or a stall surfaces as `Custom`, which has no public
+        // constructor: the fault-proxy tests under tests/ cover it.
+        for unknown in [
+            zk::Error::ConnectionLoss,
+            zk::Error::Timeout,
+            zk::Error::ClientClosed,
+            zk::Error::NoHosts,
+            zk::Error::SessionMoved,
+            zk::Error::UnexpectedErrorCode(-999),
+            zk::Error::UnexpectedError("x".into()),
+        ] {
+            assert!(!is_answer(&unknown), "{unknown:?} must be maybe-applied");
+            assert!(!is_refusal(&unknown), "{unknown:?} is no refusal");
+        }
+        for answer in [zk::Error::NoNode, zk::Error::NoAuth, zk::Error::NodeExists] {
+            assert!(is_answer(&answer), "{answer:?} is a server answer");
+        }
+        assert!(is_refusal(&zk::Error::NoAuth));
+        assert!(!is_refusal(&zk::Error::NoNode));
+    }
 }

@@ -7,11 +7,12 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::sync::watch;
 use zookeeper_client as zk;
 
 use crate::backoff::Backoff;
-use crate::error::{is_transient, Error, Result};
+use crate::error::{is_answer, is_refusal, Error, Result};
 use crate::session::{Generation, Session};
 use crate::supervise::spawn_supervised;
 use crate::{codec, HostPort, Member, ServerSet};
@@ -20,6 +21,12 @@ type PingFuture = Pin<Box<dyn Future<Output = std::result::Result<(), String>> +
 
 /// A health check guarding a registration: while it fails, the member is
 /// removed from ZooKeeper; when it passes again, the member is re-created.
+///
+/// A check that panics, or that is still running at its timeout, has
+/// failed. At most one check of a registration runs at a time: an async
+/// check still running at its timeout is cancelled, and a blocking one
+/// (which cannot be cancelled) is waited for before the next starts, so a
+/// hung check never piles up threads.
 ///
 /// ```
 /// use serversets_core::Ping;
@@ -33,46 +40,104 @@ type PingFuture = Pin<Box<dyn Future<Output = std::result::Result<(), String>> +
 /// # let _ = (http_ok, file_ok);
 /// ```
 #[derive(Clone)]
-pub struct Ping(Arc<dyn Fn() -> PingFuture + Send + Sync>);
+pub struct Ping {
+    check: Arc<dyn Fn() -> PingFuture + Send + Sync>,
+    /// Blocking checks run on a thread that a timeout cannot stop.
+    cancellable: bool,
+}
 
 impl Ping {
-    /// An async check; an `Err` (or a run longer than the ping timeout) is a
-    /// failure.
+    /// An async check; an `Err`, a panic or a run longer than the ping
+    /// timeout is a failure.
     pub fn new<F, Fut, E>(f: F) -> Ping
     where
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
         E: fmt::Display,
     {
-        Ping(Arc::new(move || {
-            let fut = f();
-            Box::pin(async move { fut.await.map_err(|e| e.to_string()) })
-        }))
+        Ping {
+            check: Arc::new(move || {
+                // Calling the closure can panic too, before any future exists.
+                let fut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&f));
+                Box::pin(async move {
+                    let fut = fut.map_err(|p| format!("check panicked: {}", panic_text(&*p)))?;
+                    match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+                        Ok(r) => r.map_err(|e| e.to_string()),
+                        Err(p) => Err(format!("check panicked: {}", panic_text(&*p))),
+                    }
+                })
+            }),
+            cancellable: true,
+        }
     }
 
-    /// A blocking check, run on tokio's blocking thread pool.
+    /// A blocking check, run on tokio's blocking thread pool. An `Err`, a
+    /// panic or a run longer than the ping timeout is a failure; a run that
+    /// outlasts its timeout is waited for before the next one starts.
     pub fn blocking<F, E>(f: F) -> Ping
     where
         F: Fn() -> std::result::Result<(), E> + Send + Sync + 'static,
         E: fmt::Display,
     {
         let f = Arc::new(f);
-        Ping(Arc::new(move || {
-            let f = f.clone();
-            Box::pin(async move {
-                match tokio::task::spawn_blocking(move || f().map_err(|e| e.to_string())).await {
-                    Ok(r) => r,
-                    Err(e) => Err(format!("ping panicked: {e}")),
-                }
-            })
-        }))
-    }
-
-    async fn run(&self, timeout: Duration) -> std::result::Result<(), String> {
-        match tokio::time::timeout(timeout, (self.0)()).await {
-            Ok(r) => r,
-            Err(_) => Err(format!("no answer within {timeout:?}")),
+        Ping {
+            check: Arc::new(move || {
+                let f = f.clone();
+                Box::pin(async move {
+                    match tokio::task::spawn_blocking(move || f().map_err(|e| e.to_string())).await
+                    {
+                        Ok(r) => r,
+                        Err(e) if e.is_panic() => {
+                            Err(format!("check panicked: {}", panic_text(&*e.into_panic())))
+                        }
+                        Err(e) => Err(format!("check did not finish: {e}")),
+                    }
+                })
+            }),
+            cancellable: false,
         }
+    }
+}
+
+/// Runs a registration's checks one at a time.
+struct Checker {
+    ping: Ping,
+    timeout: Duration,
+    /// A blocking check that outlived its timeout, still to be waited for.
+    running: Option<PingFuture>,
+}
+
+impl Checker {
+    /// One round: a new check, or more waiting for the one still running.
+    async fn round(&mut self) -> std::result::Result<(), String> {
+        let mut check = match self.running.take() {
+            Some(running) => running,
+            None => (self.ping.check)(),
+        };
+        match tokio::time::timeout(self.timeout, &mut check).await {
+            Ok(r) => r,
+            Err(_) => {
+                if !self.ping.cancellable {
+                    self.running = Some(check);
+                    return Err(format!(
+                        "still running after {:?} (a blocking check cannot be stopped; \
+                         no new one starts until it returns)",
+                        self.timeout
+                    ));
+                }
+                Err(format!("no answer within {:?}", self.timeout))
+            }
+        }
+    }
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-string payload".into()
     }
 }
 
@@ -227,6 +292,7 @@ impl RegistrationBuilder {
             close,
             healthy,
             _healthy_tx: healthy_tx.clone(),
+            refused: watch::channel(false).0,
             node: Mutex::new(Node::default()),
         });
         if let Some(ping) = self.ping {
@@ -250,18 +316,30 @@ impl RegistrationBuilder {
         let connect_timeout = (endpoint.ctx.session.config().connect_timeout + self.ping_timeout)
             .saturating_sub(started.elapsed())
             .max(Duration::from_secs(1));
-        let settled = tokio::time::timeout(
-            connect_timeout,
-            state_rx.wait_for(|s| !matches!(s, RegistrationState::Pending)),
-        )
-        .await
-        .map(|r| r.map(|s| s.clone()));
-        match settled {
-            Ok(Ok(RegistrationState::Closed)) => {
-                let reason = endpoint.ctx.last_error().unwrap_or_else(|| "closed".into());
-                Err(Error::Registration(reason))
+        let mut refused = endpoint.ctx.refused.subscribe();
+        let settled = tokio::time::timeout(connect_timeout, async {
+            tokio::select! {
+                s = state_rx.wait_for(|s| !matches!(s, RegistrationState::Pending)) => {
+                    s.map(|s| s.clone()).ok()
+                }
+                // ZooKeeper refused the member (credentials, ACLs, quota):
+                // no retry within the budget can change that. Dropping the
+                // endpoint below ends the registration and removes anything
+                // a create may have made.
+                _ = refused.wait_for(|r| *r) => None,
             }
-            Ok(_) => Ok(endpoint),
+        })
+        .await;
+        match settled {
+            Ok(Some(RegistrationState::Registered(_) | RegistrationState::Unhealthy(_))) => {
+                Ok(endpoint)
+            }
+            Ok(_) => Err(Error::Registration(
+                endpoint
+                    .ctx
+                    .last_error()
+                    .unwrap_or_else(|| "refused".into()),
+            )),
             Err(_) => Err(Error::Registration(
                 endpoint
                     .ctx
@@ -274,13 +352,26 @@ impl RegistrationBuilder {
 
 #[derive(Default)]
 struct Node {
-    /// The member path and the session generation that created it.
-    current: Option<(String, u64)>,
-    /// A create on this generation may have succeeded without an answer;
+    /// The member this registration owns now.
+    current: Option<Owned>,
+    /// A create on this generation may have been applied without an answer;
     /// look for the node before creating another.
     uncertain: Option<u64>,
+    /// Members of sessions this process gave up on (the client declares a
+    /// session expired after a long disconnect, while the server may keep it
+    /// until its own timeout): deleted from the next session so that a
+    /// registration never shows twice.
+    orphans: Vec<Owned>,
     last_error: Option<String>,
     ever_registered: bool,
+}
+
+/// A member node and the session that owns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Owned {
+    path: String,
+    generation: u64,
+    session_id: i64,
 }
 
 struct Ctx {
@@ -295,6 +386,9 @@ struct Ctx {
     healthy: watch::Receiver<Option<bool>>,
     /// Keeps the health channel open for the registration's lifetime.
     _healthy_tx: Arc<watch::Sender<Option<bool>>>,
+    /// Set when ZooKeeper refuses a create outright (see `is_refusal`), so
+    /// `register()` can report it without waiting out its budget.
+    refused: watch::Sender<bool>,
     node: Mutex<Node>,
 }
 
@@ -350,6 +444,14 @@ impl Endpoint {
         self.ctx.state.subscribe()
     }
 
+    /// The last error met while keeping the member registered (a refused
+    /// create, a failing health check, a lost connection), or `None` since
+    /// the member was last registered. For operators: the registration
+    /// retries on its own whatever this says.
+    pub fn last_error(&self) -> Option<String> {
+        self.ctx.last_error()
+    }
+
     /// The member's JSON as written to ZooKeeper.
     pub fn data(&self) -> &[u8] {
         &self.ctx.data
@@ -396,11 +498,19 @@ async fn run_ping(
     timeout: Duration,
 ) {
     let mut close = ctx.close.subscribe();
+    let mut checker = Checker {
+        ping,
+        timeout,
+        running: None,
+    };
     loop {
         if *close.borrow_and_update() {
             return;
         }
-        let result = ping.run(timeout).await;
+        let result = tokio::select! {
+            r = checker.round() => r,
+            _ = close.changed() => return,
+        };
         let ok = result.is_ok();
         let was = *healthy.borrow();
         if was != Some(ok) {
@@ -421,7 +531,9 @@ async fn run_ping(
 }
 
 /// The registration's control loop: one pass per event, each pass bringing
-/// ZooKeeper in line with what the registration wants.
+/// ZooKeeper in line with what the registration wants. It ends only when the
+/// handle is closed or dropped and the member is known to be gone; every
+/// failure before that is retried with back-off.
 async fn keep_registered(ctx: Arc<Ctx>) {
     let mut generations = ctx.session.generations();
     let mut close = ctx.close.subscribe();
@@ -431,21 +543,7 @@ async fn keep_registered(ctx: Arc<Ctx>) {
         let closing = *close.borrow_and_update();
         let generation = generations.borrow_and_update().clone();
         let wanted = !closing && *healthy.borrow_and_update() == Some(true);
-
-        // A member from an expired session is gone with it.
-        {
-            let mut node = ctx.node();
-            let stale = match (&node.current, &generation) {
-                (Some((_, g)), Some(gen)) => *g != gen.number,
-                (Some(_), None) => false,
-                (None, _) => false,
-            };
-            if stale {
-                if let Some((path, _)) = node.current.take() {
-                    ctx.session.release(&path);
-                }
-            }
-        }
+        retire_stale(&ctx, generation.as_deref(), closing);
 
         let Some(generation) = generation else {
             if closing && ctx.node().current.is_none() {
@@ -459,27 +557,25 @@ async fn keep_registered(ctx: Arc<Ctx>) {
             continue;
         };
 
-        let current = ctx.node().current.clone();
-        let outcome: std::result::Result<(), zk::Error> = if !wanted {
-            match current {
-                Some((path, _)) => remove(&ctx, &generation, &path).await,
-                None if ctx.node().uncertain == Some(generation.number) => {
-                    // A lost create may have made a node: find it and
-                    // remove it before reporting the member gone.
-                    match adopt(&ctx, &generation).await {
-                        Ok(Some(path)) => {
-                            ctx.node().current = Some((path, generation.number));
-                            Ok(())
-                        }
-                        Ok(None) => Ok(()),
-                        Err(e) => Err(e),
-                    }
+        let outcome = match remove_orphans(&ctx, &generation).await {
+            Err(e) => Err(e),
+            Ok(()) if wanted => {
+                keep(
+                    &ctx,
+                    &generation,
+                    &mut backoff,
+                    &mut generations,
+                    &mut close,
+                    &mut healthy,
+                )
+                .await
+            }
+            Ok(()) => match unwanted(&ctx, &generation, closing).await {
+                Ok(Settled::Done) => {
+                    ctx.set_state(RegistrationState::Closed);
+                    return;
                 }
-                None => {
-                    if closing {
-                        ctx.set_state(RegistrationState::Closed);
-                        return;
-                    }
+                Ok(Settled::Gone) => {
                     let why = ctx
                         .last_error()
                         .unwrap_or_else(|| "health check pending".into());
@@ -493,59 +589,162 @@ async fn keep_registered(ctx: Arc<Ctx>) {
                     }
                     continue;
                 }
-            }
-        } else {
-            match current {
-                None => create(&ctx, &generation).await,
-                Some((path, _)) => match generation.client.check_and_watch_stat(&path).await {
-                    Ok((Some(stat), watcher)) if stat.ephemeral_owner == generation.session_id => {
-                        backoff.reset();
-                        tokio::select! {
-                            event = watcher.changed() => {
-                                if event.event_type == zk::EventType::NodeDeleted {
-                                    tracing::warn!(path = %path, "member deleted by someone else; re-creating it");
-                                    forget(&ctx, &path);
-                                }
-                            }
-                            _ = generations.changed() => {}
-                            _ = close.changed() => {}
-                            _ = healthy.changed() => {}
-                        }
-                        continue;
-                    }
-                    Ok(_) => {
-                        tracing::warn!(path = %path, "member is gone; re-creating it");
-                        forget(&ctx, &path);
-                        Ok(())
-                    }
-                    Err(e) => Err(e),
-                },
-            }
+                Ok(Settled::Again) => Ok(()),
+                Err(e) => Err(e),
+            },
         };
         match outcome {
             Ok(()) => backoff.reset(),
             Err(e) => {
-                let fatal_first = !is_transient(&e) && !ctx.node().ever_registered && !closing;
-                ctx.node().last_error = Some(format!("{e}"));
-                if fatal_first {
-                    tracing::error!(path = %ctx.set_path, error = %e, "cannot register member");
-                    ctx.set_state(RegistrationState::Closed);
-                    return;
+                if is_refusal(&e) && !ctx.node().ever_registered {
+                    ctx.refused.send_replace(true);
                 }
+                ctx.node().last_error = Some(format!("{e}"));
                 let delay = backoff.next_delay();
                 tracing::warn!(path = %ctx.set_path, error = %e, retry_in = ?delay, "ZooKeeper operation failed; retrying");
+                // Closing and health changes must not wait out the back-off.
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = generations.changed() => {}
+                    _ = close.changed() => {}
+                    _ = healthy.changed() => {}
                 }
             }
         }
     }
 }
 
+/// A member belongs to the session that created it: once that session is
+/// over (no session now, or a newer one), the member is gone with it, or
+/// soon will be; it is no longer ours to report.
+fn retire_stale(ctx: &Ctx, generation: Option<&Generation>, closing: bool) {
+    let mut node = ctx.node();
+    let stale = match (&node.current, generation) {
+        (Some(owned), Some(gen)) => owned.generation != gen.number,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if !stale {
+        return;
+    }
+    if let Some(owned) = node.current.take() {
+        ctx.session.release(&owned.path);
+        node.orphans.push(owned);
+    }
+    drop(node);
+    if !closing {
+        ctx.set_state(RegistrationState::Pending);
+    }
+}
+
+/// Deletes members left by earlier sessions that the server still keeps.
+async fn remove_orphans(ctx: &Ctx, generation: &Generation) -> std::result::Result<(), zk::Error> {
+    loop {
+        let Some(orphan) = ctx.node().orphans.last().cloned() else {
+            return Ok(());
+        };
+        if orphan.session_id != generation.session_id {
+            match generation.client.check_stat(&orphan.path).await? {
+                Some(stat) if stat.ephemeral_owner == orphan.session_id => {
+                    match generation
+                        .client
+                        .delete(&orphan.path, Some(stat.version))
+                        .await
+                    {
+                        Ok(()) => {
+                            tracing::info!(path = %orphan.path, "removed the member an earlier session left behind");
+                        }
+                        Err(zk::Error::NoNode | zk::Error::BadVersion) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                _ => {}
+            }
+        }
+        ctx.node().orphans.retain(|o| *o != orphan);
+    }
+}
+
+/// The member is wanted: create it, or watch the one there is until
+/// something changes.
+async fn keep(
+    ctx: &Ctx,
+    generation: &Generation,
+    backoff: &mut Backoff,
+    generations: &mut watch::Receiver<Option<Arc<Generation>>>,
+    close: &mut watch::Receiver<bool>,
+    healthy: &mut watch::Receiver<Option<bool>>,
+) -> std::result::Result<(), zk::Error> {
+    let current = ctx.node().current.clone();
+    let Some(owned) = current else {
+        return create(ctx, generation).await;
+    };
+    let path = owned.path;
+    match generation.client.check_and_watch_stat(&path).await? {
+        (Some(stat), watcher) if stat.ephemeral_owner == generation.session_id => {
+            backoff.reset();
+            tokio::select! {
+                event = watcher.changed() => {
+                    if event.event_type == zk::EventType::NodeDeleted {
+                        tracing::warn!(path = %path, "member deleted by someone else; re-creating it");
+                        forget(ctx, &path);
+                    }
+                }
+                _ = generations.changed() => {}
+                _ = close.changed() => {}
+                _ = healthy.changed() => {}
+            }
+        }
+        _ => {
+            tracing::warn!(path = %path, "member is gone; re-creating it");
+            forget(ctx, &path);
+        }
+    }
+    Ok(())
+}
+
+/// How far removing an unwanted member got.
+enum Settled {
+    /// Closing, and the member is known to be gone: the registration ends.
+    Done,
+    /// Unhealthy, and the member is known to be gone: wait for a change.
+    Gone,
+    /// A step was made; look again.
+    Again,
+}
+
+/// The member is not wanted (closing, or the check fails): remove it, and
+/// any node a create whose answer was lost may have made.
+async fn unwanted(
+    ctx: &Ctx,
+    generation: &Generation,
+    closing: bool,
+) -> std::result::Result<Settled, zk::Error> {
+    let current = ctx.node().current.clone();
+    if let Some(owned) = current {
+        remove(ctx, generation, &owned.path).await?;
+        return Ok(Settled::Again);
+    }
+    if ctx.node().uncertain == Some(generation.number) {
+        if let Some(path) = adopt(ctx, generation).await? {
+            ctx.node().current = Some(Owned {
+                path,
+                generation: generation.number,
+                session_id: generation.session_id,
+            });
+        }
+        return Ok(Settled::Again);
+    }
+    Ok(if closing {
+        Settled::Done
+    } else {
+        Settled::Gone
+    })
+}
+
 fn forget(ctx: &Ctx, path: &str) {
     let mut node = ctx.node();
-    if node.current.as_ref().is_some_and(|(p, _)| p == path) {
+    if node.current.as_ref().is_some_and(|o| o.path == path) {
         node.current = None;
     }
     drop(node);
@@ -589,7 +788,9 @@ async fn create(ctx: &Ctx, generation: &Generation) -> std::result::Result<(), z
                 client.mkdir(&ctx.set_path, &parents).await?;
             }
             Err(e) => {
-                if e != zk::Error::ConnectionLoss && e != zk::Error::Timeout {
+                // Only ZooKeeper's own answer says the create was not
+                // applied; after any other error a node may exist.
+                if is_answer(&e) {
                     ctx.node().uncertain = None;
                 }
                 return Err(e);
@@ -606,10 +807,14 @@ fn registered(
     ctx.session.claim(&path);
     {
         let mut node = ctx.node();
-        node.current = Some((path.clone(), generation.number));
+        node.current = Some(Owned {
+            path: path.clone(),
+            generation: generation.number,
+            session_id: generation.session_id,
+        });
         node.uncertain = None;
-        node.ever_registered = true;
         node.last_error = None;
+        node.ever_registered = true;
     }
     tracing::info!(path = %path, addr = %ctx.addr, "member registered");
     ctx.set_state(RegistrationState::Registered(path));
@@ -618,10 +823,18 @@ fn registered(
 
 /// After a create whose answer was lost: is there a member with our data,
 /// owned by this session, that no other registration claims?
+///
+/// The list is read after a `sync`: the client may have reconnected to a
+/// follower that has not applied the create yet, and a list from there
+/// would miss the node and lead to a second one.
 async fn adopt(
     ctx: &Ctx,
     generation: &Generation,
 ) -> std::result::Result<Option<String>, zk::Error> {
+    match generation.client.sync(&ctx.set_path).await {
+        Ok(()) | Err(zk::Error::NoNode) => {}
+        Err(e) => return Err(e),
+    }
     let children = match generation.client.list_children(&ctx.set_path).await {
         Ok(c) => c,
         Err(zk::Error::NoNode) => return Ok(None),

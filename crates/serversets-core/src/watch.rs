@@ -22,13 +22,17 @@ use tokio::sync::watch;
 use zookeeper_client as zk;
 
 use crate::backoff::Backoff;
-use crate::error::{is_transient, Error, Result};
+use crate::error::{is_answer, Error, Result};
 use crate::session::{Generation, Health, Session};
 use crate::supervise::spawn_supervised;
 use crate::{
     classify, Feed, Member, MemberFilter, Publisher, ServerSet, Snapshot, Subscription, Verdict,
     Watcher,
 };
+
+/// Children named otherwise are listed in `rejected()`, never read.
+const MEMBER_PREFIX: &str = "member_";
+const NOT_A_MEMBER: &str = "not a member_ node";
 
 /// How many member reads may be in flight at once during a full re-read.
 const MAX_INFLIGHT_READS: usize = 4096;
@@ -442,6 +446,10 @@ async fn follow_events(
                             reads = FuturesUnordered::new();
                             resync(ctx, generation).await?;
                         } else if let Some(name) = child_name(&event.path, &prefix) {
+                            if !name.starts_with(MEMBER_PREFIX) {
+                                lock(&ctx.rejected).insert(name.to_string(), NOT_A_MEMBER.into());
+                                continue;
+                            }
                             let known = lock(&ctx.cache).contains_key(name);
                             if !known || event.event_type == zk::EventType::NodeDataChanged {
                                 next_read += 1;
@@ -457,6 +465,7 @@ async fn follow_events(
                             for name in all {
                                 forget(ctx, &name, &mut batch.removed);
                             }
+                            lock(&ctx.rejected).clear();
                         } else if let Some(name) = child_name(&event.path, &prefix) {
                             pending.remove(name);
                             forget(ctx, name, &mut batch.removed);
@@ -476,9 +485,12 @@ async fn follow_events(
     }
 }
 
-/// Applies one member read: its data, a vanished node, or an error that
-/// concerns only this member (reported, never stalling the set). Errors a
-/// new attempt can cure are returned.
+/// Applies one member read. Only a definite answer about the node is
+/// recorded: its data, `NoNode` (gone: forget it) or `NoAuth` (reported as
+/// unreadable and left out of the cache, so the next resync asks again).
+/// Any other error leaves the name unread and is returned: its outcome is
+/// unknown (a reset or stall fails every read in flight), so the follow loop
+/// restarts and the resync that follows reads the name again.
 fn take_read(
     ctx: &Ctx,
     name: &str,
@@ -488,15 +500,18 @@ fn take_read(
     match result {
         Ok(data) => learn(ctx, name, &data, &mut batch.added, &mut batch.removed),
         Err(zk::Error::NoNode) => forget(ctx, name, &mut batch.removed),
-        Err(e) if is_transient(&e) => return Err(e),
-        Err(e) => {
-            tracing::warn!(path = %ctx.path, member = name, error = %e, "cannot read member; skipping it");
-            if let Some(Entry::Served(old)) =
-                lock(&ctx.cache).insert(name.to_string(), Entry::Skipped)
-            {
+        Err(e @ zk::Error::NoAuth) => {
+            tracing::warn!(path = %ctx.path, member = name, error = %e, "cannot read member; skipping it until the next resync");
+            if let Some(Entry::Served(old)) = lock(&ctx.cache).remove(name) {
                 batch.removed.push(old);
             }
             lock(&ctx.rejected).insert(name.to_string(), format!("unreadable: {e}"));
+        }
+        Err(e) => {
+            if is_answer(&e) {
+                tracing::warn!(path = %ctx.path, member = name, error = %e, "unexpected answer reading a member; re-reading the set");
+            }
+            return Err(e);
         }
     }
     Ok(())
@@ -576,15 +591,15 @@ async fn apply_children(
     {
         let mut rejected = lock(&ctx.rejected);
         rejected.retain(|k, _| present.contains(k.as_str()));
-        for name in children.iter().filter(|n| !n.starts_with("member_")) {
-            rejected.insert(name.clone(), "not a member_ node".into());
+        for name in children.iter().filter(|n| !n.starts_with(MEMBER_PREFIX)) {
+            rejected.insert(name.clone(), NOT_A_MEMBER.into());
         }
     }
     let new: Vec<String> = {
         let cache = lock(&ctx.cache);
         children
             .into_iter()
-            .filter(|n| n.starts_with("member_") && !cache.contains_key(n))
+            .filter(|n| n.starts_with(MEMBER_PREFIX) && !cache.contains_key(n))
             .collect()
     };
     let mut names = new.into_iter();
@@ -621,9 +636,10 @@ fn republish(ctx: &Ctx) {
     ctx.publisher.publish(served);
 }
 
+/// The name of a direct child of the set (member or not), from an event path.
 fn child_name<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
     let name = path.strip_prefix(prefix)?;
-    (!name.is_empty() && !name.contains('/') && name.starts_with("member_")).then_some(name)
+    (!name.is_empty() && !name.contains('/')).then_some(name)
 }
 
 /// Decodes one member's data into the cache and the pending change.

@@ -331,6 +331,74 @@ async fn an_unreadable_member_is_reported_and_does_not_stall_the_set() {
     )
     .await;
     wait_for(&watch, T, "a later member", |s| s.len() == 2).await;
+
+    // Refused reads are not remembered as a verdict: once the member may be
+    // read, the next resync (here after a new session) serves it.
+    let open = zk::Acl::new(zk::Permission::ALL, zk::AuthId::anyone());
+    owner
+        .set_acl(&format!("{path}/{secret}"), &[open], None)
+        .await
+        .unwrap();
+    set.session().unwrap().expire_for_testing().await.unwrap();
+    wait_for(&watch, T, "the once unreadable member", |s| s.len() == 3).await;
+    assert!(!watch.rejected().contains_key(&secret));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_follows_non_member_children_as_they_come_and_go() {
+    init_tracing();
+    let zk = ZkCluster::standalone().unwrap();
+    let cs = zk.connect_string();
+    let raw = raw(&cs).await;
+    for (service, strategy) in [
+        ("rej-auto", WatchStrategy::Auto),
+        ("rej-children", WatchStrategy::Children),
+    ] {
+        let set = set(&cs, service, Duration::from_secs(10));
+        let path = set.path().to_string();
+        put(
+            &raw,
+            &format!("{path}/member_"),
+            &finagle("10.0.0.1", 80, ""),
+            zk::CreateMode::PersistentSequential,
+        )
+        .await;
+        let watch = set
+            .watch_builder()
+            .strategy(strategy)
+            .start()
+            .await
+            .unwrap();
+        assert!(watch.rejected().is_empty(), "{strategy:?}");
+
+        put(
+            &raw,
+            &format!("{path}/lock"),
+            b"",
+            zk::CreateMode::Persistent,
+        )
+        .await;
+        // A member after it, so the set publishes and we know the event passed.
+        put(
+            &raw,
+            &format!("{path}/member_"),
+            &finagle("10.0.0.2", 80, ""),
+            zk::CreateMode::PersistentSequential,
+        )
+        .await;
+        wait_for(&watch, T, "second member", |s| s.len() == 2).await;
+        eventually(T, "lock reported", || async {
+            watch.rejected().contains_key("lock")
+        })
+        .await;
+
+        raw.delete(&format!("{path}/lock"), None).await.unwrap();
+        eventually(T, "lock no longer reported once deleted", || async {
+            !watch.rejected().contains_key("lock")
+        })
+        .await;
+        assert_eq!(watch.stats().rejected, 0, "{strategy:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
