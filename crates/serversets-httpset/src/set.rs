@@ -379,8 +379,30 @@ where
         runtime.spawn(follow(guard, changes, stop));
     }
 
+    /// An endpoint for the next attempt from the current table, or `None`
+    /// when the set is empty.
+    ///
+    /// The fast path never waits for a rebuild under way and uses the
+    /// installed table, which is fine while that table has endpoints. When
+    /// it has none but a newer snapshot exists, the rebuild is waited for
+    /// instead (#12): the new members are published, and answering
+    /// `NoServers` from the old table, or going to sleep on a change that
+    /// already happened, would contradict them.
     pub(crate) fn select_now(&self, avoid: Option<&Arc<Endpoint<C>>>) -> Option<Arc<Endpoint<C>>> {
         let table = self.current();
+        if let Some(ep) = self.select_from(&table, avoid) {
+            return Some(ep);
+        }
+        drop(table);
+        let table = self.current_exact();
+        self.select_from(&table, avoid)
+    }
+
+    fn select_from(
+        &self,
+        table: &Table<C>,
+        avoid: Option<&Arc<Endpoint<C>>>,
+    ) -> Option<Arc<Endpoint<C>>> {
         let avoid = avoid.and_then(|a| table.endpoints.iter().position(|e| Arc::ptr_eq(e, a)));
         let mut now = LazyNow::new(&self.clock);
         pick(
