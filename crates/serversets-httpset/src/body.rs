@@ -201,7 +201,11 @@ fn record(cell: &Cell, frame: &Frame<Bytes>, end: bool) -> bool {
     } else if let Some(trailers) = frame.trailers_ref() {
         rec.frames.push(Recorded::Trailers(trailers.clone()));
     }
-    rec.complete = end;
+    // A body of exact length is whole once that many bytes are in, even if
+    // it never says so: hyper stops polling it at the declared length, so
+    // neither `is_end_stream` (false by the trait's default) nor a final
+    // `None` may ever come (#12).
+    rec.complete = end || cell.hint.exact() == Some(rec.bytes as u64);
     true
 }
 
@@ -463,6 +467,51 @@ mod tests {
             assert_eq!(replay.size_hint().exact(), None);
             assert_eq!(block(drain(replay)).unwrap(), "abcdef");
         }
+    }
+
+    /// Several frames of a known total length, never reporting their end
+    /// (the `Body` default), as a hand-written body often does.
+    struct ExactChunks(VecDeque<&'static str>, u64);
+
+    impl Body for ExactChunks {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(
+                self.0
+                    .pop_front()
+                    .map(|c| Ok(Frame::data(Bytes::from_static(c.as_bytes())))),
+            )
+        }
+        fn size_hint(&self) -> SizeHint {
+            SizeHint::with_exact(self.1)
+        }
+    }
+
+    #[test]
+    fn an_exact_length_body_is_complete_at_its_length_without_an_end_signal() {
+        let src = BodySource::new(ExactChunks(["ab", "cd"].into(), 4), Some(1024));
+        let mut first = src.next().unwrap();
+        // Read only as far as the declared length, as hyper does.
+        for want in ["ab", "cd"] {
+            let frame = block(first.frame()).unwrap().unwrap();
+            assert_eq!(frame.into_data().unwrap(), want);
+        }
+        drop(first);
+        assert!(src.replayable());
+        let replay = src.next().unwrap();
+        assert_eq!(replay.size_hint().exact(), Some(4));
+        assert_eq!(block(drain(replay)).unwrap(), "abcd");
+
+        // One frame short of the length: not whole, not replayed.
+        let src = BodySource::new(ExactChunks(["ab", "cd"].into(), 4), Some(1024));
+        let mut first = src.next().unwrap();
+        block(first.frame()).unwrap().unwrap();
+        drop(first);
+        assert!(!src.replayable());
     }
 
     #[test]

@@ -21,6 +21,8 @@ use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 
 use crate::body::{BodySource, SendBody};
 use crate::deadline::{Timer, WithDeadline};
+use serversets_core::HostPort;
+
 use crate::set::Inner;
 use crate::table::Endpoint;
 use crate::Error;
@@ -68,6 +70,10 @@ struct Call<C> {
     idempotent: bool,
     attempts: u32,
     previous: Option<Arc<Endpoint<C>>>,
+    /// The latest endpoint an attempt may have reached (sent, then timed
+    /// out, failed or was answered with a retry status): once set, a final
+    /// connect failure no longer means "nothing was sent".
+    reached: Option<HostPort>,
     step: Step<C>,
 }
 
@@ -140,6 +146,7 @@ where
             idempotent,
             attempts: 0,
             previous: None,
+            reached: None,
             step: Step::Pick,
         };
         ResponseFuture {
@@ -332,6 +339,7 @@ where
                     return Some(Ok(resp));
                 }
                 tracing::debug!(endpoint = %ep.addr, %status, attempt = n, "retrying on status");
+                self.reached = Some(ep.addr.clone());
             }
             Outcome::TimedOut => {
                 self.set.failed(ep);
@@ -342,14 +350,25 @@ where
                     }));
                 }
                 tracing::debug!(endpoint = %ep.addr, attempt = n, "attempt timed out; retrying");
+                self.reached = Some(ep.addr.clone());
             }
             Outcome::Failed(e) if e.is_connect() => {
                 self.set.failed(ep);
                 if !retry_with_body(more) {
-                    return Some(Err(Error::Connect {
-                        endpoint: ep.addr.clone(),
-                        attempts: n,
-                        source: e,
+                    // The error covers the whole request, not only this
+                    // attempt: an earlier one may have been seen.
+                    return Some(Err(match self.reached.take() {
+                        None => Error::Connect {
+                            endpoint: ep.addr.clone(),
+                            attempts: n,
+                            source: e,
+                        },
+                        Some(reached) => Error::ConnectAfterSent {
+                            endpoint: ep.addr.clone(),
+                            attempts: n,
+                            reached,
+                            source: e,
+                        },
                     }));
                 }
                 tracing::debug!(endpoint = %ep.addr, attempt = n, error = %e, "connect failed; retrying");
@@ -363,6 +382,7 @@ where
                     }));
                 }
                 tracing::debug!(endpoint = %ep.addr, attempt = n, error = %e, "request failed; retrying");
+                self.reached = Some(ep.addr.clone());
             }
         }
         self.previous = Some(attempt.ep.clone());

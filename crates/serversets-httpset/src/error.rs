@@ -30,12 +30,34 @@ pub enum Error {
     },
     /// Every attempt failed before a connection was made (refused, connect
     /// timeout, reset on connect). Nothing was sent to any server.
+    ///
+    /// When an earlier attempt did reach a server and only the last one
+    /// could not connect, the error is
+    /// [`ConnectAfterSent`](Error::ConnectAfterSent) instead.
     #[error("could not connect to {endpoint} (after {attempts} attempt(s))")]
     Connect {
         /// The endpoint of the last attempt.
         endpoint: HostPort,
         /// How many attempts were made in total.
         attempts: u32,
+        /// The last connect error.
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    /// The last attempt could not connect, but an earlier one may have
+    /// reached a server: it was sent and then timed out, failed after its
+    /// connection was made, or was answered with a status configured for
+    /// retry. Unlike [`Connect`](Error::Connect), the request may have been
+    /// seen, in part or whole, so it is not safe to send again blindly.
+    #[error("could not connect to {endpoint} (attempt {attempts}), but an earlier attempt may have reached {reached}")]
+    ConnectAfterSent {
+        /// The endpoint of the last attempt, which could not connect.
+        endpoint: HostPort,
+        /// How many attempts were made in total.
+        attempts: u32,
+        /// The endpoint of the latest attempt that may have reached a
+        /// server.
+        reached: HostPort,
         /// The last connect error.
         #[source]
         source: hyper_util::client::legacy::Error,
@@ -87,14 +109,18 @@ impl Error {
     /// ```
     pub fn endpoint(&self) -> Option<&HostPort> {
         match self {
-            Error::Connect { endpoint, .. } | Error::Request { endpoint, .. } => Some(endpoint),
+            Error::Connect { endpoint, .. }
+            | Error::ConnectAfterSent { endpoint, .. }
+            | Error::Request { endpoint, .. } => Some(endpoint),
             Error::Timeout { endpoint, .. } => endpoint.as_ref(),
             Error::NoServers { .. } | Error::InvalidUri { .. } => None,
         }
     }
 
-    /// True when nothing reached any server: the request may be sent again
-    /// safely whatever its method.
+    /// True when nothing reached any server, over all the request's
+    /// attempts: the request may be sent again safely whatever its method.
+    /// False for [`ConnectAfterSent`](Error::ConnectAfterSent), where only
+    /// the last attempt failed to connect.
     ///
     /// ```
     /// use std::time::Duration;

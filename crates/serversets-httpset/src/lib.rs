@@ -65,8 +65,14 @@
 //! ([`Builder::retry_status`]). Once a body has been sent it is replayed only
 //! if it was recorded whole while streaming: bodies up to
 //! [`Builder::replay_limit`] bytes are kept as reference-counted `Bytes`.
-//! Empty bodies are always replayable. A body is never sent twice otherwise;
-//! the call fails with [`Error::Request`] instead.
+//! Empty bodies are always replayable, and so is a recorded body of exact
+//! length once that many bytes are in, even if it never reports its end. A
+//! body is never sent twice otherwise; the call fails with [`Error::Request`]
+//! instead.
+//!
+//! Errors describe the whole request: [`Error::Connect`] means no attempt
+//! reached a server; when an earlier one may have and only the last could
+//! not connect, the error is [`Error::ConnectAfterSent`].
 //!
 //! # Passive health
 //! [`Builder::eject_after`] consecutive failures (connect failures and

@@ -1,0 +1,159 @@
+//! What a request's attempts add up to, against real hyper servers: the
+//! error tells whether any attempt may have reached a server, and bodies
+//! of every shape are replayed on a retry as documented.
+
+mod support;
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body::{Body, Frame, SizeHint};
+use serversets_fixedset::FixedSet;
+use serversets_httpset::{Error, HttpSet};
+use support::{dead_endpoint, text, Mode, TestServer};
+
+/// A loopback address with nothing listening that sorts after every test
+/// server (they listen on 127.0.0.1; snapshots sort by host, then port).
+fn dead_after_servers() -> String {
+    format!("127.0.0.2:{}", testkit::free_port())
+}
+
+/// An idempotent GET whose first attempt reaches `first` and fails there,
+/// and whose retry finds nothing listening.
+async fn reached_then_refused(first: &TestServer, attempt_timeout: Option<Duration>) -> Error {
+    // Round-robin starts at the first member in snapshot order.
+    let members = FixedSet::new([first.endpoint(), dead_after_servers()]).unwrap();
+    let mut builder = HttpSet::builder().retries(1);
+    if let Some(t) = attempt_timeout {
+        builder = builder.attempt_timeout(t);
+    }
+    let set = builder.build(Arc::new(members)).unwrap();
+    let err = set.get("/").await.expect_err("no attempt can succeed");
+    assert_eq!(
+        first.accepted(),
+        1,
+        "the first attempt reached {}",
+        first.name
+    );
+    err
+}
+
+#[tokio::test]
+async fn a_request_that_timed_out_on_a_server_is_not_reported_unsent_when_its_retry_cannot_connect()
+{
+    let hang = TestServer::start("hang", Mode::Hang).await;
+    let err = reached_then_refused(&hang, Some(Duration::from_millis(200))).await;
+    assert!(
+        !err.is_unsent(),
+        "the first attempt was sent to {}: {err:?}",
+        hang.endpoint()
+    );
+    match &err {
+        Error::ConnectAfterSent {
+            reached, attempts, ..
+        } => {
+            assert_eq!(reached.to_string(), hang.endpoint());
+            assert_eq!(*attempts, 2);
+        }
+        other => panic!("expected ConnectAfterSent, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(text.contains(&hang.endpoint()), "{text}");
+}
+
+#[tokio::test]
+async fn a_request_a_server_read_is_not_reported_unsent_when_its_retry_cannot_connect() {
+    let swallow = TestServer::start("swallow", Mode::Swallow).await;
+    let err = reached_then_refused(&swallow, None).await;
+    assert_eq!(swallow.hits(), 1, "the server read the whole request");
+    assert!(!err.is_unsent(), "{err:?}");
+    assert!(
+        matches!(err, Error::ConnectAfterSent { .. }),
+        "expected ConnectAfterSent, got {err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_request_no_server_saw_is_still_reported_unsent() {
+    let members = FixedSet::new([dead_endpoint(), dead_endpoint()]).unwrap();
+    let set = HttpSet::builder().retries(1).build(members).unwrap();
+    let err = set.get("/").await.unwrap_err();
+    assert!(matches!(err, Error::Connect { attempts: 2, .. }), "{err:?}");
+    assert!(err.is_unsent());
+}
+
+/// A body whose length is known exactly, in several frames, that never
+/// says it has ended (the `Body` trait's default `is_end_stream`): hyper
+/// stops polling it once the declared length is written.
+struct ExactChunks {
+    frames: VecDeque<Bytes>,
+    len: u64,
+}
+
+impl ExactChunks {
+    fn new(parts: &[&'static str]) -> ExactChunks {
+        ExactChunks {
+            frames: parts
+                .iter()
+                .map(|p| Bytes::from_static(p.as_bytes()))
+                .collect(),
+            len: parts.iter().map(|p| p.len() as u64).sum(),
+        }
+    }
+}
+
+impl Body for ExactChunks {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Poll::Ready(self.frames.pop_front().map(|d| Ok(Frame::data(d))))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.len)
+    }
+}
+
+#[tokio::test]
+async fn an_exact_length_body_that_never_reports_its_end_is_replayed_on_retry() {
+    // The first server reads the whole request and hangs up; the retry
+    // goes to a real hyper server that echoes the body.
+    let (swallow, echo) = loop {
+        let swallow = TestServer::start("swallow", Mode::Swallow).await;
+        let echo = TestServer::start("echo", Mode::Normal).await;
+        // Round-robin starts at the first member in snapshot order (by port).
+        if swallow.port() < echo.port() {
+            break (swallow, echo);
+        }
+    };
+    let members = FixedSet::new([swallow.endpoint(), echo.endpoint()]).unwrap();
+    let set = HttpSet::builder().retries(1).build(members).unwrap();
+    let body = ExactChunks::new(&["put ", "the ", "same ", "thing"]);
+    let req = Request::put("/echo").body(body).unwrap();
+    let resp = set
+        .request(req)
+        .await
+        .expect("replayed to the second server");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(text(resp).await, "put the same thing");
+    assert_eq!(
+        swallow.bodies(),
+        [Bytes::from_static(b"put the same thing")]
+    );
+    assert_eq!(echo.bodies(), [Bytes::from_static(b"put the same thing")]);
+    // Content-Length both times, as the original asked.
+    assert!(
+        swallow.heads()[0].contains("content-length: 18"),
+        "{:?}",
+        swallow.heads()
+    );
+}
