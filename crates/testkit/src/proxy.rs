@@ -27,14 +27,15 @@
 //! Observed against a real ZooKeeper 3.8 by `crates/testkit/tests/proxy.rs`
 //! (run it with `--nocapture` to see them printed):
 //!
-//! | fault | request in flight fails with | then |
+//! | fault | a request in flight fails with | then |
 //! |---|---|---|
-//! | [`reset_all`](FaultProxy::reset_all) | `Error::Custom`, source an `io::Error` of kind `ConnectionReset` ("Connection reset by peer (os error 104)"); **not** `ConnectionLoss` | the client reconnects at once, same session |
-//! | [`stall`](FaultProxy::stall) longer than the client's connection timeout | `Error::Custom("no response from connection in {N}ms")`, N being the connection timeout (by default 2/5 of the session timeout) | the client reconnects; its new connection is stalled too, so it succeeds only once the stall ends (the session survives if the stall is shorter than the session timeout) |
-//! | [`set_blackhole`](FaultProxy::set_blackhole) | `Error::Custom("no response from connection in {N}ms")`, as a stall | every new connection is accepted and starved too; requests issued meanwhile wait (they are not failed) until a connection works or the session expires |
-//! | [`lose_replies`](FaultProxy::lose_replies) | `Error::Custom` with an `io::Error` of kind `ConnectionReset`, **although the server applied the request**: the node exists, and a retried `create` of the same path fails with `NodeExists` (a sequential create makes a second node) | the client reconnects, same session |
-//! | [`refuse`](FaultProxy::refuse) | (nothing in flight is failed by it) | each connection attempt is reset; requests issued meanwhile wait, as in a blackhole, and succeed once refusing stops |
-//! | server killed or stopped (not this proxy) | `Error::ConnectionLoss`: the only fault that gives it | |
+//! | [`reset_all`](FaultProxy::reset_all) | `Error::Custom` whose source is an `io::Error` of kind `ConnectionReset` ("Connection reset by peer (os error 104)"); **not** `ConnectionLoss` | the client reconnects at once, same session |
+//! | [`stall`](FaultProxy::stall) longer than the client's connection timeout | `Error::Custom("no response from connection in {N}ms")` after N ms, N being the connection timeout (by default 2/5 of the session timeout) | the client reconnects; its new connections are stalled too, so requests succeed only after the stall, same session if the stall was shorter than it. Right after the stall one more request may fail (a reset or `ConnectionLoss`): the held bytes of connections the client gave up on are delivered, and their `ConnectRequest` makes ZooKeeper close the session's newer connection (`ZooKeeperServer.processConnectRequest` closes a session's other connections) |
+//! | [`set_blackhole`](FaultProxy::set_blackhole) | `Error::Custom("no response from connection in {N}ms")`, as for a stall | every reconnect is accepted and starved; requests made meanwhile neither fail nor get answers until the blackhole ends (or the session expires) |
+//! | [`lose_replies`](FaultProxy::lose_replies) | `Error::Custom` over an `io::Error` of kind `ConnectionReset`, **although the server applied the request**: the node exists; retrying the create gives `NodeExists`, and retrying a sequential create makes a second node | the client reconnects at once, same session |
+//! | [`refuse`](FaultProxy::refuse) | nothing by itself (open connections are kept); a request sent on a connection just reset fails as for `reset_all` | every reconnect is reset; requests made meanwhile wait, as in a blackhole, and are answered once refusing stops |
+//! | server killed while idle (`ZkCluster::kill`) | `Error::ConnectionLoss` (the kernel closes the socket cleanly and the proxy passes the FIN on): the only fault that gives it | requests made while the server is down wait for it |
+//! | server killed while paused with an unread request | `Error::Custom` over `ConnectionReset`: the kernel resets a socket closed with unread data, and the proxy passes the RST on | as above |
 //!
 //! In short: only a clean close (FIN) gives `ConnectionLoss`; every real
 //! network fault gives `Error::Custom`, and none of them says whether the
@@ -86,8 +87,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// request header (`org.apache.zookeeper.ZooDefs.OpCode`), for
 /// [`FaultProxy::lose_replies`].
 ///
-/// zookeeper-client 0.11 sends `create` as [`CREATE2`] (servers from 3.5 on);
-/// pass both [`CREATE`] and [`CREATE2`] to catch every plain create.
+/// zookeeper-client 0.11 sends `create` as [`CREATE2`](zk_op::CREATE2)
+/// (servers from 3.5 on); pass both [`CREATE`](zk_op::CREATE) and
+/// [`CREATE2`](zk_op::CREATE2) to catch every plain create.
 pub mod zk_op {
     /// `notification`: not sent by clients (xid -1 marks watch events).
     pub const NOTIFICATION: i32 = 0;
@@ -259,9 +261,10 @@ impl FaultProxy {
 
     /// Stalls every connection, open and new, for `d`: bytes are read from
     /// both sides and held, none is forwarded. After `d` the held bytes are
-    /// forwarded in order and traffic carries on, unless a peer gave up
-    /// meanwhile. A second stall extends the first; [`heal`](Self::heal) ends
-    /// it early. Returns at once.
+    /// forwarded in order and traffic carries on. A connection whose client
+    /// gave up meanwhile still delivers its held requests, then its close, to
+    /// the server, as TCP does when a partition heals. A second stall extends
+    /// the first; [`heal`](Self::heal) ends it early. Returns at once.
     pub fn stall(&self, d: Duration) {
         let until = Instant::now() + d;
         let mut state = self.shared.lock();

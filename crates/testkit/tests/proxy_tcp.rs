@@ -96,6 +96,13 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 #[test]
+fn proxies_can_be_shared_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<FaultProxy>();
+    send_sync::<testkit::ZkCluster>();
+}
+
+#[test]
 fn forwards_bytes_unchanged_both_ways_and_passes_closes_on() {
     let (addr, rx) = upstream();
     let p = FaultProxy::start(addr).unwrap();
