@@ -250,8 +250,11 @@ impl FaultProxy {
 
     /// Resets every open connection now: `SO_LINGER` 0, then close, on both
     /// the client and the server side, so both see an RST (`ECONNRESET`), not
-    /// a clean close. Bytes held by a stall die with them. New connections
-    /// are still accepted. Returns how many connections were reset.
+    /// a clean close. The RST goes out when the connection's threads let go
+    /// of the sockets, within milliseconds; nothing more is forwarded from
+    /// now on, and bytes held by a stall die with the connection. New
+    /// connections are still accepted. Returns how many connections were
+    /// reset.
     pub fn reset_all(&self) -> usize {
         let conns: Vec<Arc<Conn>> = self.shared.lock().conns.values().cloned().collect();
         let reset = conns.iter().filter(|c| c.reset(&self.shared)).count();
@@ -298,9 +301,10 @@ impl FaultProxy {
         state.lose_left = count;
     }
 
-    /// While on, every new connection is accepted and reset at once (RST),
-    /// which is what a client sees of a server port that a firewall rejects
-    /// behind a load balancer. Open connections are not touched.
+    /// While on, every new connection is accepted and reset at once (RST):
+    /// the client's connect succeeds and its first read or write fails with
+    /// `ECONNRESET` (not `ECONNREFUSED`). Open connections are not touched;
+    /// follow with [`reset_all`](Self::reset_all) to cut them too.
     pub fn refuse(&self, on: bool) {
         self.shared.refuse.store(on, Ordering::SeqCst);
     }
