@@ -40,6 +40,8 @@ mod error;
 #[cfg(feature = "zookeeper")]
 mod namespace;
 #[cfg(feature = "zookeeper")]
+mod read;
+#[cfg(feature = "zookeeper")]
 mod registration;
 #[cfg(feature = "zookeeper")]
 mod serverset;

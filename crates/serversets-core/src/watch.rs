@@ -11,8 +11,6 @@
 //! unreachable the last known members keep being served.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,6 +21,7 @@ use zookeeper_client as zk;
 
 use crate::backoff::Backoff;
 use crate::error::{is_answer, Error, Result};
+use crate::read::{self, Reader, Wanted};
 use crate::session::{Generation, Health, Session};
 use crate::supervise::spawn_supervised;
 use crate::{
@@ -34,8 +33,8 @@ use crate::{
 const MEMBER_PREFIX: &str = "member_";
 const NOT_A_MEMBER: &str = "not a member_ node";
 
-/// How many member reads may be in flight at once during a full re-read.
-const MAX_INFLIGHT_READS: usize = 4096;
+/// How many read batches may be in flight at once.
+const MAX_INFLIGHT_BATCHES: usize = 32;
 
 /// How the watch learns about changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -80,6 +79,7 @@ pub struct WatchBuilder {
     set: ServerSet,
     filter: MemberFilter,
     strategy: WatchStrategy,
+    multi_read: bool,
 }
 
 impl WatchBuilder {
@@ -88,6 +88,7 @@ impl WatchBuilder {
             set,
             filter: MemberFilter::default(),
             strategy: WatchStrategy::Auto,
+            multi_read: true,
         }
     }
 
@@ -107,6 +108,15 @@ impl WatchBuilder {
     /// How changes are followed (default [`WatchStrategy::Auto`]).
     pub fn strategy(mut self, strategy: WatchStrategy) -> Self {
         self.strategy = strategy;
+        self
+    }
+
+    /// Whether members are read in bulk with ZooKeeper 3.6's multi-read
+    /// (default true). Servers without it are detected and read one member
+    /// at a time anyway; turn it off only for a proxy or server that
+    /// mishandles multi-reads.
+    pub fn multi_read(mut self, on: bool) -> Self {
+        self.multi_read = on;
         self
     }
 
@@ -130,6 +140,7 @@ impl WatchBuilder {
             rejected: Mutex::new(BTreeMap::new()),
             malformed_total: AtomicU64::new(0),
             resyncs: AtomicU64::new(0),
+            reader: Reader::new(self.multi_read),
             ready,
             last_error: Mutex::new(None),
         });
@@ -187,6 +198,7 @@ struct Ctx {
     rejected: Mutex<BTreeMap<String, String>>,
     malformed_total: AtomicU64,
     resyncs: AtomicU64,
+    reader: Arc<Reader>,
     ready: watch::Sender<bool>,
     last_error: Mutex<Option<String>>,
 }
@@ -204,6 +216,10 @@ pub struct WatchStats {
     pub malformed_total: u64,
     /// Full re-reads done (start, reconnects, new sessions).
     pub resyncs: u64,
+    /// Single member reads sent.
+    pub single_reads: u64,
+    /// Multi-read requests sent (each reads a batch of members).
+    pub multi_reads: u64,
 }
 
 /// A live view of a server set in ZooKeeper; implements [`Watcher`].
@@ -280,6 +296,8 @@ impl Watch {
                 .len(),
             malformed_total: self.ctx.malformed_total.load(Ordering::Relaxed),
             resyncs: self.ctx.resyncs.load(Ordering::Relaxed),
+            single_reads: self.ctx.reader.single_reads.load(Ordering::Relaxed),
+            multi_reads: self.ctx.reader.multi_reads.load(Ordering::Relaxed),
         }
     }
 
@@ -369,14 +387,6 @@ async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<()>, mut strategy: WatchSt
     }
 }
 
-type Read =
-    Pin<Box<dyn Future<Output = (String, u64, std::result::Result<Vec<u8>, zk::Error>)> + Send>>;
-
-fn read(generation: &Generation, path: &str, name: String, seq: u64) -> Read {
-    let fut = generation.client.get_data(&format!("{path}/{name}"));
-    Box::pin(async move { (name, seq, fut.await.map(|(data, _)| data)) })
-}
-
 /// Follows the set with a persistent recursive watch until the session
 /// changes, the watch is dropped or an operation fails. Whatever was learned
 /// is published on every way out.
@@ -396,7 +406,7 @@ async fn follow_recursive(
         Err(e) => return Err(e),
     };
     resync(ctx, generation).await?;
-    let mut batch = Batch::default();
+    let mut batch = Changes::default();
     let outcome = follow_events(ctx, generation, generations, stop, watcher, &mut batch).await;
     flush(ctx, &mut batch.added, &mut batch.removed);
     outcome
@@ -404,7 +414,7 @@ async fn follow_recursive(
 
 /// Changes learned but not yet published.
 #[derive(Default)]
-struct Batch {
+struct Changes {
     added: Vec<Member>,
     removed: Vec<Member>,
 }
@@ -415,13 +425,16 @@ async fn follow_events(
     generations: &mut watch::Receiver<Option<Arc<Generation>>>,
     stop: &mut watch::Receiver<()>,
     mut watcher: zk::PersistentWatcher,
-    batch: &mut Batch,
+    batch: &mut Changes,
 ) -> std::result::Result<Exit, zk::Error> {
     let prefix = format!("{}/", ctx.path);
-    let mut reads: FuturesUnordered<Read> = FuturesUnordered::new();
+    let mut reads: FuturesUnordered<read::Batch> = FuturesUnordered::new();
     // The newest read asked for each name; an older answer is ignored.
     let mut pending: HashMap<String, u64> = HashMap::new();
     let mut next_read = 0u64;
+    // Names whose events have arrived; read together once no more events
+    // are ready, so a burst of new members costs a few multi-reads.
+    let mut wanted: Vec<Wanted> = Vec::new();
     loop {
         let dirty = !batch.added.is_empty() || !batch.removed.is_empty();
         tokio::select! {
@@ -443,6 +456,7 @@ async fn follow_events(
                         if event.path == ctx.path {
                             flush(ctx, &mut batch.added, &mut batch.removed);
                             pending.clear();
+                            wanted.clear();
                             reads = FuturesUnordered::new();
                             resync(ctx, generation).await?;
                         } else if let Some(name) = child_name(&event.path, &prefix) {
@@ -454,7 +468,7 @@ async fn follow_events(
                             if !known || event.event_type == zk::EventType::NodeDataChanged {
                                 next_read += 1;
                                 pending.insert(name.to_string(), next_read);
-                                reads.push(read(generation, &ctx.path, name.to_string(), next_read));
+                                wanted.push((name.to_string(), next_read));
                             }
                         }
                     }
@@ -474,10 +488,17 @@ async fn follow_events(
                     zk::EventType::NodeChildrenChanged => {}
                 }
             }
-            Some((name, seq, result)) = reads.next(), if !reads.is_empty() => {
-                if pending.get(&name) == Some(&seq) {
-                    pending.remove(&name);
-                    take_read(ctx, &name, result, batch)?;
+            Some(got) = reads.next(), if !reads.is_empty() => {
+                for (name, seq, result) in got {
+                    if pending.get(&name) == Some(&seq) {
+                        pending.remove(&name);
+                        take_read(ctx, &name, result, batch)?;
+                    }
+                }
+            }
+            _ = std::future::ready(()), if !wanted.is_empty() => {
+                for names in ctx.reader.plan(&ctx.path, std::mem::take(&mut wanted)) {
+                    reads.push(ctx.reader.read(&generation.client, &ctx.path, names));
                 }
             }
             _ = std::future::ready(()), if dirty => flush(ctx, &mut batch.added, &mut batch.removed),
@@ -495,7 +516,7 @@ fn take_read(
     ctx: &Ctx,
     name: &str,
     result: std::result::Result<Vec<u8>, zk::Error>,
-    batch: &mut Batch,
+    batch: &mut Changes,
 ) -> std::result::Result<(), zk::Error> {
     match result {
         Ok(data) => learn(ctx, name, &data, &mut batch.added, &mut batch.removed),
@@ -578,7 +599,7 @@ async fn apply_children(
 ) -> std::result::Result<(), zk::Error> {
     // The snapshot is rebuilt from the cache at the end, so the batch only
     // keeps the cache's bookkeeping.
-    let mut batch = Batch::default();
+    let mut batch = Changes::default();
     let present: HashSet<&str> = children.iter().map(String::as_str).collect();
     let gone: Vec<String> = lock(&ctx.cache)
         .keys()
@@ -602,21 +623,24 @@ async fn apply_children(
             .filter(|n| n.starts_with(MEMBER_PREFIX) && !cache.contains_key(n))
             .collect()
     };
-    let mut names = new.into_iter();
-    let mut reads: FuturesUnordered<Read> = FuturesUnordered::new();
-    let outcome = loop {
-        while reads.len() < MAX_INFLIGHT_READS {
-            match names.next() {
-                Some(name) => reads.push(read(generation, &ctx.path, name, 0)),
+    let wanted: Vec<Wanted> = new.into_iter().map(|name| (name, 0)).collect();
+    let mut batches = ctx.reader.plan(&ctx.path, wanted).into_iter();
+    let mut reads: FuturesUnordered<read::Batch> = FuturesUnordered::new();
+    let outcome = 'read: loop {
+        while reads.len() < MAX_INFLIGHT_BATCHES {
+            match batches.next() {
+                Some(names) => reads.push(ctx.reader.read(&generation.client, &ctx.path, names)),
                 None => break,
             }
         }
-        let Some((name, _, result)) = reads.next().await else {
+        let Some(got) = reads.next().await else {
             break Ok(());
         };
         // Keep what was read on a failure; the rest is read next time.
-        if let Err(e) = take_read(ctx, &name, result, &mut batch) {
-            break Err(e);
+        for (name, _, result) in got {
+            if let Err(e) = take_read(ctx, &name, result, &mut batch) {
+                break 'read Err(e);
+            }
         }
     };
     republish(ctx);

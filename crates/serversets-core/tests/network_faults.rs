@@ -9,6 +9,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::*;
@@ -17,6 +18,8 @@ use serversets_core::{Endpoint, Watcher};
 use testkit::{zk_op, FaultProxy, ZkCluster, ZkOptions};
 
 const T: Duration = Duration::from_secs(30);
+/// Member reads: single, or in multi-read batches.
+const READS: [i32; 2] = [zk_op::GET_DATA, zk_op::MULTI_READ];
 const CREATES: [i32; 4] = [
     zk_op::CREATE,
     zk_op::CREATE2,
@@ -74,18 +77,32 @@ async fn add_members(raw: &zk::Client, path: &str, from: usize, n: usize) {
     }
 }
 
-/// Waits until the watch serves exactly ZooKeeper's members.
+/// Waits until the watch serves exactly ZooKeeper's members; on a timeout
+/// says which differ (a few of them).
 async fn converges(watch: &impl Watcher, raw: &zk::Client, path: &str, what: &str) {
-    let truth = members_in_zk(raw, path).await;
-    let snap = wait_for(watch, T, what, |s| s.len() == truth.len()).await;
-    let mut seen: Vec<String> = snap.iter().map(|m| m.id().as_str().to_string()).collect();
-    seen.sort();
-    let mut want = truth.clone();
-    want.sort();
-    assert_eq!(
-        seen, want,
-        "{what}: the watch serves other members than ZooKeeper has"
-    );
+    let truth: BTreeSet<String> = members_in_zk(raw, path).await.into_iter().collect();
+    let served = |w: &dyn Fn() -> serversets_core::Snapshot| -> BTreeSet<String> {
+        w().iter().map(|m| m.id().as_str().to_string()).collect()
+    };
+    let snapshot = || watch.snapshot();
+    let deadline = tokio::time::Instant::now() + T;
+    let mut sub = watch.subscribe();
+    loop {
+        let seen = served(&snapshot);
+        if seen == truth {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let missing: Vec<_> = truth.difference(&seen).take(5).collect();
+            let extra: Vec<_> = seen.difference(&truth).take(5).collect();
+            panic!(
+                "{what}: the watch serves {} members, ZooKeeper has {}; missing (first 5) {missing:?}, extra (first 5) {extra:?}",
+                seen.len(),
+                truth.len()
+            );
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(200), sub.changed()).await;
+    }
 }
 
 async fn one_member_each(raw: &zk::Client, path: &str, endpoints: &[&Endpoint]) {
@@ -118,7 +135,7 @@ async fn reads_lost_to_a_reset_during_propagation_are_read_again() {
     // A burst of members; the first read of it is answered by the server
     // but its reply is lost and the connection reset, failing every read in
     // flight with an error that says nothing about the members.
-    only_proxy(&zk).lose_replies(&[zk_op::GET_DATA], 1);
+    only_proxy(&zk).lose_replies(&READS, 1);
     add_members(&raw, &path, 1, 1500).await;
     converges(&watch, &raw, &path, "every member after the reset").await;
     assert_eq!(
@@ -140,7 +157,7 @@ async fn a_watch_started_through_lost_reads_returns_the_whole_set() {
 
     // Session set-up first, so the lost reply is a member read.
     set.session().unwrap().wait_connected().await.unwrap();
-    only_proxy(&zk).lose_replies(&[zk_op::GET_DATA], 1);
+    only_proxy(&zk).lose_replies(&READS, 1);
     let watch = set.watch().await.unwrap();
     assert_eq!(
         watch.snapshot().len(),
@@ -238,7 +255,15 @@ async fn resets_and_stalls_on_an_ensemble_lose_nothing_and_duplicate_nothing() {
                 proxy.reset_all();
             }
             1 => proxy.stall(Duration::from_millis(rng.u64(500..3000))),
-            2 => proxy.lose_replies(&[zk_op::GET_DATA, zk_op::CREATE, zk_op::CREATE2], 1),
+            2 => proxy.lose_replies(
+                &[
+                    zk_op::GET_DATA,
+                    zk_op::MULTI_READ,
+                    zk_op::CREATE,
+                    zk_op::CREATE2,
+                ],
+                1,
+            ),
             _ => {
                 for p in zk.proxies() {
                     p.lose_replies(&CREATES, 1);
@@ -276,4 +301,63 @@ async fn resets_and_stalls_on_an_ensemble_lose_nothing_and_duplicate_nothing() {
         }
     }
     assert_eq!(ours, live.len(), "one member per live registration");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_reads_use_multi_read_or_single_reads_and_serve_the_same_set() {
+    init_tracing();
+    let zk = proxied(1);
+    let raw = raw(&zk.direct_connect_string()).await;
+    let set = set(&zk.connect_string(), "bulk", Duration::from_secs(10));
+    let path = set.path().to_string();
+    add_members(&raw, &path, 0, 3000).await;
+
+    let multi = set.watch().await.unwrap();
+    assert_eq!(multi.snapshot().len(), 3000);
+    let stats = multi.stats();
+    assert_eq!(stats.single_reads, 0, "{stats:?}");
+    assert!((3..=30).contains(&stats.multi_reads), "{stats:?}");
+
+    // The fallback older servers get, forced by configuration: no server
+    // before 3.6 is available here.
+    let single = set.watch_builder().multi_read(false).start().await.unwrap();
+    assert_eq!(single.snapshot(), multi.snapshot());
+    let stats = single.stats();
+    assert_eq!(
+        (stats.single_reads, stats.multi_reads),
+        (3000, 0),
+        "{stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resync_after_a_partition_reads_only_what_changed() {
+    init_tracing();
+    let zk = proxied(1);
+    let raw = raw(&zk.direct_connect_string()).await;
+    let set = set(&zk.connect_string(), "resync", Duration::from_secs(10));
+    let path = set.path().to_string();
+    add_members(&raw, &path, 0, 3000).await;
+    let watch = set.watch().await.unwrap();
+    let before = watch.stats();
+
+    // Cut off; meanwhile 50 members leave and 50 arrive.
+    only_proxy(&zk).set_blackhole(true);
+    let names = members_in_zk(&raw, &path).await;
+    for name in names.iter().take(50) {
+        raw.delete(&format!("{path}/{name}"), None).await.unwrap();
+    }
+    add_members(&raw, &path, 5000, 50).await;
+    only_proxy(&zk).reset_all();
+    only_proxy(&zk).heal();
+
+    converges(&watch, &raw, &path, "after the partition").await;
+    let after = watch.stats();
+    assert!(after.resyncs > before.resyncs, "{after:?}");
+    assert_eq!(after.single_reads, before.single_reads, "{after:?}");
+    assert!(
+        after.multi_reads - before.multi_reads <= 4,
+        "50 new members should take a batch or two, took {}",
+        after.multi_reads - before.multi_reads
+    );
 }
