@@ -198,8 +198,12 @@ impl Builder {
         self
     }
 
-    /// Longest wait for a TCP connection to be established (default
-    /// [`DEFAULT_CONNECT_TIMEOUT`]; must not be zero).
+    /// Longest wait for a TCP connection to be established, name lookup
+    /// and every address of the host included (default
+    /// [`DEFAULT_CONNECT_TIMEOUT`]; must not be zero). A whole
+    /// [`get`](crate::ThriftSet::get) returns within this plus the
+    /// [`checkout_timeout`](Builder::checkout_timeout), however many hosts
+    /// it tries.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -242,7 +246,9 @@ impl Builder {
 
     /// How long `get` waits for a free slot when every host is at its active
     /// limit before failing with [`Error::Exhausted`] (default
-    /// [`DEFAULT_CHECKOUT_TIMEOUT`]; zero fails at once).
+    /// [`DEFAULT_CHECKOUT_TIMEOUT`]; zero fails at once). With the
+    /// [`connect_timeout`](Builder::connect_timeout) it bounds the whole
+    /// checkout.
     ///
     /// ```
     /// # use std::time::Duration;

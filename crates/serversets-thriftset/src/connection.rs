@@ -19,6 +19,11 @@ use crate::Error;
 /// [`report_error`](Connection::report_error)) closes it instead and counts
 /// a failure against the host.
 ///
+/// The pool also watches the protocols it hands out: a connection whose
+/// last call did not complete (a timeout, an I/O or protocol error, a reply
+/// left unread) is closed on drop and counted as a failure even if nobody
+/// reported it, so `conn.client(..)?.call(..)?` is safe.
+///
 /// ```
 /// use std::net::TcpListener;
 /// use serversets_fixedset::FixedSet;
@@ -151,7 +156,10 @@ impl Connection {
         self.broken
     }
 
-    /// True once the connection is marked broken.
+    /// True once the connection is marked broken, or is no longer between
+    /// calls: a call on it failed, or was left with its request half written
+    /// or its reply not read to the end. Such a connection is closed when
+    /// the guard is dropped, reported or not.
     ///
     /// ```
     /// # use std::net::TcpListener;
@@ -163,7 +171,7 @@ impl Connection {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn is_broken(&self) -> bool {
-        self.broken
+        self.broken || self.link.as_ref().is_some_and(|l| !l.in_step())
     }
 
     /// Closes the connection instead of returning it, and counts a failure
@@ -188,9 +196,12 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         if let Some(link) = self.link.take() {
-            // A connection dropped while panicking may hold half a request
-            // or an unread reply in its buffers: never reuse it.
-            let outcome = if self.broken || std::thread::panicking() {
+            // A connection dropped while panicking, or in the middle of a
+            // call (half a request written, a reply unread or half read, an
+            // I/O error seen: a `?` on a timed-out call drops the guard with
+            // nothing reported, #12), would hand the next borrower someone
+            // else's reply: never reuse it, whatever the guard was told.
+            let outcome = if self.broken || std::thread::panicking() || !link.in_step() {
                 Outcome::Failed
             } else {
                 Outcome::Ok

@@ -57,6 +57,12 @@ impl<R: Read> FramedReader<R> {
         Ok(())
     }
 
+    /// Bytes of the current frame not yet handed out: the most that any
+    /// length read from it can still claim.
+    pub(crate) fn frame_left(&self) -> usize {
+        self.frame_left
+    }
+
     fn read_header(&mut self) -> io::Result<usize> {
         let mut header = [0u8; 4];
         let mut got = 0;

@@ -40,9 +40,11 @@
 //! servers.
 #![deny(missing_docs)]
 
+mod bounded;
 mod config;
 mod connection;
 mod error;
+mod exchange;
 mod follower;
 mod framed;
 mod link;

@@ -3,19 +3,18 @@
 
 use std::any::Any;
 use std::io::{self, ErrorKind};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serversets_core::HostPort;
 use thrift::protocol::{
-    TBinaryInputProtocol, TBinaryOutputProtocol, TCompactInputProtocol, TCompactOutputProtocol,
-    TInputProtocol, TOutputProtocol,
+    TBinaryOutputProtocol, TCompactOutputProtocol, TInputProtocol, TOutputProtocol,
 };
-use thrift::transport::{
-    TBufferedReadTransport, TBufferedWriteTransport, TReadTransport, TWriteTransport,
-};
+use thrift::transport::{TBufferedReadTransport, TBufferedWriteTransport, TWriteTransport};
 
+use crate::bounded::{Bounded, BoundedBinary, BoundedCompact, Unframed};
+use crate::exchange::{Exchange, TrackedInput, TrackedOutput};
 use crate::framed::{FramedReader, FramedWriter};
 use crate::{Protocol, Transport};
 
@@ -57,19 +56,44 @@ pub(crate) struct Link {
     pub(crate) addr: Arc<HostPort>,
     stream: TcpStream,
     client: Option<Box<dyn Any + Send>>,
+    /// Where the calls on this connection stand, as its protocols saw them.
+    exchange: Arc<Exchange>,
 }
 
 impl Link {
-    /// Dials `addr`, trying each resolved address within `connect_timeout`.
+    /// Dials `addr` by `deadline`: name resolution and every resolved
+    /// address share that one budget.
     pub(crate) fn connect(
         host_id: u64,
         addr: &Arc<HostPort>,
-        connect_timeout: Duration,
+        deadline: Instant,
+        io_timeout: Option<Duration>,
+    ) -> io::Result<Link> {
+        Link::connect_to(
+            host_id,
+            addr,
+            resolve(addr, deadline)?,
+            deadline,
+            io_timeout,
+        )
+    }
+
+    /// Dials `candidates` in turn until one answers or `deadline` passes.
+    fn connect_to(
+        host_id: u64,
+        addr: &Arc<HostPort>,
+        candidates: Vec<SocketAddr>,
+        deadline: Instant,
         io_timeout: Option<Duration>,
     ) -> io::Result<Link> {
         let mut last = None;
-        for sockaddr in (addr.host(), addr.port()).to_socket_addrs()? {
-            match TcpStream::connect_timeout(&sockaddr, connect_timeout) {
+        for sockaddr in candidates {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                last = Some(timed_out(addr));
+                break;
+            }
+            match TcpStream::connect_timeout(&sockaddr, left) {
                 Ok(stream) => {
                     stream.set_nodelay(true)?;
                     stream.set_read_timeout(io_timeout)?;
@@ -79,6 +103,7 @@ impl Link {
                         addr: addr.clone(),
                         stream,
                         client: None,
+                        exchange: Arc::default(),
                     });
                 }
                 Err(e) => last = Some(e),
@@ -90,6 +115,12 @@ impl Link {
                 format!("{addr} resolves to no address"),
             )
         }))
+    }
+
+    /// True when every call made on this connection was written and its
+    /// reply read whole, with no error: it can serve the next borrower.
+    pub(crate) fn in_step(&self) -> bool {
+        self.exchange.in_step()
     }
 
     /// True when the peer has neither closed the connection nor sent bytes
@@ -130,12 +161,19 @@ impl Link {
     ) -> io::Result<(InputProtocol, OutputProtocol)> {
         let read = self.stream.try_clone()?;
         let write = self.stream.try_clone()?;
+        let exchange = self.exchange.clone();
         Ok(match transport {
-            Transport::Framed => wrap(FramedReader::new(read), FramedWriter::new(write), protocol),
+            Transport::Framed => wrap(
+                FramedReader::new(read),
+                FramedWriter::new(write),
+                protocol,
+                exchange,
+            ),
             Transport::Buffered => wrap(
-                TBufferedReadTransport::new(read),
+                Unframed(TBufferedReadTransport::new(read)),
                 TBufferedWriteTransport::new(write),
                 protocol,
+                exchange,
             ),
         })
     }
@@ -147,20 +185,76 @@ impl Link {
     }
 }
 
-fn wrap<R, W>(read: R, write: W, protocol: Protocol) -> (InputProtocol, OutputProtocol)
+/// The protocols handed to generated clients: thrift's output protocols,
+/// our bounded input protocols (see `bounded`), both tracked (see
+/// `exchange`).
+fn wrap<R, W>(
+    read: R,
+    write: W,
+    protocol: Protocol,
+    exchange: Arc<Exchange>,
+) -> (InputProtocol, OutputProtocol)
 where
-    R: TReadTransport + Send + 'static,
+    R: Bounded + Send + 'static,
     W: TWriteTransport + Send + 'static,
 {
-    match protocol {
+    let (input, output): (InputProtocol, OutputProtocol) = match protocol {
         Protocol::Binary => (
-            Box::new(TBinaryInputProtocol::new(read, true)),
+            Box::new(BoundedBinary::new(read)),
             Box::new(TBinaryOutputProtocol::new(write, true)),
         ),
         Protocol::Compact => (
-            Box::new(TCompactInputProtocol::new(read)),
+            Box::new(BoundedCompact::new(read)),
             Box::new(TCompactOutputProtocol::new(write)),
         ),
+    };
+    (
+        Box::new(TrackedInput::new(input, exchange.clone())),
+        Box::new(TrackedOutput::new(output, exchange)),
+    )
+}
+
+fn timed_out(addr: &HostPort) -> io::Error {
+    io::Error::new(
+        ErrorKind::TimedOut,
+        format!("connecting to {addr} took longer than the connect timeout"),
+    )
+}
+
+/// The socket addresses of `addr`, resolved by `deadline`.
+///
+/// An IP address needs no lookup. A name is looked up on a thread of its
+/// own, because the system resolver has no timeout of its own: a lookup
+/// that outlives the deadline is left to finish there, unheard.
+fn resolve(addr: &HostPort, deadline: Instant) -> io::Result<Vec<SocketAddr>> {
+    if let Ok(ip) = addr.host().trim_matches(['[', ']']).parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, addr.port())]);
+    }
+    resolve_with(addr, deadline, |host, port| {
+        (host.as_str(), port).to_socket_addrs().map(|a| a.collect())
+    })
+}
+
+/// [`resolve`] for a name, with the lookup given (tests pass a slow one).
+fn resolve_with<F>(addr: &HostPort, deadline: Instant, lookup: F) -> io::Result<Vec<SocketAddr>>
+where
+    F: FnOnce(String, u16) -> io::Result<Vec<SocketAddr>> + Send + 'static,
+{
+    let (host, port) = (addr.host().to_string(), addr.port());
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("thriftset-resolve".into())
+        .spawn(move || {
+            // Nobody listens any more after a timeout; that is fine.
+            let _ = tx.send(lookup(host, port));
+        })?;
+    let left = deadline.saturating_duration_since(Instant::now());
+    match rx.recv_timeout(left) {
+        Ok(found) => found,
+        Err(_) => Err(io::Error::new(
+            ErrorKind::TimedOut,
+            format!("resolving {addr} took longer than the connect timeout"),
+        )),
     }
 }
 
@@ -204,7 +298,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let addr = Arc::new(HostPort::new("127.0.0.1", port).unwrap());
-        let link = Link::connect(1, &addr, Duration::from_secs(1), None).unwrap();
+        let link = Link::connect(1, &addr, Instant::now() + Duration::from_secs(1), None).unwrap();
         let (server, _) = listener.accept().unwrap();
         (link, server)
     }
@@ -252,6 +346,53 @@ mod tests {
         assert_eq!(a.0, 1, "another type replaced the slot");
     }
 
+    /// A loopback listener whose accept queue is full: a connect to it
+    /// hangs, as to a host that is down. Keep the returned values alive.
+    fn black_hole() -> (SocketAddr, TcpListener, Vec<TcpStream>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // std listens with a long backlog; shorten it to 0.
+        let fd = {
+            use std::os::fd::AsRawFd;
+            listener.as_raw_fd()
+        };
+        // SAFETY: `fd` is the listening socket `listener` owns and keeps open.
+        let listened = unsafe { libc::listen(fd, 0) };
+        assert_eq!(listened, 0);
+        let mut fillers = Vec::new();
+        while let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+            fillers.push(s);
+            assert!(fillers.len() < 16, "the accept queue never filled");
+        }
+        (addr, listener, fillers)
+    }
+
+    #[test]
+    fn every_address_and_the_lookup_share_one_deadline() {
+        let (a, _la, _fa) = black_hole();
+        let (b, _lb, _fb) = black_hole();
+        let addr = Arc::new(HostPort::new("two-addresses.test", 1).unwrap());
+        let start = std::time::Instant::now();
+        let deadline = start + Duration::from_millis(400);
+        let err = Link::connect_to(1, &addr, vec![a, b], deadline, None)
+            .err()
+            .expect("nothing answers");
+        let took = start.elapsed();
+        // One budget for both addresses, not 400 ms each.
+        assert!(took < Duration::from_millis(600), "took {took:?}: {err}");
+
+        // A lookup that hangs is given up at the deadline.
+        let start = std::time::Instant::now();
+        let deadline = start + Duration::from_millis(200);
+        let err = resolve_with(&addr, deadline, |_, _| {
+            std::thread::sleep(Duration::from_secs(3));
+            Ok(Vec::new())
+        })
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TimedOut);
+        assert!(start.elapsed() < Duration::from_millis(500));
+    }
+
     #[test]
     fn connect_refused_is_an_error() {
         let port = {
@@ -259,6 +400,6 @@ mod tests {
             l.local_addr().unwrap().port()
         };
         let addr = Arc::new(HostPort::new("127.0.0.1", port).unwrap());
-        assert!(Link::connect(1, &addr, Duration::from_secs(1), None).is_err());
+        assert!(Link::connect(1, &addr, Instant::now() + Duration::from_secs(1), None).is_err());
     }
 }

@@ -179,33 +179,50 @@ impl Shared {
 
     /// Checks out a connection: least outstanding host, waiting while every
     /// host is full, trying the next host when a connect fails.
+    ///
+    /// The whole checkout ends by `checkout_timeout + connect_timeout` from
+    /// its start (#12): waiting for a slot takes at most the checkout
+    /// timeout, each connect (name lookup included, over every address) at
+    /// most the connect timeout, and all of it together at most their sum,
+    /// however many hosts are tried.
     pub(crate) fn checkout(&self) -> Result<(Link, usize), Error> {
         self.sync_if_unfollowed();
+        let start = Instant::now();
+        let overall = later(
+            start,
+            self.config
+                .checkout_timeout
+                .saturating_add(self.config.connect_timeout),
+        );
         // Set on the first wait, so the common path reads the clock less.
         let mut deadline = None;
         let mut tried: Vec<u64> = Vec::new();
         let mut last_error: Option<Error> = None;
         loop {
-            let reservation = match self.reserve(&mut deadline, &tried) {
+            let reservation = match self.reserve(&mut deadline, overall, &tried) {
                 Ok(r) => r,
                 // Every host failed to connect during this call: say why.
                 Err(Error::NoHosts) => return Err(last_error.unwrap_or(Error::NoHosts)),
                 Err(e) => return Err(e),
             };
             let host_id = reservation.host_id;
-            match self.establish(reservation) {
+            match self.establish(reservation, overall) {
                 Ok((link, index)) => {
-                    // The host may have left the set while we dialled or
-                    // probed without the lock: never hand that out.
+                    // The host may have left the set, or the set closed,
+                    // while we dialled or probed without the lock: never hand
+                    // that out, and give the slot back (a close during a
+                    // connect left it counted as active for good, #12).
                     if self.still_member(host_id, index) {
                         return Ok((link, index));
                     }
-                    link.close();
+                    self.release(host_id, index, Some(link), Outcome::Unused);
                     tried.push(host_id);
                 }
                 Err((host_id, e)) => {
                     tried.push(host_id);
-                    last_error = Some(e);
+                    if let Some(e) = e {
+                        last_error = Some(e);
+                    }
                 }
             }
         }
@@ -219,7 +236,12 @@ impl Shared {
 
     /// Reserves a slot on the best host, waiting for one while every host is
     /// full. Hosts in `tried` are skipped; `NoHosts` when nothing is left.
-    fn reserve(&self, deadline: &mut Option<Instant>, tried: &[u64]) -> Result<Reservation, Error> {
+    fn reserve(
+        &self,
+        deadline: &mut Option<Instant>,
+        overall: Instant,
+        tried: &[u64],
+    ) -> Result<Reservation, Error> {
         let mut doomed = Doomed::new();
         let mut state = self.lock();
         let result = loop {
@@ -255,8 +277,9 @@ impl Shared {
                 }
                 Pick::None => break Err(Error::NoHosts),
                 Pick::AllFull => {
-                    let until =
-                        *deadline.get_or_insert_with(|| later(now, self.config.checkout_timeout));
+                    let until = (*deadline
+                        .get_or_insert_with(|| later(now, self.config.checkout_timeout)))
+                    .min(overall);
                     if now >= until {
                         break Err(Error::Exhausted(self.config.checkout_timeout));
                     }
@@ -276,9 +299,16 @@ impl Shared {
     }
 
     /// Turns a reservation into a live connection: probes an idle one, dials
-    /// otherwise. On a dial failure the slot is released and the failure
-    /// counted; the caller moves on to another host.
-    fn establish(&self, mut r: Reservation) -> Result<(Link, usize), (u64, Error)> {
+    /// otherwise, by `overall` at the latest. On a dial failure the slot is
+    /// released and the failure counted; the caller moves on to another
+    /// host. A host that left the set (or a set that closed) while its idle
+    /// connection was probed is not dialled: the slot is released with no
+    /// error to report.
+    fn establish(
+        &self,
+        mut r: Reservation,
+        overall: Instant,
+    ) -> Result<(Link, usize), (u64, Option<Error>)> {
         while let Some(link) = r.link.take() {
             if !self.config.check_idle || link.looks_alive() {
                 return Ok((link, r.index));
@@ -286,24 +316,27 @@ impl Shared {
             tracing::debug!(addr = %r.addr, "thriftset: idle connection was closed by the server");
             link.close();
             // Try the host's next idle one, still holding the slot.
-            r.link = self.take_idle(r.host_id, r.index);
+            match self.take_idle(r.host_id, r.index) {
+                NextIdle::Link(next) => r.link = Some(next),
+                NextIdle::None => {}
+                NextIdle::HostGone => {
+                    self.release(r.host_id, r.index, None, Outcome::Unused);
+                    return Err((r.host_id, None));
+                }
+            }
         }
-        match Link::connect(
-            r.host_id,
-            &r.addr,
-            self.config.connect_timeout,
-            self.config.io_timeout,
-        ) {
+        let deadline = later(Instant::now(), self.config.connect_timeout).min(overall);
+        match Link::connect(r.host_id, &r.addr, deadline, self.config.io_timeout) {
             Ok(link) => Ok((link, r.index)),
             Err(source) => {
                 tracing::warn!(addr = %r.addr, error = %source, "thriftset: connect failed");
                 self.release(r.host_id, r.index, None, Outcome::Failed);
                 Err((
                     r.host_id,
-                    Error::Connect {
+                    Some(Error::Connect {
                         addr: (*r.addr).clone(),
                         source,
-                    },
+                    }),
                 ))
             }
         }
@@ -311,10 +344,17 @@ impl Shared {
 
     /// The next idle connection of a host whose slot the caller holds, if
     /// one is left and still within the idle timeout.
-    fn take_idle(&self, host_id: u64, hint: usize) -> Option<Link> {
+    fn take_idle(&self, host_id: u64, hint: usize) -> NextIdle {
         let mut state = self.lock();
-        let host = find(&mut state.hosts, host_id, hint)?;
-        let idle = host.idle.pop()?;
+        if state.closed {
+            return NextIdle::HostGone;
+        }
+        let Some(host) = find(&mut state.hosts, host_id, hint) else {
+            return NextIdle::HostGone;
+        };
+        let Some(idle) = host.idle.pop() else {
+            return NextIdle::None;
+        };
         let stale = self
             .config
             .idle_timeout
@@ -323,9 +363,9 @@ impl Shared {
             // The reaper closes the rest; this one closes with the caller's.
             drop(state);
             idle.link.close();
-            return None;
+            return NextIdle::None;
         }
-        Some(idle.link)
+        NextIdle::Link(idle.link)
     }
 
     /// Gives a slot back: the link (if any) goes idle or is closed, and the
@@ -339,7 +379,7 @@ impl Shared {
             let closed = state.closed;
             // Only a failure needs this count (for "never eject the last host").
             let others_usable = match outcome {
-                Outcome::Ok => 0,
+                Outcome::Ok | Outcome::Unused => 0,
                 Outcome::Failed => {
                     let now = Instant::now();
                     state
@@ -358,6 +398,7 @@ impl Shared {
                             host.failures = host.failures.saturating_add(1);
                             self.maybe_eject(host, others_usable);
                         }
+                        Outcome::Unused => {}
                     }
                     match link {
                         Some(link)
@@ -485,6 +526,20 @@ pub(crate) enum Outcome {
     Ok,
     /// Broken or failed: closed, counts toward ejection.
     Failed,
+    /// A slot given back unused (the set closed or the host left while it
+    /// was being set up): no verdict on the host; a link is kept only if
+    /// the host is still in an open set.
+    Unused,
+}
+
+/// What is left on a host whose idle connection turned out dead.
+enum NextIdle {
+    /// Another idle connection to probe.
+    Link(Link),
+    /// None: dial a new one.
+    None,
+    /// The host left the set, or the set closed: do not dial.
+    HostGone,
 }
 
 enum Pick {
@@ -634,6 +689,48 @@ mod tests {
         publisher.publish([]);
         assert!(matches!(shared.checkout(), Err(Error::NoHosts)));
         assert!(shared.stats().is_empty(), "the removed host is gone");
+    }
+
+    /// A host that leaves while its idle connection is being checked is
+    /// not dialled (#12): the slot is given back and nothing is counted.
+    #[test]
+    fn a_host_that_leaves_while_its_idle_link_is_checked_is_not_dialled() {
+        use serversets_core::{Member, Publisher};
+        use std::io::ErrorKind;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr: HostPort = listener.local_addr().unwrap().to_string().parse().unwrap();
+        let publisher = Publisher::new();
+        let shared = Shared::new(Config::default(), Box::new(publisher.feed()));
+        shared.follower_alive.store(false, Ordering::Release);
+        publisher.publish([Member::from_addr(addr.clone())]);
+
+        // One idle connection, which the server then closes.
+        let (link, hint) = shared.checkout().unwrap();
+        let (server_side, _) = listener.accept().unwrap();
+        shared.release(link.host_id, hint, Some(link), Outcome::Ok);
+        drop(server_side);
+        listener.set_nonblocking(true).unwrap();
+
+        // A checkout reserves it; the host leaves before the probe.
+        let now = Instant::now();
+        let r = shared
+            .reserve(&mut None, now + Duration::from_secs(5), &[])
+            .unwrap();
+        assert!(r.link.is_some(), "the idle connection was reserved");
+        publisher.publish([]);
+        shared.apply(&shared.watcher.snapshot());
+        std::thread::sleep(Duration::from_millis(20)); // let the FIN land
+
+        let result = shared.establish(r, now + Duration::from_secs(5));
+        assert!(
+            matches!(result, Err((_, None))),
+            "not dialled, nothing to report"
+        );
+        assert_eq!(
+            listener.accept().map(|_| ()).unwrap_err().kind(),
+            ErrorKind::WouldBlock,
+            "the departed host was dialled"
+        );
     }
 
     #[test]

@@ -121,6 +121,7 @@ impl ThriftSet {
     /// requests. Blocks while connecting, and while every host is at its
     /// active limit (up to the checkout timeout). A host that refuses the
     /// connection is counted as failing and the next best host is tried.
+    /// Returns within the checkout timeout plus the connect timeout in all.
     ///
     /// Errors: [`Error::Closed`], [`Error::NoHosts`], [`Error::Exhausted`],
     /// or [`Error::Connect`] when every host failed to connect.
