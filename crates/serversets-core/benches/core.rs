@@ -9,8 +9,14 @@
 //! - `core.propagation_naive`: go.serversets' strategy, a children watch that
 //!   re-reads every member one by one on each change.
 //! - `core.cold_start`: `watch()` returning with every member read, against
-//!   `core.cold_start_limit`, one pipelined list plus read-all done with
-//!   zookeeper-client alone.
+//!   `core.cold_start_multi_limit`: with zookeeper-client alone, list the
+//!   set, read it in multi-read batches all in flight, and decode each
+//!   member with the project's codec (the least any watch must do). The
+//!   older `core.cold_start_limit`, one list plus every single read in
+//!   flight at once, is measured in the same run.
+//! - `core.resync`: a watch cut off (through testkit's fault proxy) while
+//!   100 of its 10,000 members change, from the reconnect until its
+//!   snapshot is right again.
 //! - `core.memory_per_member`: live heap bytes a watch holds per member.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -20,9 +26,9 @@ use std::time::{Duration, Instant};
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::json;
 use serversets_core::zookeeper_client as zk;
-use serversets_core::{Environment, ServerSet, Watcher};
+use serversets_core::{codec, Environment, ServerSet, Watcher};
 use testkit::bench::{emit, micros, wanted, Record};
-use testkit::ZkCluster;
+use testkit::{ZkCluster, ZkOptions};
 
 /// Counts live heap bytes so memory per member can be measured exactly.
 struct Counting;
@@ -42,7 +48,11 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-const SIZES: [usize; 3] = [10, 1_000, 10_000];
+const SIZES: [usize; 4] = [10, 1_000, 10_000, 50_000];
+/// Sizes propagation is measured at (the naive strategy is hopeless beyond).
+const PROPAGATION_SIZES: [usize; 3] = [10, 1_000, 10_000];
+/// Operations per multi-read in the limit.
+const LIMIT_BATCH: usize = 500;
 
 fn member_json(i: usize) -> Vec<u8> {
     format!(
@@ -92,6 +102,7 @@ fn main() {
     if ![
         "core.propagation",
         "core.cold_start",
+        "core.resync",
         "core.memory_per_member",
     ]
     .iter()
@@ -99,11 +110,19 @@ fn main() {
     {
         return;
     }
-    let zk = ZkCluster::standalone().expect("ZooKeeper for benchmarks");
-    rt.block_on(run(&zk.connect_string()));
+    // Proxied for the resync benchmark only; every other client connects
+    // past the proxy.
+    let zk = ZkCluster::start(ZkOptions {
+        proxied: true,
+        ..ZkOptions::default()
+    })
+    .expect("ZooKeeper for benchmarks");
+    rt.block_on(run(&zk));
 }
 
-async fn run(cs: &str) {
+async fn run(zk: &ZkCluster) {
+    let direct = zk.direct_connect_string();
+    let cs = direct.as_str();
     let writer = connect(cs).await;
     for &n in &SIZES {
         let service = format!("bench{n}");
@@ -114,13 +133,16 @@ async fn run(cs: &str) {
             .build()
             .expect("set");
 
-        if wanted("core.memory_per_member") && n == 10_000 {
+        if wanted("core.memory_per_member") && n >= 10_000 {
             memory(&set, n).await;
         }
-        if wanted("core.cold_start") && n == 10_000 {
+        if wanted("core.cold_start") && n >= 1_000 {
             cold_start(&set, cs, &path, n).await;
         }
-        if wanted("core.propagation") {
+        if wanted("core.resync") && n == 10_000 {
+            resync(zk, &writer, &service, &path, n).await;
+        }
+        if wanted("core.propagation") && PROPAGATION_SIZES.contains(&n) {
             propagation(&set, &writer, cs, &path, n).await;
             propagation_naive(&writer, cs, &path, n).await;
         }
@@ -160,8 +182,10 @@ async fn cold_start(set: &ServerSet, cs: &str, path: &str, n: usize) {
     let reader = connect(cs).await;
     let mut ours = Vec::new();
     let mut limit = Vec::new();
-    for _ in 0..10 {
-        // The limit: list, then every read in flight at once.
+    let mut multi_limit = Vec::new();
+    let rounds = if n >= 50_000 { 5 } else { 10 };
+    for _ in 0..rounds {
+        // The old limit: list, then every single read in flight at once.
         let start = Instant::now();
         let names = reader.list_children(path).await.expect("list");
         let mut reads: FuturesUnordered<_> = names
@@ -175,6 +199,32 @@ async fn cold_start(set: &ServerSet, cs: &str, path: &str, n: usize) {
         }
         assert_eq!(got, n);
         limit.push(micros(start.elapsed()) / 1000.0);
+
+        // The multi-read limit: list, every batch in flight, decode each.
+        let start = Instant::now();
+        let names = reader.list_children(path).await.expect("list");
+        let mut batches: FuturesUnordered<_> = names
+            .chunks(LIMIT_BATCH)
+            .map(|chunk| {
+                let mut batch = reader.new_multi_reader();
+                for name in chunk {
+                    batch.add_get_data(&format!("{path}/{name}")).expect("path");
+                }
+                let commit = batch.commit();
+                async move { (chunk, commit.await) }
+            })
+            .collect();
+        let mut decoded = Vec::with_capacity(n);
+        while let Some((chunk, r)) = batches.next().await {
+            for (name, result) in chunk.iter().zip(r.expect("multi-read")) {
+                if let zk::MultiReadResult::Data { data, .. } = result {
+                    decoded.push(codec::decode(name, &data).expect("a valid member"));
+                }
+            }
+        }
+        assert_eq!(decoded.len(), n);
+        multi_limit.push(micros(start.elapsed()) / 1000.0);
+        drop(decoded);
 
         let start = Instant::now();
         let watch = set.watch().await.expect("watch");
@@ -191,11 +241,76 @@ async fn cold_start(set: &ServerSet, cs: &str, path: &str, n: usize) {
         None,
     ));
     emit(&Record::from_samples(
+        "core.cold_start_multi_limit",
+        params.clone(),
+        "ms",
+        &multi_limit,
+        Some("core.cold_start_limit"),
+    ));
+    emit(&Record::from_samples(
         "core.cold_start",
         params,
         "ms",
         &ours,
-        Some("core.cold_start_limit"),
+        Some("core.cold_start_multi_limit"),
+    ));
+}
+
+/// A watch through the fault proxy is cut off while 50 members leave and
+/// 50 arrive; measured from the reconnect to a correct snapshot.
+async fn resync(zk: &ZkCluster, writer: &zk::Client, service: &str, path: &str, n: usize) {
+    let proxy = zk.proxy(0).expect("proxied cluster");
+    let set = ServerSet::builder(Environment::Test, service, [zk.connect_string()])
+        .session_timeout(Duration::from_secs(30))
+        .build()
+        .expect("set");
+    let watch = set.watch().await.expect("watch");
+    assert_eq!(watch.snapshot().len(), n);
+    let opts = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
+    let prefix = format!("{path}/member_");
+    let mut samples = Vec::new();
+    for round in 0..10 {
+        proxy.set_blackhole(true);
+        let mut names = writer.list_children(path).await.expect("list");
+        names.sort();
+        for name in names.iter().take(50) {
+            writer
+                .delete(&format!("{path}/{name}"), None)
+                .await
+                .expect("delete");
+        }
+        for i in 0..50 {
+            writer
+                .create(&prefix, &member_json(n + 100_000 + round * 50 + i), &opts)
+                .await
+                .expect("create");
+        }
+        let mut truth = writer.list_children(path).await.expect("list");
+        truth.sort();
+        let start = Instant::now();
+        proxy.heal();
+        proxy.reset_all();
+        let mut sub = watch.subscribe();
+        loop {
+            let mut seen: Vec<String> = watch
+                .snapshot()
+                .iter()
+                .map(|m| m.id().as_str().to_string())
+                .collect();
+            seen.sort();
+            if seen == truth {
+                break;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), sub.changed()).await;
+        }
+        samples.push(micros(start.elapsed()) / 1000.0);
+    }
+    emit(&Record::from_samples(
+        "core.resync",
+        json!({ "members": n }),
+        "ms",
+        &samples,
+        Some("core.cold_start_multi_limit"),
     ));
 }
 
