@@ -17,9 +17,13 @@ use serde_json::Value;
 
 use crate::{HostPort, Member, MemberId, Status};
 
-/// Member data larger than this is refused without parsing. Finagle members
-/// are a few hundred bytes; ZooKeeper allows up to 1 MiB per node.
-pub const MAX_MEMBER_BYTES: usize = 64 * 1024;
+/// Member data larger than this is refused without parsing. It is
+/// ZooKeeper's own limit per node (`jute.maxbuffer`, 1 MiB by default), so
+/// every member a writer can store, [`encode`]'s included, is read. Finagle
+/// members are a few hundred bytes, but the metadata of a member has no size
+/// limit: a lower limit here made members we wrote ourselves unreadable to our
+/// own watchers, while Finagle served them.
+pub const MAX_MEMBER_BYTES: usize = 1024 * 1024;
 
 /// Why one member's data could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -358,6 +362,19 @@ mod tests {
                 String::from_utf8_lossy(data)
             );
         }
+    }
+
+    #[test]
+    fn a_member_we_write_past_64_kib_is_read_back() {
+        // Found by the codec_props round trip (shrunk case): the read limit
+        // was 64 KiB, so this member was written, then read as "too large".
+        let m = Member::builder("member_0000000000", HostPort::new("0.0.0.0", 1).unwrap())
+            .status(Status::Dead)
+            .metadata("", "x".repeat(65_432))
+            .build();
+        let data = encode(&m);
+        assert_eq!(data.len(), 65_539);
+        assert_eq!(decode("member_0000000000", &data).unwrap().member, m);
     }
 
     #[test]
