@@ -170,10 +170,10 @@ impl Reader {
             .iter()
             .filter_map(|(_, _, r)| r.as_ref().ok())
             .fold((0usize, 0usize), |(n, b), d| (n + 1, b + d.len()));
-        if n > 0 {
-            // Weighted towards what was just seen, never below a floor so one
-            // batch of tiny members cannot make the next one huge.
-            let avg = (bytes / n).max(64);
+        // Weighted towards what was just seen, never below a floor so one
+        // batch of tiny members cannot make the next one huge.
+        if let Some(avg) = bytes.checked_div(n) {
+            let avg = avg.max(64);
             let old = self.member_bytes.load(Ordering::Relaxed);
             self.member_bytes
                 .store((old + 3 * avg) / 4, Ordering::Relaxed);

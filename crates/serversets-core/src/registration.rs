@@ -448,6 +448,24 @@ impl Endpoint {
     /// create, a failing health check, a lost connection), or `None` since
     /// the member was last registered. For operators: the registration
     /// retries on its own whatever this says.
+    ///
+    /// ```
+    /// use serversets_core::{Environment, Ping, ServerSet};
+    ///
+    /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let zk = testkit::ZkCluster::standalone()?; // a real ZooKeeper for this example
+    /// # let zookeepers = [zk.connect_string()];
+    /// let set = ServerSet::new(Environment::Staging, "search", zookeepers)?;
+    /// let endpoint = set
+    ///     .registration("10.0.0.1", 9000)
+    ///     .ping(Ping::new(|| async { Err::<(), _>("backend refuses connections") }))
+    ///     .register()
+    ///     .await?;
+    /// let why = endpoint.last_error().unwrap_or_default();
+    /// assert!(why.contains("backend refuses connections"), "{why}");
+    /// # Ok(()) }
+    /// ```
     pub fn last_error(&self) -> Option<String> {
         self.ctx.last_error()
     }

@@ -115,6 +115,24 @@ impl WatchBuilder {
     /// (default true). Servers without it are detected and read one member
     /// at a time anyway; turn it off only for a proxy or server that
     /// mishandles multi-reads.
+    ///
+    /// ```
+    /// use serversets_core::{Environment, ServerSet, Watcher};
+    ///
+    /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let zk = testkit::ZkCluster::standalone()?; // a real ZooKeeper for this example
+    /// # let zookeepers = [zk.connect_string()];
+    /// let set = ServerSet::new(Environment::Staging, "search", zookeepers)?;
+    /// let _a = set.register_endpoint("10.0.0.1", 9000, None).await?;
+    /// let _b = set.register_endpoint("10.0.0.2", 9000, None).await?;
+    ///
+    /// let one_by_one = set.watch_builder().multi_read(false).start().await?;
+    /// assert_eq!(one_by_one.snapshot().len(), 2);
+    /// assert_eq!(one_by_one.stats().multi_reads, 0);
+    /// assert_eq!(one_by_one.stats().single_reads, 2);
+    /// # Ok(()) }
+    /// ```
     pub fn multi_read(mut self, on: bool) -> Self {
         self.multi_read = on;
         self
