@@ -7,6 +7,7 @@ mod bench;
 mod demo;
 mod proc;
 mod provision;
+mod soak;
 mod test;
 mod ui;
 mod zk;
@@ -33,6 +34,14 @@ commands:
   bench [PREFIX]             run the benchmarks (only those whose names start
                              with PREFIX), write target/bench/results.json and
                              target/bench/report.md
+  soak [--seconds N] [--seed S]
+                             a chaos soak: N seconds (default 60) of random
+                             faults (servers killed, paused, quorum lost;
+                             resets, stalls, lost replies; sidecars and
+                             watchers killed) against the serversets command
+                             on a 3-node ZooKeeper; checks that every watcher
+                             converges, no member is lost or duplicated, and
+                             nothing panics. S replays a run (default: random)
   thrift-gen                 regenerate thriftset's test service from its
                              .thrift file with Debian's thrift-compiler
   help                       this text
@@ -58,6 +67,7 @@ fn run(args: &[String]) -> Result<ExitCode> {
         ["zk", rest @ ..] => zk::run(rest),
         ["bench"] => bench::run(None),
         ["bench", prefix] => bench::run(Some(prefix)),
+        ["soak", rest @ ..] => soak::run(rest),
         ["thrift-gen"] => thrift_gen(),
         [] | ["help" | "--help" | "-h"] => {
             print!("{USAGE}");
