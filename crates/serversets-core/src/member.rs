@@ -137,7 +137,7 @@ pub struct Member {
     inner: Arc<MemberInner>,
 }
 
-#[derive(Debug, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct MemberInner {
     id: MemberId,
     addr: HostPort,
@@ -146,6 +146,32 @@ struct MemberInner {
     status: Status,
     shard: Option<i32>,
     metadata: BTreeMap<String, String>,
+    weight: Weight,
+}
+
+/// A member's share of traffic relative to the others: finite and at least
+/// zero (compared by bits, so members stay `Eq` and `Hash`).
+#[derive(Debug, Clone, Copy)]
+struct Weight(f64);
+
+impl Weight {
+    fn new(w: f64) -> Weight {
+        Weight(if w.is_finite() && w >= 0.0 { w } else { 0.0 })
+    }
+}
+
+impl PartialEq for Weight {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for Weight {}
+
+impl std::hash::Hash for Weight {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.to_bits().hash(state);
+    }
 }
 
 impl Member {
@@ -160,6 +186,7 @@ impl Member {
                 status: Status::Alive,
                 shard: None,
                 metadata: BTreeMap::new(),
+                weight: Weight(1.0),
             },
         }
     }
@@ -222,19 +249,44 @@ impl Member {
         &self.inner.metadata
     }
 
+    /// The member's weight: its share of traffic relative to the other
+    /// members' (default 1.0; 0 means no traffic while others have some).
+    /// Balancers scale their choices by it. From ZooKeeper it is the product
+    /// of every Finagle `vector_` weight that selects the member.
+    ///
+    /// ```
+    /// use serversets_core::{HostPort, Member};
+    /// let m = Member::from_addr("h1:80".parse::<HostPort>()?);
+    /// assert_eq!(m.weight(), 1.0);
+    /// assert_eq!(m.with_weight(2.5).weight(), 2.5);
+    /// // Not a share of traffic: read as none.
+    /// assert_eq!(m.with_weight(-3.0).weight(), 0.0);
+    /// assert_eq!(m.with_weight(f64::NAN).weight(), 0.0);
+    /// # Ok::<(), serversets_core::AddressError>(())
+    /// ```
+    pub fn weight(&self) -> f64 {
+        self.inner.weight.0
+    }
+
+    /// The same member with another weight (negative or non-finite weights
+    /// are read as 0).
+    pub fn with_weight(&self, weight: f64) -> Member {
+        Member {
+            inner: Arc::new(MemberInner {
+                weight: Weight::new(weight),
+                ..(*self.inner).clone()
+            }),
+        }
+    }
+
     /// The same member, served on its named additional endpoint instead of
     /// its service endpoint; `None` when it has no such endpoint.
     pub fn with_served_endpoint(&self, name: &str) -> Option<Member> {
         let addr = self.inner.additional_endpoints.get(name)?.clone();
         Some(Member {
             inner: Arc::new(MemberInner {
-                id: self.inner.id.clone(),
                 addr,
-                service_endpoint: self.inner.service_endpoint.clone(),
-                additional_endpoints: self.inner.additional_endpoints.clone(),
-                status: self.inner.status,
-                shard: self.inner.shard,
-                metadata: self.inner.metadata.clone(),
+                ..(*self.inner).clone()
             }),
         })
     }
@@ -255,6 +307,7 @@ impl fmt::Debug for Member {
             .field("shard", &self.inner.shard)
             .field("additional_endpoints", &self.inner.additional_endpoints)
             .field("metadata", &self.inner.metadata)
+            .field("weight", &self.inner.weight.0)
             .finish()
     }
 }
@@ -287,6 +340,12 @@ impl MemberBuilder {
     /// Adds one metadata entry.
     pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.inner.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets the weight (default 1.0; see [`Member::weight`]).
+    pub fn weight(mut self, weight: f64) -> Self {
+        self.inner.weight = Weight::new(weight);
         self
     }
 
