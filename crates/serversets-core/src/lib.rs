@@ -31,6 +31,7 @@ mod classify;
 pub mod codec;
 mod member;
 mod snapshot;
+pub mod vector;
 mod watcher;
 
 #[cfg(feature = "zookeeper")]
