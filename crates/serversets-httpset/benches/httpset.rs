@@ -10,6 +10,9 @@
 //!   requests (inverse throughput), one sample per round.
 //! - `httpset.select`: nanoseconds to pick an endpoint (and clone its
 //!   address) with 10 and 1000 endpoints, round-robin and least-outstanding.
+//! - `httpset.select_weighted`: the same over endpoints of unequal weights
+//!   (1, 2, 3, 0.5 cycled), its baseline `httpset.select`; samples of the two
+//!   alternate in one run.
 //!
 //! To keep other work on the machine from landing in the samples, the
 //! process asks for a higher scheduling priority and pins the backend and
@@ -27,6 +30,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use serde_json::json;
+use serversets_core::{HostPort, Member};
 use serversets_fixedset::FixedSet;
 use serversets_httpset::{Balance, HttpSet, DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_IDLE_TIMEOUT};
 use testkit::bench::{emit, micros, time_per_call, Record};
@@ -218,30 +222,57 @@ fn request_bench() {
     });
 }
 
+/// Weights for the weighted select bench: four unequal values, cycled.
+const WEIGHTS: [f64; 4] = [1.0, 2.0, 3.0, 0.5];
+
 fn select_bench() {
     for endpoints in [10u32, 1000] {
         for (balance, label) in [
             (Balance::RoundRobin, "round_robin"),
             (Balance::LeastOutstanding, "least_outstanding"),
         ] {
-            let members = FixedSet::new(
-                (1..=endpoints).map(|i| format!("10.0.{}.{}:8080", i / 250, i % 250 + 1)),
-            )
-            .expect("endpoints");
-            let set = HttpSet::builder()
+            let addrs: Vec<String> = (1..=endpoints)
+                .map(|i| format!("10.0.{}.{}:8080", i / 250, i % 250 + 1))
+                .collect();
+            let plain = HttpSet::builder()
                 .balance(balance)
-                .build(members)
+                .build(FixedSet::new(&addrs).expect("endpoints"))
                 .expect("set");
-            let samples = time_per_call(50, 100_000, || {
-                black_box(set.next_endpoint());
+            let members = addrs.iter().zip(WEIGHTS.iter().cycle()).map(|(a, &w)| {
+                Member::from_addr(a.parse::<HostPort>().expect("endpoint")).with_weight(w)
             });
-            emit(&Record::from_samples(
-                "httpset.select",
-                json!({"endpoints": endpoints, "balance": label}),
+            let weighted = HttpSet::builder()
+                .balance(balance)
+                .build(FixedSet::from_members(members))
+                .expect("set");
+            // Samples of the two alternate so drift hits both alike.
+            let (mut unweighted, mut with_weights) = (Vec::new(), Vec::new());
+            for _ in 0..10 {
+                unweighted.extend(time_per_call(5, 100_000, || {
+                    black_box(plain.next_endpoint());
+                }));
+                with_weights.extend(time_per_call(5, 100_000, || {
+                    black_box(weighted.next_endpoint());
+                }));
+            }
+            let params = json!({"endpoints": endpoints, "balance": label});
+            let base =
+                Record::from_samples("httpset.select", params.clone(), "ns", &unweighted, None);
+            let heavy = Record::from_samples(
+                "httpset.select_weighted",
+                params,
                 "ns",
-                &samples,
-                None,
-            ));
+                &with_weights,
+                Some("httpset.select"),
+            );
+            emit(&base);
+            if testkit::bench::wanted(&heavy.name) {
+                emit(&heavy);
+            }
+            eprintln!(
+                "httpset.select_weighted / httpset.select, {endpoints} endpoints, {label}: {:.3}",
+                heavy.median / base.median
+            );
         }
     }
 }

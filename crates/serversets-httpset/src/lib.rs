@@ -37,6 +37,14 @@
 //! instead draws two endpoints at random and takes the one with fewer
 //! requests awaiting a response head. Both are O(1) per request.
 //!
+//! Members' weights ([`serversets_core::Member::weight`], from Finagle
+//! `vector_` nodes) set their shares: round-robin follows a smooth weighted
+//! schedule precomputed on each membership change (still one atomic
+//! increment per pick), and least-outstanding draws in proportion to weight
+//! and compares requests in flight divided by weight. Weight 0 gets no
+//! traffic while another endpoint has weight; equal weights (or all 0) run
+//! the unweighted path. See [`Balance`].
+//!
 //! # Membership
 //! Every request reads the watcher's current snapshot (an atomic load) and
 //! uses the endpoints of exactly that snapshot. Each endpoint has its own
@@ -120,6 +128,7 @@ mod select;
 mod service;
 mod set;
 mod table;
+mod weights;
 
 pub use builder::{
     Builder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_EJECTION_COOLDOWN, DEFAULT_EJECT_AFTER,

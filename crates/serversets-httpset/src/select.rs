@@ -6,12 +6,43 @@
 //! forward from the chosen index, so its cost grows only with the number of
 //! ejected endpoints, and when every endpoint is ejected the plain choice is
 //! used anyway (a set that is all failing is still better tried than not).
+//!
+//! With unequal weights ([`Weights::Weighted`]) both stay O(1): round-robin
+//! indexes a precomputed, interleaved schedule instead of the endpoint list,
+//! and least-outstanding draws its two endpoints in proportion to weight and
+//! compares requests awaiting a head divided by weight. An endpoint of weight
+//! 0 is never chosen while another has weight, even when that one is ejected
+//! or to be avoided.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::health::{Health, LazyNow};
+use crate::weights::{Weighted, Weights};
 
 /// How the next endpoint is chosen.
+///
+/// Both follow members' weights ([`serversets_core::Member::weight`]): an
+/// endpoint of weight 2 gets twice the requests of one of weight 1, and one
+/// of weight 0 none while another has weight. Round-robin interleaves them
+/// smoothly from a schedule built when the set changes (64 slots per
+/// endpoint, so weights are exact to within half a slot); least-outstanding
+/// draws in proportion to weight and compares requests in flight divided by
+/// weight. A pick stays O(1) either way.
+///
+/// ```
+/// use serversets_core::{HostPort, Member};
+/// use serversets_fixedset::FixedSet;
+/// use serversets_httpset::HttpSet;
+///
+/// let heavy = Member::from_addr("127.0.0.1:1".parse::<HostPort>()?).with_weight(3.0);
+/// let light = Member::from_addr("127.0.0.1:2".parse::<HostPort>()?);
+/// let set = HttpSet::new(FixedSet::from_members([heavy, light]));
+/// let to_heavy = (0..400)
+///     .filter(|_| set.next_endpoint().map(|e| e.port()) == Some(1))
+///     .count();
+/// assert_eq!(to_heavy, 300);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// ```
 /// use serversets_fixedset::FixedSet;
@@ -37,6 +68,7 @@ pub enum Balance {
 
 /// Picks an index into `items`, or `None` when `items` is empty.
 ///
+/// `weights` are the items' weights as prepared by [`Weights::new`].
 /// `avoid` is an index to skip when another choice exists (the endpoint that
 /// just failed, on a retry).
 pub(crate) fn pick<T>(
@@ -44,9 +76,13 @@ pub(crate) fn pick<T>(
     counter: &AtomicUsize,
     items: &[T],
     health: impl Fn(&T) -> &Health,
+    weights: &Weights,
     avoid: Option<usize>,
     now: &mut LazyNow<'_>,
 ) -> Option<usize> {
+    if let Weights::Weighted(w) = weights {
+        return pick_weighted(balance, counter, items, health, w, avoid, now);
+    }
     let n = items.len();
     if n == 0 {
         return None;
@@ -91,6 +127,75 @@ pub(crate) fn pick<T>(
     Some(start)
 }
 
+/// [`pick`] over unequal weights.
+fn pick_weighted<T>(
+    balance: Balance,
+    counter: &AtomicUsize,
+    items: &[T],
+    health: impl Fn(&T) -> &Health,
+    w: &Weighted,
+    avoid: Option<usize>,
+    now: &mut LazyNow<'_>,
+) -> Option<usize> {
+    let n = items.len();
+    if n == 0 {
+        return None;
+    }
+    let usable = |i: usize, now: &mut LazyNow<'_>| {
+        i < n && Some(i) != avoid && health(&items[i]).available(now)
+    };
+    if balance == Balance::LeastOutstanding {
+        let a = w.draw();
+        let mut b = w.draw();
+        if b == a {
+            // One more draw: a heavy endpoint often comes up twice.
+            b = w.draw();
+        }
+        match (usable(a, now), usable(b, now)) {
+            (true, true) => {
+                // Fewer in flight per unit of weight wins; cross-multiplied,
+                // so no division and weight 0 cannot come up here.
+                let (la, lb) = (health(&items[a]).in_flight(), health(&items[b]).in_flight());
+                return Some(if (lb as f64) * w.weight(a) < (la as f64) * w.weight(b) {
+                    b
+                } else {
+                    a
+                });
+            }
+            (true, false) => return Some(a),
+            (false, true) => return Some(b),
+            (false, false) => {}
+        }
+    }
+    let start = counter.fetch_add(1, Ordering::Relaxed);
+    let first = w.scheduled(start);
+    if usable(first, now) {
+        return Some(first);
+    }
+    // Walk the schedule a little (keeps the weighted order around one
+    // ejected endpoint), then every endpoint of positive weight once.
+    for k in 1..n.min(w.schedule_len()) {
+        let i = w.scheduled(start.wrapping_add(k));
+        if usable(i, now) {
+            return Some(i);
+        }
+    }
+    for k in 1..n {
+        let i = (first + k) % n;
+        if w.weight(i) > 0.0 && usable(i, now) {
+            return Some(i);
+        }
+    }
+    // Nothing of positive weight is usable: prefer not to repeat the failed
+    // endpoint, then use the plain choice anyway. Weight 0 stays unused.
+    if Some(first) == avoid {
+        if let Some(i) = (1..n).map(|k| (first + k) % n).find(|&i| w.weight(i) > 0.0) {
+            return Some(i);
+        }
+    }
+    Some(first.min(n - 1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +219,7 @@ mod tests {
                 &counter,
                 items,
                 |h| h,
+                &Weights::Uniform,
                 None,
                 &mut LazyNow::new(clock),
             )
@@ -143,6 +249,7 @@ mod tests {
                 &counter,
                 &none,
                 |h| h,
+                &Weights::Uniform,
                 None,
                 &mut LazyNow::new(&clock)
             ),
@@ -155,6 +262,7 @@ mod tests {
                 &counter,
                 &one,
                 |h| h,
+                &Weights::Uniform,
                 Some(0),
                 &mut LazyNow::new(&clock)
             ),
@@ -179,6 +287,7 @@ mod tests {
                 &counter,
                 &items,
                 |h| h,
+                &Weights::Uniform,
                 Some(0),
                 &mut LazyNow::new(&clock),
             );
@@ -217,6 +326,7 @@ mod tests {
             &counter,
             &items,
             |h| h,
+            &Weights::Uniform,
             Some(1),
             &mut LazyNow::new(&clock),
         );
@@ -230,5 +340,126 @@ mod tests {
         (0..5).for_each(|_| items[0].enter());
         let counts = pick_n(Balance::LeastOutstanding, &items, &clock, 100);
         assert_eq!(counts, [0, 100]);
+    }
+
+    fn pick_weighted_n(
+        balance: Balance,
+        items: &[Health],
+        weights: &[f64],
+        avoid: Option<usize>,
+        rounds: usize,
+    ) -> Vec<usize> {
+        let weights = Weights::new(weights);
+        let (clock, counter) = (Clock::new(), AtomicUsize::new(0));
+        let mut counts = vec![0; items.len()];
+        for _ in 0..rounds {
+            let i = pick(
+                balance,
+                &counter,
+                items,
+                |h| h,
+                &weights,
+                avoid,
+                &mut LazyNow::new(&clock),
+            )
+            .unwrap();
+            counts[i] += 1;
+        }
+        counts
+    }
+
+    /// ±5% is relative to each member's expected share: a member of weight
+    /// 2 out of 6 must get between 0.95 × 10,000 and 1.05 × 10,000 of 30,000
+    /// picks.
+    fn assert_shares(counts: &[usize], weights: &[f64], what: &str) {
+        let total: usize = counts.iter().sum();
+        let weight: f64 = weights.iter().sum();
+        for (i, (&got, &w)) in counts.iter().zip(weights).enumerate() {
+            let want = total as f64 * w / weight;
+            if w == 0.0 {
+                assert_eq!(got, 0, "{what}: endpoint {i} of weight 0 was picked");
+            } else {
+                assert!(
+                    (got as f64 - want).abs() <= 0.05 * want,
+                    "{what}: endpoint {i} (weight {w}) got {got} of {total}, want {want:.0} ± 5%"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn weighted_shares_follow_weights_over_30000_picks() {
+        fastrand::seed(13);
+        let weights = [1.0, 2.0, 3.0, 0.0, 0.5];
+        let items: Vec<Health> = weights.iter().map(|_| Health::default()).collect();
+        for balance in [Balance::RoundRobin, Balance::LeastOutstanding] {
+            let counts = pick_weighted_n(balance, &items, &weights, None, 30_000);
+            assert_shares(&counts, &weights, &format!("{balance:?}"));
+        }
+    }
+
+    #[test]
+    fn weighted_round_robin_interleaves() {
+        // 1:3 gives the light endpoint one pick in every four, never a
+        // burst of the heavy one longer than three.
+        let items: Vec<Health> = (0..2).map(|_| Health::default()).collect();
+        let weights = Weights::new(&[1.0, 3.0]);
+        let (clock, counter) = (Clock::new(), AtomicUsize::new(0));
+        let order: Vec<usize> = (0..400)
+            .map(|_| {
+                let i = pick(
+                    Balance::RoundRobin,
+                    &counter,
+                    &items,
+                    |h| h,
+                    &weights,
+                    None,
+                    &mut LazyNow::new(&clock),
+                );
+                i.unwrap()
+            })
+            .collect();
+        for window in order.chunks(4) {
+            assert_eq!(window.iter().filter(|&&i| i == 0).count(), 1, "{window:?}");
+        }
+    }
+
+    #[test]
+    fn all_zero_weights_are_equal() {
+        let items: Vec<Health> = (0..3).map(|_| Health::default()).collect();
+        let counts = pick_weighted_n(Balance::RoundRobin, &items, &[0.0; 3], None, 300);
+        assert_eq!(counts, [100, 100, 100]);
+    }
+
+    #[test]
+    fn weight_zero_is_never_picked_even_as_a_fallback() {
+        let clock = Clock::new();
+        let items: Vec<Health> = (0..3).map(|_| Health::default()).collect();
+        eject(&items[0], &items, &clock);
+        let weights = [1.0, 2.0, 0.0];
+        for balance in [Balance::RoundRobin, Balance::LeastOutstanding] {
+            // The ejected one is skipped for the other of positive weight...
+            let counts = pick_weighted_n(balance, &items, &weights, None, 300);
+            assert_eq!(counts, [0, 300, 0], "{balance:?}");
+            // ...and avoiding that one leaves the ejected one, not weight 0.
+            let counts = pick_weighted_n(balance, &items, &weights, Some(1), 300);
+            assert_eq!(counts, [300, 0, 0], "{balance:?}");
+        }
+    }
+
+    #[test]
+    fn least_outstanding_divides_in_flight_by_weight() {
+        fastrand::seed(5);
+        let items: Vec<Health> = (0..2).map(|_| Health::default()).collect();
+        (0..4).for_each(|_| items[0].enter());
+        (0..2).for_each(|_| items[1].enter());
+        // Unweighted, 4 in flight loses to 2.
+        let counts = pick_weighted_n(Balance::LeastOutstanding, &items, &[1.0, 1.0], None, 1000);
+        assert_eq!(counts, [0, 1000]);
+        // At weight 4 that is 1 per unit against 2: the heavy one wins
+        // whenever both are drawn (the light one only when drawn 3 times in
+        // a row, 1 in 125).
+        let counts = pick_weighted_n(Balance::LeastOutstanding, &items, &[4.0, 1.0], None, 10_000);
+        assert!(counts[1] < 200, "{counts:?}");
     }
 }

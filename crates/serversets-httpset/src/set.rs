@@ -410,6 +410,7 @@ where
             &self.counter,
             &table.endpoints,
             |e| &e.health,
+            &table.weights,
             avoid,
             &mut now,
         )

@@ -16,6 +16,7 @@ use serversets_core::{HostPort, MemberId, Snapshot};
 
 use crate::body::SendBody;
 use crate::health::Health;
+use crate::weights::Weights;
 
 /// One member of the set, ready to take requests.
 pub(crate) struct Endpoint<C> {
@@ -39,6 +40,10 @@ impl<C> Drop for Endpoint<C> {
 pub(crate) struct Table<C> {
     pub(crate) version: u64,
     pub(crate) endpoints: Vec<Arc<Endpoint<C>>>,
+    /// The endpoints' weights (from this snapshot's members), prepared for
+    /// O(1) picks. Kept here rather than on the endpoint: an endpoint is
+    /// reused across tables while its weight may change.
+    pub(crate) weights: Weights,
 }
 
 impl<C> Table<C>
@@ -58,12 +63,14 @@ where
         let mut kept: HashMap<&MemberId, &Arc<Endpoint<C>>> =
             old.endpoints.iter().map(|e| (&e.id, e)).collect();
         let mut endpoints = Vec::with_capacity(snap.len());
+        let mut weights = Vec::with_capacity(snap.len());
         for member in snap {
             if let Some(ep) = kept
                 .remove(member.id())
                 .filter(|e| &e.addr == member.addr())
             {
                 endpoints.push(ep.clone());
+                weights.push(member.weight());
                 continue;
             }
             let Some((authority, host)) = http_target(member.addr(), scheme) else {
@@ -79,10 +86,12 @@ where
                 client: clients.build(connector.clone()),
                 health: Health::default(),
             }));
+            weights.push(member.weight());
         }
         Table {
             version: snap.version(),
             endpoints,
+            weights: Weights::new(&weights),
         }
     }
 }
@@ -93,6 +102,7 @@ impl<C> Table<C> {
         Table {
             version: 0,
             endpoints: Vec::new(),
+            weights: Weights::Uniform,
         }
     }
 }

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use http::{Request, Uri};
 use http_body_util::{Empty, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
+use serversets_core::{HostPort, Member};
 use serversets_fixedset::FixedSet;
 use serversets_httpset::{Balance, Error, HttpSet};
 use support::{text, Mode, TestServer};
@@ -65,6 +66,63 @@ async fn three_servers_share_3000_requests_evenly() {
     // Responses came from the servers the counters say.
     for s in &servers {
         assert!(names.iter().filter(|n| **n == s.name).count() > 900);
+    }
+}
+
+/// Real servers of weights 1, 2, 3 and 0 each get their weight's share of
+/// 30,000 requests within ±5% of that share (relative: the weight-2 server
+/// must serve 10,000 ± 500), and the weight-0 server none, with 16 requests
+/// in flight (round-robin) and one at a time (least-outstanding, whose
+/// draws alone then decide: in-flight counts are all equal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_servers_share_30000_requests_by_weight() {
+    let weights = [1.0, 2.0, 3.0, 0.0];
+    for balance in [Balance::RoundRobin, Balance::LeastOutstanding] {
+        let mut servers = Vec::new();
+        for name in ["w1", "w2", "w3", "w0"] {
+            servers.push(TestServer::start(name, Mode::Normal).await);
+        }
+        let members = servers.iter().zip(weights).map(|(s, w)| {
+            Member::builder(
+                s.endpoint().as_str(),
+                s.endpoint().parse::<HostPort>().unwrap(),
+            )
+            .weight(w)
+            .build()
+        });
+        let set = HttpSet::builder()
+            .balance(balance)
+            .build(FixedSet::from_members(members))
+            .unwrap();
+        let (tasks, per_task) = match balance {
+            Balance::RoundRobin => (16, 30_000 / 16),
+            _ => (1, 30_000),
+        };
+        let mut running = Vec::new();
+        for _ in 0..tasks {
+            let set = set.clone();
+            running.push(tokio::spawn(async move {
+                for _ in 0..per_task {
+                    let resp = set.get("/").await.expect("request");
+                    assert_eq!(resp.status(), 200);
+                    text(resp).await;
+                }
+            }));
+        }
+        for t in running {
+            t.await.unwrap();
+        }
+        let total: usize = servers.iter().map(|s| s.hits()).sum();
+        assert_eq!(total, tasks * per_task);
+        for (s, w) in servers.iter().zip(weights) {
+            let want = total as f64 * w / 6.0;
+            let got = s.hits() as f64;
+            assert!(
+                (got - want).abs() <= 0.05 * want,
+                "{balance:?}: {} (weight {w}) served {got} of {total}, want {want:.0} ± 5%",
+                s.name
+            );
+        }
     }
 }
 
