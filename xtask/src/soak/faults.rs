@@ -15,16 +15,22 @@ use super::fleet::Fleet;
 use super::report::{self, stamp};
 use crate::Result;
 
-/// Lost-reply groups: a name for the counts, and the operation codes.
-const LOSE: &[(&str, &[i32])] = &[
-    ("lost-replies-create", &[zk_op::CREATE, zk_op::CREATE2]),
-    ("lost-replies-delete", &[zk_op::DELETE]),
-    ("lost-replies-getdata", &[zk_op::GET_DATA]),
-    (
-        "lost-replies-getchildren",
-        &[zk_op::GET_CHILDREN, zk_op::GET_CHILDREN2],
-    ),
-    ("lost-replies-multi", &[zk_op::MULTI, zk_op::MULTI_READ]),
+/// A lost-reply group: its name in the counts, and its operation codes.
+type Lose = (&'static str, &'static [i32]);
+const LOSE_CREATE: Lose = ("lost-replies-create", &[zk_op::CREATE, zk_op::CREATE2]);
+const LOSE_DELETE: Lose = ("lost-replies-delete", &[zk_op::DELETE]);
+const LOSE_GET_DATA: Lose = ("lost-replies-getdata", &[zk_op::GET_DATA]);
+const LOSE_LIST: Lose = (
+    "lost-replies-getchildren",
+    &[zk_op::GET_CHILDREN, zk_op::GET_CHILDREN2],
+);
+const LOSE_MULTI: Lose = ("lost-replies-multi", &[zk_op::MULTI, zk_op::MULTI_READ]);
+const LOSE: &[Lose] = &[
+    LOSE_CREATE,
+    LOSE_DELETE,
+    LOSE_GET_DATA,
+    LOSE_LIST,
+    LOSE_MULTI,
 ];
 
 /// Kinds of non-server fault, with their weights.
@@ -90,6 +96,8 @@ pub struct Chaos {
     next_server_fault: Instant,
     blackhole_until: Vec<Option<Instant>>,
     refuse_until: Vec<Option<Instant>>,
+    /// When to reset every proxy's connections.
+    resets_at: Vec<Instant>,
     ports: Vec<u16>,
 }
 
@@ -115,6 +123,7 @@ impl Chaos {
             next_server_fault: now,
             blackhole_until: vec![None; n],
             refuse_until: vec![None; n],
+            resets_at: Vec::new(),
             ports,
         })
     }
@@ -159,6 +168,13 @@ impl Chaos {
     }
 
     fn end_timed(&mut self, zk: &ZkCluster, now: Instant) {
+        let due = self.resets_at.len();
+        self.resets_at.retain(|&t| t > now);
+        for _ in self.resets_at.len()..due {
+            let reset: usize = zk.proxies().iter().map(|p| p.reset_all()).sum();
+            self.count("proxy-reset");
+            self.say(&format!("every proxy: reset {reset} connections"));
+        }
         for (i, p) in zk.proxies().iter().enumerate() {
             if self.blackhole_until[i].is_some_and(|t| now >= t) {
                 self.blackhole_until[i] = None;
@@ -415,6 +431,7 @@ impl Chaos {
                     "{name}: {}, replaced by {new}",
                     if kill { "kill -9" } else { "SIGTERM" }
                 ));
+                self.ambush(zk, LOSE_CREATE);
             }
             Other::WatcherTerm | Other::WatcherKill => {
                 if fleet.watchers.is_empty() {
@@ -430,6 +447,8 @@ impl Chaos {
                     "{name}: {}, restarted as {new}",
                     if kill { "kill -9" } else { "SIGTERM" }
                 ));
+                let reads = [LOSE_MULTI, LOSE_LIST, LOSE_GET_DATA][self.rng.usize(0..3)];
+                self.ambush(zk, reads);
             }
             Other::HealthFlip => {
                 let slots = fleet.checked_slots();
@@ -450,6 +469,28 @@ impl Chaos {
         Ok(())
     }
 
+    /// Right after a process starts: half of the time its first requests
+    /// of a kind (a watcher's first full read, a sidecar's first create)
+    /// lose their replies on every proxy, and a third of the time every
+    /// connection is reset a moment later, likely in the middle of them.
+    fn ambush(&mut self, zk: &ZkCluster, (kind, ops): Lose) {
+        if self.rng.bool() {
+            let count = self.rng.usize(1..=2);
+            for p in zk.proxies() {
+                p.lose_replies(ops, count);
+            }
+            self.count(kind);
+            self.say(&format!(
+                "  and every proxy loses the next {count} replies to {}",
+                kind.trim_start_matches("lost-replies-")
+            ));
+        }
+        if self.chance(0.3) {
+            let at = Instant::now() + self.between(ms(30), ms(400));
+            self.resets_at.push(at);
+        }
+    }
+
     /// Ends every fault: servers back and serving, proxies healed. Returns
     /// once every server serves.
     pub fn heal(&mut self, zk: &ZkCluster, ledger: &report::Shared) -> Result<()> {
@@ -460,6 +501,7 @@ impl Chaos {
         }
         self.blackhole_until.iter_mut().for_each(|t| *t = None);
         self.refuse_until.iter_mut().for_each(|t| *t = None);
+        self.resets_at.clear();
         let pids = zk.pids();
         for (i, pid) in pids.iter().enumerate() {
             match pid {

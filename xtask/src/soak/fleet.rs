@@ -616,7 +616,10 @@ fn lines(pipe: impl Read, mut each: impl FnMut(&str)) {
 const NOTABLE: &[(&str, &str)] = &[
     ("ZooKeeper session expired", "session expiries"),
     ("ZooKeeper connection lost", "connection losses"),
-    ("cannot read member", "member reads failed"),
+    (
+        "unexpected answer reading a member",
+        "unexpected read answers",
+    ),
     ("watch interrupted", "watch interruptions"),
     (
         "ZooKeeper operation failed; retrying",
