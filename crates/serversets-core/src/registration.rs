@@ -614,10 +614,11 @@ async fn keep_registered(ctx: Arc<Ctx>) {
         match outcome {
             Ok(()) => backoff.reset(),
             Err(e) => {
+                // The error first: whoever the refusal wakes reads it.
+                ctx.node().last_error = Some(format!("{e}"));
                 if is_refusal(&e) && !ctx.node().ever_registered {
                     ctx.refused.send_replace(true);
                 }
-                ctx.node().last_error = Some(format!("{e}"));
                 let delay = backoff.next_delay();
                 tracing::warn!(path = %ctx.set_path, error = %e, retry_in = ?delay, "ZooKeeper operation failed; retrying");
                 // Closing and health changes must not wait out the back-off.

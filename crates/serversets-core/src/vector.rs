@@ -41,8 +41,9 @@ pub const DRAIN: f64 = -1.0;
 /// Which members a descriptor applies to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Selector {
-    /// `inet=host:port`: members whose service endpoint is this address
-    /// (compared as text, as Finagle does).
+    /// `inet=host:port`: members at this address, their service endpoint or
+    /// the endpoint a watch serves them on (compared as text, as Finagle
+    /// does).
     Inet(String),
     /// `member=<znode name>`: one member by its node name.
     Member(String),
@@ -64,7 +65,9 @@ impl Selector {
     /// Whether this selector picks `member`.
     pub fn selects(&self, member: &Member) -> bool {
         match self {
-            Selector::Inet(addr) => member.service_endpoint().to_string() == *addr,
+            Selector::Inet(addr) => {
+                member.addr().to_string() == *addr || member.service_endpoint().to_string() == *addr
+            }
             Selector::Member(name) => member.id().as_str() == name,
             Selector::Shard(n) => member.shard() == Some(*n),
         }

@@ -24,14 +24,23 @@ use crate::error::{is_answer, Error, Result};
 use crate::read::{self, Reader, Wanted};
 use crate::session::{Generation, Health, Session};
 use crate::supervise::spawn_supervised;
+use crate::vector::{self, Vector};
 use crate::{
     classify, Feed, Member, MemberFilter, Publisher, ServerSet, Snapshot, Subscription, Verdict,
     Watcher,
 };
 
-/// Children named otherwise are listed in `rejected()`, never read.
+/// Members; Finagle's weight nodes; children named otherwise are listed in
+/// `rejected()`, never read.
 const MEMBER_PREFIX: &str = "member_";
+const VECTOR_PREFIX: &str = "vector_";
 const NOT_A_MEMBER: &str = "not a member_ node";
+const DRAINED: &str = "drained: a vector_ node gives it weight -1.0";
+
+/// Whether the watch reads this child's data.
+fn is_read(name: &str) -> bool {
+    name.starts_with(MEMBER_PREFIX) || name.starts_with(VECTOR_PREFIX)
+}
 
 /// How many read batches may be in flight at once.
 const MAX_INFLIGHT_BATCHES: usize = 32;
@@ -155,6 +164,7 @@ impl WatchBuilder {
             session: session.clone(),
             publisher,
             cache: Mutex::new(HashMap::new()),
+            vectors: Mutex::new(BTreeMap::new()),
             rejected: Mutex::new(BTreeMap::new()),
             malformed_total: AtomicU64::new(0),
             resyncs: AtomicU64::new(0),
@@ -198,10 +208,14 @@ impl WatchBuilder {
     }
 }
 
-/// What the watch knows about one child.
+/// What the watch knows about one member child.
 #[derive(Clone)]
 enum Entry {
+    /// Served, with its weight from the vector nodes.
     Served(Member),
+    /// A good member a vector node drains (weight -1.0); kept so it is
+    /// served again, without a read, once the vector goes.
+    Drained(Member),
     Skipped,
 }
 
@@ -212,6 +226,8 @@ struct Ctx {
     publisher: Publisher,
     /// Every `member_` child read so far, by name.
     cache: Mutex<HashMap<String, Entry>>,
+    /// Every `vector_` child read so far, by name (`None`: unusable).
+    vectors: Mutex<BTreeMap<String, Option<Vector>>>,
     /// Children that are not served, with why (for `rejected()`).
     rejected: Mutex<BTreeMap<String, String>>,
     malformed_total: AtomicU64,
@@ -293,7 +309,9 @@ impl Watch {
         self.ctx.session.health_changes()
     }
 
-    /// Children that are present but not served, with the reason, by name.
+    /// Children that are present but not served, with the reason, by name:
+    /// malformed or filtered-out members, members a `vector_` node drains
+    /// (weight -1.0), unusable vector nodes and children that are neither.
     pub fn rejected(&self) -> BTreeMap<String, String> {
         self.ctx
             .rejected
@@ -426,7 +444,7 @@ async fn follow_recursive(
     resync(ctx, generation).await?;
     let mut batch = Changes::default();
     let outcome = follow_events(ctx, generation, generations, stop, watcher, &mut batch).await;
-    flush(ctx, &mut batch.added, &mut batch.removed);
+    flush(ctx, &mut batch);
     outcome
 }
 
@@ -472,18 +490,17 @@ async fn follow_events(
                     },
                     zk::EventType::NodeCreated | zk::EventType::NodeDataChanged => {
                         if event.path == ctx.path {
-                            flush(ctx, &mut batch.added, &mut batch.removed);
+                            flush(ctx, batch);
                             pending.clear();
                             wanted.clear();
                             reads = FuturesUnordered::new();
                             resync(ctx, generation).await?;
                         } else if let Some(name) = child_name(&event.path, &prefix) {
-                            if !name.starts_with(MEMBER_PREFIX) {
+                            if !is_read(name) {
                                 lock(&ctx.rejected).insert(name.to_string(), NOT_A_MEMBER.into());
                                 continue;
                             }
-                            let known = lock(&ctx.cache).contains_key(name);
-                            if !known || event.event_type == zk::EventType::NodeDataChanged {
+                            if !known(ctx, name) || event.event_type == zk::EventType::NodeDataChanged {
                                 next_read += 1;
                                 pending.insert(name.to_string(), next_read);
                                 wanted.push((name.to_string(), next_read));
@@ -493,14 +510,13 @@ async fn follow_events(
                     zk::EventType::NodeDeleted => {
                         if event.path == ctx.path {
                             pending.clear();
-                            let all: Vec<String> = lock(&ctx.cache).keys().cloned().collect();
-                            for name in all {
-                                forget(ctx, &name, &mut batch.removed);
+                            for name in known_names(ctx) {
+                                forget(ctx, &name, batch);
                             }
                             lock(&ctx.rejected).clear();
                         } else if let Some(name) = child_name(&event.path, &prefix) {
                             pending.remove(name);
-                            forget(ctx, name, &mut batch.removed);
+                            forget(ctx, name, batch);
                         }
                     }
                     zk::EventType::NodeChildrenChanged => {}
@@ -519,7 +535,7 @@ async fn follow_events(
                     reads.push(ctx.reader.read(&generation.client, &ctx.path, names));
                 }
             }
-            _ = std::future::ready(()), if dirty => flush(ctx, &mut batch.added, &mut batch.removed),
+            _ = std::future::ready(()), if dirty => flush(ctx, batch),
         }
     }
 }
@@ -537,13 +553,12 @@ fn take_read(
     batch: &mut Changes,
 ) -> std::result::Result<(), zk::Error> {
     match result {
-        Ok(data) => learn(ctx, name, &data, &mut batch.added, &mut batch.removed),
-        Err(zk::Error::NoNode) => forget(ctx, name, &mut batch.removed),
+        Ok(data) if name.starts_with(VECTOR_PREFIX) => learn_vector(ctx, name, &data, batch),
+        Ok(data) => learn(ctx, name, &data, batch),
+        Err(zk::Error::NoNode) => forget(ctx, name, batch),
         Err(e @ zk::Error::NoAuth) => {
-            tracing::warn!(path = %ctx.path, member = name, error = %e, "cannot read member; skipping it until the next resync");
-            if let Some(Entry::Served(old)) = lock(&ctx.cache).remove(name) {
-                batch.removed.push(old);
-            }
+            tracing::warn!(path = %ctx.path, child = name, error = %e, "cannot read child; skipping it until the next resync");
+            forget(ctx, name, batch);
             lock(&ctx.rejected).insert(name.to_string(), format!("unreadable: {e}"));
         }
         Err(e) => {
@@ -619,28 +634,24 @@ async fn apply_children(
     // keeps the cache's bookkeeping.
     let mut batch = Changes::default();
     let present: HashSet<&str> = children.iter().map(String::as_str).collect();
-    let gone: Vec<String> = lock(&ctx.cache)
-        .keys()
-        .filter(|k| !present.contains(k.as_str()))
-        .cloned()
-        .collect();
-    for name in gone {
-        forget(ctx, &name, &mut batch.removed);
+    for name in known_names(ctx) {
+        if !present.contains(name.as_str()) {
+            forget(ctx, &name, &mut batch);
+        }
     }
     {
         let mut rejected = lock(&ctx.rejected);
         rejected.retain(|k, _| present.contains(k.as_str()));
-        for name in children.iter().filter(|n| !n.starts_with(MEMBER_PREFIX)) {
+        for name in children.iter().filter(|n| !is_read(n)) {
             rejected.insert(name.clone(), NOT_A_MEMBER.into());
         }
     }
-    let new: Vec<String> = {
-        let cache = lock(&ctx.cache);
-        children
-            .into_iter()
-            .filter(|n| n.starts_with(MEMBER_PREFIX) && !cache.contains_key(n))
-            .collect()
-    };
+    // Vectors first: members read after them are weighed once, not twice.
+    let mut new: Vec<String> = children
+        .into_iter()
+        .filter(|n| is_read(n) && !known(ctx, n))
+        .collect();
+    new.sort_by_key(|n| !n.starts_with(VECTOR_PREFIX));
     let wanted: Vec<Wanted> = new.into_iter().map(|name| (name, 0)).collect();
     let mut batches = ctx.reader.plan(&ctx.path, wanted).into_iter();
     let mut reads: FuturesUnordered<read::Batch> = FuturesUnordered::new();
@@ -672,7 +683,7 @@ fn republish(ctx: &Ctx) {
         .values()
         .filter_map(|e| match e {
             Entry::Served(m) => Some(m.clone()),
-            Entry::Skipped => None,
+            Entry::Drained(_) | Entry::Skipped => None,
         })
         .collect();
     ctx.publisher.publish(served);
@@ -684,16 +695,46 @@ fn child_name<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
     (!name.is_empty() && !name.contains('/')).then_some(name)
 }
 
+/// Whether this child was read already (members and vectors are immutable).
+fn known(ctx: &Ctx, name: &str) -> bool {
+    if name.starts_with(VECTOR_PREFIX) {
+        lock(&ctx.vectors).contains_key(name)
+    } else {
+        lock(&ctx.cache).contains_key(name)
+    }
+}
+
+/// Every child read so far.
+fn known_names(ctx: &Ctx) -> Vec<String> {
+    let mut names: Vec<String> = lock(&ctx.cache).keys().cloned().collect();
+    names.extend(lock(&ctx.vectors).keys().cloned());
+    names
+}
+
+/// A member as the vectors make it: weighed, or drained.
+fn weigh(vectors: &BTreeMap<String, Option<Vector>>, member: Member) -> Entry {
+    match vector::weight_of(&member, vectors.values().flatten()) {
+        None => Entry::Drained(member),
+        Some(w) if w == member.weight() => Entry::Served(member),
+        Some(w) => Entry::Served(member.with_weight(w)),
+    }
+}
+
 /// Decodes one member's data into the cache and the pending change.
-fn learn(ctx: &Ctx, name: &str, data: &[u8], added: &mut Vec<Member>, removed: &mut Vec<Member>) {
+fn learn(ctx: &Ctx, name: &str, data: &[u8], batch: &mut Changes) {
     let reading = classify(name, data, &ctx.filter);
     for problem in &reading.dropped {
         tracing::warn!(path = %ctx.path, member = name, problem = %problem, "ignoring part of a member");
     }
     let entry = match reading.verdict {
         Verdict::Member(member) => {
-            lock(&ctx.rejected).remove(name);
-            Entry::Served(member)
+            let entry = weigh(&lock(&ctx.vectors), member);
+            if matches!(entry, Entry::Drained(_)) {
+                lock(&ctx.rejected).insert(name.to_string(), DRAINED.into());
+            } else {
+                lock(&ctx.rejected).remove(name);
+            }
+            entry
         }
         Verdict::NotServed { reason, .. } => {
             tracing::debug!(path = %ctx.path, member = name, reason = %reason, "member not served");
@@ -712,21 +753,82 @@ fn learn(ctx: &Ctx, name: &str, data: &[u8], added: &mut Vec<Member>, removed: &
         }
     };
     if let Some(Entry::Served(old)) = lock(&ctx.cache).insert(name.to_string(), entry.clone()) {
-        removed.push(old);
+        batch.removed.push(old);
     }
     if let Entry::Served(m) = entry {
-        added.push(m);
+        batch.added.push(m);
     }
 }
 
-fn forget(ctx: &Ctx, name: &str, removed: &mut Vec<Member>) {
+/// Decodes one vector node and re-weighs the members. An unusable node is
+/// reported and changes nothing.
+fn learn_vector(ctx: &Ctx, name: &str, data: &[u8], batch: &mut Changes) {
+    let vector = match vector::decode(data) {
+        Ok(v) => {
+            for note in &v.notes {
+                tracing::warn!(path = %ctx.path, vector = name, note = %note, "part of a vector node");
+            }
+            lock(&ctx.rejected).remove(name);
+            Some(v)
+        }
+        Err(e) => {
+            tracing::warn!(path = %ctx.path, vector = name, error = %e, "skipping unusable vector node");
+            lock(&ctx.rejected).insert(name.to_string(), format!("invalid vector: {e}"));
+            None
+        }
+    };
+    let usable = vector.is_some();
+    let had = lock(&ctx.vectors).insert(name.to_string(), vector);
+    if usable || matches!(had, Some(Some(_))) {
+        reweigh(ctx, batch);
+    }
+}
+
+/// Applies the current vectors to every member read: weights change in
+/// place, drained members leave the snapshot and undrained ones return.
+fn reweigh(ctx: &Ctx, batch: &mut Changes) {
+    let vectors = lock(&ctx.vectors);
+    let mut cache = lock(&ctx.cache);
+    let mut rejected = lock(&ctx.rejected);
+    for (name, entry) in cache.iter_mut() {
+        let (member, was_served) = match entry {
+            Entry::Served(m) => (m.clone(), true),
+            Entry::Drained(m) => (m.clone(), false),
+            Entry::Skipped => continue,
+        };
+        let now = weigh(&vectors, member.clone());
+        match (&now, was_served) {
+            (Entry::Served(m), true) if *m == member => continue,
+            (Entry::Drained(_), false) => continue,
+            (Entry::Served(m), _) => {
+                rejected.remove(name);
+                batch.added.push(m.clone());
+            }
+            (Entry::Drained(_), true) => {
+                rejected.insert(name.clone(), DRAINED.into());
+                batch.removed.push(member);
+            }
+            (Entry::Skipped, _) => {}
+        }
+        *entry = now;
+    }
+}
+
+/// Drops a child that is gone (or unreadable): a member leaves the
+/// snapshot, a vector's weights are undone.
+fn forget(ctx: &Ctx, name: &str, batch: &mut Changes) {
     lock(&ctx.rejected).remove(name);
     if let Some(Entry::Served(old)) = lock(&ctx.cache).remove(name) {
-        removed.push(old);
+        batch.removed.push(old);
+    }
+    let had = lock(&ctx.vectors).remove(name);
+    if matches!(had, Some(Some(_))) {
+        reweigh(ctx, batch);
     }
 }
 
-fn flush(ctx: &Ctx, added: &mut Vec<Member>, removed: &mut Vec<Member>) {
+fn flush(ctx: &Ctx, batch: &mut Changes) {
+    let Changes { added, removed } = batch;
     if added.is_empty() && removed.is_empty() {
         return;
     }

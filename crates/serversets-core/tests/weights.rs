@@ -1,0 +1,181 @@
+//! Finagle `vector_` weight nodes next to the members, written the way a
+//! foreign client (Finagle, an operator's script) writes them, against a
+//! real ZooKeeper: weights reach the snapshot, -1.0 drains, a bad vector is
+//! reported and changes nothing.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serversets_core::zookeeper_client as zk;
+use serversets_core::{Snapshot, WatchStrategy, Watcher};
+use testkit::ZkCluster;
+
+const T: Duration = Duration::from_secs(20);
+
+fn finagle(host: &str, port: u16, shard: i32) -> Vec<u8> {
+    format!(r#"{{"serviceEndpoint":{{"host":"{host}","port":{port}}},"additionalEndpoints":{{}},"status":"ALIVE","shard":{shard}}}"#).into_bytes()
+}
+
+fn weights(s: &Snapshot) -> Vec<(String, f64)> {
+    s.iter()
+        .map(|m| (m.addr().to_string(), m.weight()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vectors_weigh_drain_and_are_undone_when_deleted() {
+    init_tracing();
+    let zk = ZkCluster::standalone().unwrap();
+    let cs = zk.connect_string();
+    let raw = raw(&cs).await;
+    for (service, strategy) in [
+        ("w-auto", WatchStrategy::Auto),
+        ("w-children", WatchStrategy::Children),
+    ] {
+        let set = set(&cs, service, Duration::from_secs(10));
+        let path = set.path().to_string();
+        let a = put(
+            &raw,
+            &format!("{path}/member_"),
+            &finagle("10.0.0.1", 80, 1),
+            zk::CreateMode::PersistentSequential,
+        )
+        .await;
+        put(
+            &raw,
+            &format!("{path}/member_"),
+            &finagle("10.0.0.2", 80, 2),
+            zk::CreateMode::PersistentSequential,
+        )
+        .await;
+        put(
+            &raw,
+            &format!("{path}/member_"),
+            &finagle("10.0.0.3", 80, 2),
+            zk::CreateMode::PersistentSequential,
+        )
+        .await;
+        let a_name = a.rsplit('/').next().unwrap().to_string();
+        // Finagle's exact form, two nodes: the weights multiply.
+        let v1 = put(
+            &raw,
+            &format!("{path}/vector_"),
+            format!(r#"{{"vector":[{{"select":"member={a_name}","weight":1.5,"priority":1}},{{"select":"shard=2","weight":2.0,"priority":1}}]}}"#).as_bytes(),
+            zk::CreateMode::PersistentSequential,
+        )
+        .await;
+        let watch = set
+            .watch_builder()
+            .strategy(strategy)
+            .start()
+            .await
+            .unwrap();
+        assert_eq!(
+            weights(&watch.snapshot()),
+            [
+                ("10.0.0.1:80".into(), 1.5),
+                ("10.0.0.2:80".into(), 2.0),
+                ("10.0.0.3:80".into(), 2.0)
+            ],
+            "{strategy:?}"
+        );
+        let v2 = put(
+            &raw,
+            &format!("{path}/vector_"),
+            br#"{"vector":[{"select":"inet=10.0.0.2:80","weight":3.0,"priority":1},{"select":"inet=10.0.0.3:80","weight":-1.0,"priority":1}]}"#,
+            zk::CreateMode::PersistentSequential,
+        )
+        .await;
+        let s = wait_for(&watch, T, "second vector applied", |s| s.len() == 2).await;
+        assert_eq!(
+            weights(&s),
+            [("10.0.0.1:80".into(), 1.5), ("10.0.0.2:80".into(), 6.0)],
+            "{strategy:?}"
+        );
+        let drained: Vec<_> = watch
+            .rejected()
+            .into_iter()
+            .filter(|(_, why)| why.contains("drained"))
+            .collect();
+        assert_eq!(drained.len(), 1, "{:?}", watch.rejected());
+
+        // Deleting a vector undoes it; the drained member returns.
+        raw.delete(&v2, None).await.unwrap();
+        let s = wait_for(&watch, T, "second vector undone", |s| s.len() == 3).await;
+        assert_eq!(weights(&s)[2], ("10.0.0.3:80".into(), 2.0), "{strategy:?}");
+        raw.delete(&v1, None).await.unwrap();
+        let s = wait_for(&watch, T, "all weights back to 1", |s| {
+            s.iter().all(|m| m.weight() == 1.0)
+        })
+        .await;
+        assert_eq!(s.len(), 3);
+        assert!(watch.rejected().is_empty(), "{:?}", watch.rejected());
+
+        // A member that arrives later is weighed by the vectors present.
+        put(
+            &raw,
+            &format!("{path}/vector_"),
+            br#"{"vector":[{"select":"shard=9","weight":0.5}]}"#,
+            zk::CreateMode::PersistentSequential,
+        )
+        .await;
+        put(
+            &raw,
+            &format!("{path}/member_"),
+            &finagle("10.0.0.9", 80, 9),
+            zk::CreateMode::PersistentSequential,
+        )
+        .await;
+        let s = wait_for(&watch, T, "late member weighed", |s| s.len() == 4).await;
+        assert_eq!(weights(&s)[3], ("10.0.0.9:80".into(), 0.5), "{strategy:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_vectors_are_reported_and_change_nothing() {
+    init_tracing();
+    let zk = ZkCluster::standalone().unwrap();
+    let cs = zk.connect_string();
+    let raw = raw(&cs).await;
+    let set = set(&cs, "w-bad", Duration::from_secs(10));
+    let path = set.path().to_string();
+    put(
+        &raw,
+        &format!("{path}/member_"),
+        &finagle("10.0.0.1", 80, 1),
+        zk::CreateMode::PersistentSequential,
+    )
+    .await;
+    let garbage = put(
+        &raw,
+        &format!("{path}/vector_"),
+        b"\x00\x01 not json",
+        zk::CreateMode::PersistentSequential,
+    )
+    .await;
+    // Finagle reads an integer weight as 1.0; so do we.
+    put(
+        &raw,
+        &format!("{path}/vector_"),
+        br#"{"vector":[{"select":"shard=1","weight":5}]}"#,
+        zk::CreateMode::PersistentSequential,
+    )
+    .await;
+    let watch = set.watch().await.unwrap();
+    assert_eq!(weights(&watch.snapshot()), [("10.0.0.1:80".into(), 1.0)]);
+    let name = garbage.rsplit('/').next().unwrap();
+    let why = watch.rejected().get(name).cloned().unwrap_or_default();
+    assert!(why.contains("invalid vector"), "{why}");
+    assert_eq!(watch.rejected().len(), 1, "{:?}", watch.rejected());
+    // Later changes still arrive.
+    put(
+        &raw,
+        &format!("{path}/member_"),
+        &finagle("10.0.0.2", 80, 1),
+        zk::CreateMode::PersistentSequential,
+    )
+    .await;
+    wait_for(&watch, T, "a later member", |s| s.len() == 2).await;
+}
