@@ -1,10 +1,14 @@
 //! `cargo xtask bench` measurements for serversets-thriftset (harness-less;
 //! records go through `testkit::bench`).
 //!
-//! - `thriftset.checkout`: nanoseconds per `get()` + drop with 1, 10 and 100
+//! - `thriftset.checkout`: nanoseconds per `get()` + drop with 1, 10, 100 and 1000
 //!   hosts, every host holding a warm idle connection, so it measures the
 //!   pool (choice, bookkeeping, the idle liveness peek), not the network.
-//!   Reported with the idle check on (the default) and off.
+//!   Reported with the idle check on (the default) and off, and 1000 hosts
+//!   with it on.
+//! - `thriftset.checkout_weighted`: the same from 10 hosts on, over hosts of
+//!   unequal weights (1, 2, 3, 0.5 cycled), its baseline
+//!   `thriftset.checkout`; samples of the two alternate in one run.
 //! - `thriftset.request`: median microseconds per `echo` call (checkout,
 //!   call, return) through the pool for one caller, against
 //!   `thriftset.request_direct`, one directly held generated client,
@@ -29,6 +33,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::json;
+use serversets_core::{HostPort, Member};
 use serversets_fixedset::FixedSet;
 use serversets_thriftset::ThriftSet;
 use support::echo::{EchoSyncClient, TEchoSyncClient};
@@ -49,31 +54,76 @@ fn main() {
     }
 }
 
-fn checkout() {
-    for hosts in [1usize, 10, 100] {
-        let backends: Vec<Backend> = (0..hosts).map(|_| Backend::start()).collect();
-        for check_idle in [true, false] {
-            let set = ThriftSet::builder()
-                .check_idle(check_idle)
-                .idle_timeout(None)
-                .build(FixedSet::new(backends.iter().map(|b| b.addr())).unwrap())
-                .unwrap();
-            // One warm connection per host: `hosts` at once land one per host.
-            let warm: Vec<_> = (0..hosts).map(|_| set.get().unwrap()).collect();
-            drop(warm);
-            assert!(set.hosts().iter().all(|h| h.idle == 1));
+/// Weights for the weighted checkout bench: four unequal values, cycled.
+const WEIGHTS: [f64; 4] = [1.0, 2.0, 3.0, 0.5];
 
-            let samples = time_per_call(30, 20_000, || drop(set.get().unwrap()));
-            emit(&Record::from_samples(
-                "thriftset.checkout",
-                json!({ "hosts": hosts, "check_idle": check_idle }),
-                "ns",
-                &samples,
-                None,
-            ));
+/// A set over `backends` with every host holding one warm idle connection;
+/// weighted with [`WEIGHTS`] when `weighted`.
+fn warm_set(backends: &[Backend], check_idle: bool, weighted: bool) -> ThriftSet {
+    let members = backends.iter().zip(WEIGHTS.iter().cycle()).map(|(b, &w)| {
+        let m = Member::from_addr(b.addr().parse::<HostPort>().unwrap());
+        if weighted {
+            m.with_weight(w)
+        } else {
+            m
+        }
+    });
+    let set = ThriftSet::builder()
+        .check_idle(check_idle)
+        .idle_timeout(None)
+        .build(FixedSet::from_members(members))
+        .unwrap();
+    // One warm connection per host: `hosts` at once land one per host (an
+    // idle host has no load, whatever its weight).
+    let warm: Vec<_> = (0..backends.len()).map(|_| set.get().unwrap()).collect();
+    drop(warm);
+    assert!(set.hosts().iter().all(|h| h.idle == 1));
+    set
+}
+
+fn checkout() {
+    for hosts in [1usize, 10, 100, 1000] {
+        let backends: Vec<Backend> = (0..hosts).map(|_| Backend::start()).collect();
+        // 1000 hosts only with the default idle check (each set holds a
+        // connection, and a server thread, per host).
+        let checks: &[bool] = if hosts >= 1000 {
+            &[true]
+        } else {
+            &[true, false]
+        };
+        for &check_idle in checks {
+            let plain = warm_set(&backends, check_idle, false);
+            // Weights change nothing for one host; from 10 on, a set over
+            // the same backends with weights alternates with the plain one.
+            let heavy = (hosts > 1).then(|| warm_set(&backends, check_idle, true));
+            let (mut samples, mut weighted) = (Vec::new(), Vec::new());
+            for _ in 0..10 {
+                samples.extend(time_per_call(3, 20_000, || drop(plain.get().unwrap())));
+                if let Some(heavy) = &heavy {
+                    weighted.extend(time_per_call(3, 20_000, || drop(heavy.get().unwrap())));
+                }
+            }
+            let params = json!({ "hosts": hosts, "check_idle": check_idle });
+            let base =
+                Record::from_samples("thriftset.checkout", params.clone(), "ns", &samples, None);
+            emit(&base);
+            if heavy.is_some() && wanted("thriftset.checkout_weighted") {
+                let w = Record::from_samples(
+                    "thriftset.checkout_weighted",
+                    params,
+                    "ns",
+                    &weighted,
+                    Some("thriftset.checkout"),
+                );
+                emit(&w);
+                eprintln!(
+                    "thriftset.checkout_weighted / thriftset.checkout, {hosts} hosts, check_idle {check_idle}: {:.3}",
+                    w.median / base.median
+                );
+            }
             let accepted: usize = backends.iter().map(|b| b.stats.accepted()).sum();
             assert!(
-                accepted <= 2 * hosts,
+                accepted <= 4 * hosts,
                 "checkouts must reuse warm connections"
             );
         }

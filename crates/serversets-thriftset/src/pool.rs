@@ -39,6 +39,10 @@ struct State {
     /// any (a Condvar notify is a system call even with nobody waiting).
     waiters: usize,
     hosts: Vec<Host>,
+    /// True when the hosts' weights differ: choices then compare
+    /// outstanding requests per unit of weight ([`pick_weighted`]). False
+    /// (all equal, or all 0) keeps the unweighted [`pick`].
+    weighted: bool,
 }
 
 struct Host {
@@ -53,6 +57,17 @@ struct Host {
     /// Failures since the last success.
     failures: u32,
     ejected_until: Option<Instant>,
+    /// The member's weight (`Member::weight`, finite and >= 0).
+    weight: f64,
+    /// 2^32 / `share`: outstanding × scale is the load a weighted choice
+    /// compares (outstanding per unit of weight, in fixed point), one
+    /// integer multiplication per host. Set by [`Shared::apply`].
+    scale: u64,
+    /// The weight as an integer share of the set's heaviest (2^16 for it,
+    /// at least 1; 1 for weight 0), for tie-breaks: integer sums keep the
+    /// scan as fast as the unweighted one (a float sum is a chain of
+    /// 4-cycle additions). Set by [`Shared::apply`].
+    share: u64,
 }
 
 struct Idle {
@@ -81,6 +96,30 @@ impl Host {
     fn ejected(&self, now: Instant) -> bool {
         self.ejected_until.is_some_and(|t| t > now)
     }
+
+    fn set_weight(&mut self, weight: f64) {
+        self.weight = if weight.is_finite() && weight > 0.0 {
+            weight
+        } else {
+            0.0
+        };
+    }
+}
+
+/// Units of [`Host::share`] for the heaviest host.
+const SHARE_UNIT: f64 = 65_536.0;
+
+/// Sets every host's tie-break share from its weight (see [`Host::share`]).
+fn set_shares(hosts: &mut [Host]) {
+    let heaviest = hosts.iter().map(|h| h.weight).fold(0.0, f64::max);
+    for h in hosts {
+        h.share = if h.weight > 0.0 && heaviest > 0.0 {
+            ((h.weight / heaviest * SHARE_UNIT).round() as u64).max(1)
+        } else {
+            1
+        };
+        h.scale = (1u64 << 32) / h.share;
+    }
 }
 
 impl Shared {
@@ -93,6 +132,7 @@ impl Shared {
                 version: None,
                 waiters: 0,
                 hosts: Vec::new(),
+                weighted: false,
             }),
             freed: Condvar::new(),
             closed: AtomicBool::new(false),
@@ -124,13 +164,20 @@ impl Shared {
                 return;
             }
             state.version = Some(snap.version());
-            let mut wanted: Vec<&HostPort> = snap.iter().map(|m| m.addr()).collect();
-            wanted.sort();
-            wanted.dedup();
+            let mut wanted: Vec<(&HostPort, f64)> =
+                snap.iter().map(|m| (m.addr(), m.weight())).collect();
+            // Members sharing an address are one host, of their largest
+            // weight (sorted by address, heaviest first, then deduplicated).
+            wanted.sort_by(|a, b| a.0.cmp(b.0).then(b.1.total_cmp(&a.1)));
+            wanted.dedup_by(|later, first| later.0 == first.0);
 
             let before = state.hosts.len();
             state.hosts.retain_mut(|h| {
-                let keep = wanted.binary_search(&&*h.addr).is_ok();
+                let found = wanted.binary_search_by(|(a, _)| (*a).cmp(&*h.addr));
+                if let Ok(i) = found {
+                    h.set_weight(wanted[i].1);
+                }
+                let keep = found.is_ok();
                 if !keep {
                     tracing::info!(addr = %h.addr, idle = h.idle.len(), in_flight = h.active,
                         "thriftset: host left the set");
@@ -142,20 +189,32 @@ impl Shared {
             let present: HashSet<HostPort> =
                 state.hosts.iter().map(|h| (*h.addr).clone()).collect();
             let mut added = 0;
-            for addr in wanted {
+            for (addr, weight) in wanted {
                 if !present.contains(addr) {
-                    tracing::info!(%addr, "thriftset: host joined the set");
-                    state.hosts.push(Host {
+                    tracing::info!(%addr, weight, "thriftset: host joined the set");
+                    let mut host = Host {
                         id: self.next_host_id.fetch_add(1, Ordering::Relaxed),
                         addr: Arc::new(addr.clone()),
                         active: 0,
                         idle: Vec::new(),
                         failures: 0,
                         ejected_until: None,
-                    });
+                        weight: 1.0,
+                        scale: 1 << 32,
+                        share: 1,
+                    };
+                    host.set_weight(weight);
+                    state.hosts.push(host);
                     added += 1;
                 }
             }
+            set_shares(&mut state.hosts);
+            state.weighted = state.hosts.first().is_some_and(|first| {
+                state
+                    .hosts
+                    .iter()
+                    .any(|h| h.weight.to_bits() != first.weight.to_bits())
+            });
             tracing::debug!(
                 version = snap.version(),
                 added,
@@ -249,7 +308,12 @@ impl Shared {
                 break Err(Error::Closed);
             }
             let now = Instant::now();
-            match pick(&state.hosts, self.config.max_active, now, tried) {
+            let choice = if state.weighted {
+                pick_weighted(&state.hosts, self.config.max_active, now, tried)
+            } else {
+                pick(&state.hosts, self.config.max_active, now, tried)
+            };
+            match choice {
                 Pick::Host(index) => {
                     let idle_timeout = self.config.idle_timeout;
                     let Some(host) = state.hosts.get_mut(index) else {
@@ -621,6 +685,66 @@ fn pick(hosts: &[Host], max_active: usize, now: Instant, tried: &[u64]) -> Pick 
     Pick::AllFull
 }
 
+/// [`pick`] over hosts of unequal weights: the host with the fewest
+/// outstanding requests per unit of weight among those with room, ties
+/// broken at random in proportion to weight (so an idle set, where every
+/// host ties at 0, is shared by weight).
+///
+/// Hosts fall in four tiers, and only the best tier with an untried host is
+/// considered: positive weight and not ejected; positive weight, ejected;
+/// weight 0, not ejected; weight 0, ejected. So a host of weight 0 is used
+/// only when every host of positive weight has failed to connect during
+/// this checkout (or all weigh 0), never merely because they are busy: a
+/// full tier waits ([`Pick::AllFull`]). Among hosts of weight 0 all count
+/// as weight 1.
+///
+/// The same two scans as [`pick`]: the first finds the best tier, its least
+/// load and the total weight of the hosts sharing it; the second draws one.
+fn pick_weighted(hosts: &[Host], max_active: usize, now: Instant, tried: &[u64]) -> Pick {
+    let tier = |h: &Host| u8::from(h.weight == 0.0) * 2 + u8::from(h.ejected(now));
+    let load = |h: &Host| (h.active as u64).saturating_mul(h.scale);
+    // Best tier seen (4: none yet), its least load and the shares tied at it.
+    let (mut best, mut least, mut tied) = (4u8, u64::MAX, 0u64);
+    for h in hosts {
+        if tried.contains(&h.id) {
+            continue;
+        }
+        let t = tier(h);
+        if t > best {
+            continue;
+        }
+        if t < best {
+            (best, least, tied) = (t, u64::MAX, 0);
+        }
+        if h.active < max_active {
+            let l = load(h);
+            if l < least {
+                (least, tied) = (l, h.share);
+            } else if l == least {
+                tied += h.share;
+            }
+        }
+    }
+    if best == 4 {
+        return Pick::None;
+    }
+    if tied == 0 {
+        return Pick::AllFull;
+    }
+    let mut r = fastrand::u64(..tied);
+    for (i, h) in hosts.iter().enumerate() {
+        // Cheapest tests first: most hosts fail the load test under load.
+        if h.active < max_active && load(h) == least && tier(h) == best && !tried.contains(&h.id) {
+            if r < h.share {
+                return Pick::Host(i);
+            }
+            r -= h.share;
+        }
+    }
+    // The second scan sees exactly the hosts the first one counted.
+    Pick::AllFull
+}
+
 /// The host with this id, looked up at `hint` first (its index at checkout;
 /// right unless the membership changed since).
 /// `now + d`, saturating at a year for durations too large for an `Instant`.
@@ -659,7 +783,79 @@ mod tests {
             idle: Vec::new(),
             failures: 0,
             ejected_until: None,
+            weight: 1.0,
+            scale: 1 << 32,
+            share: 1,
         }
+    }
+
+    fn weighted(id: u64, active: usize, weight: f64) -> Host {
+        let mut h = host(id, active);
+        h.set_weight(weight);
+        h
+    }
+
+    fn with_shares<const N: usize>(mut hosts: [Host; N]) -> [Host; N] {
+        set_shares(&mut hosts);
+        hosts
+    }
+
+    /// ±5% is relative to each host's expected share: a host of weight 2
+    /// out of 6 must get 10,000 ± 500 of 30,000 checkouts.
+    #[test]
+    fn idle_hosts_share_30000_picks_by_weight() {
+        fastrand::seed(11);
+        let now = Instant::now();
+        let weights = [1.0, 2.0, 3.0, 0.0, 0.5];
+        let mut hosts: Vec<Host> = (0..5)
+            .map(|i| weighted(i as u64 + 1, 0, weights[i]))
+            .collect();
+        set_shares(&mut hosts);
+        let mut counts = [0usize; 5];
+        for _ in 0..30_000 {
+            counts[picked(pick_weighted(&hosts, 8, now, &[])).unwrap()] += 1;
+        }
+        assert_eq!(counts[3], 0, "weight 0 picked: {counts:?}");
+        for i in [0, 1, 2, 4] {
+            let want = 30_000.0 * weights[i] / 6.5;
+            let got = counts[i] as f64;
+            assert!(
+                (got - want).abs() <= 0.05 * want,
+                "host {i} (weight {}) got {got}, want {want:.0} ± 5%",
+                weights[i]
+            );
+        }
+    }
+
+    #[test]
+    fn outstanding_is_divided_by_weight() {
+        let now = Instant::now();
+        // 3 outstanding at weight 4 (0.75 each) beats 1 at weight 1.
+        let hosts = with_shares([weighted(1, 3, 4.0), weighted(2, 1, 1.0)]);
+        for _ in 0..50 {
+            assert_eq!(picked(pick_weighted(&hosts, 8, now, &[])), Some(0));
+        }
+        // 5 at weight 4 (1.25) loses.
+        let hosts = with_shares([weighted(1, 5, 4.0), weighted(2, 1, 1.0)]);
+        assert_eq!(picked(pick_weighted(&hosts, 8, now, &[])), Some(1));
+    }
+
+    #[test]
+    fn weight_zero_is_the_last_resort() {
+        let now = Instant::now();
+        let mut hosts = with_shares([weighted(1, 0, 0.0), weighted(2, 0, 1.0)]);
+        // Busy or ejected, the weighted host still comes first...
+        hosts[1].active = 2;
+        assert!(matches!(pick_weighted(&hosts, 2, now, &[]), Pick::AllFull));
+        hosts[1].active = 0;
+        hosts[1].ejected_until = Some(now + Duration::from_secs(5));
+        assert_eq!(picked(pick_weighted(&hosts, 2, now, &[])), Some(1));
+        // ...until it failed to connect in this checkout.
+        assert_eq!(picked(pick_weighted(&hosts, 2, now, &[2])), Some(0));
+        assert!(matches!(pick_weighted(&hosts, 2, now, &[1, 2]), Pick::None));
+        // All of weight 0: all equal.
+        let hosts = with_shares([weighted(1, 1, 0.0), weighted(2, 0, 0.0)]);
+        assert_eq!(picked(pick_weighted(&hosts, 2, now, &[])), Some(1));
     }
 
     fn picked(p: Pick) -> Option<usize> {

@@ -21,6 +21,30 @@ use crate::{follower, Connection, Error};
 /// one, and returns a [`Connection`] guard. Hosts that fail repeatedly are
 /// skipped for a cool-down (see [`Builder::eject_after`]).
 ///
+/// Members' weights ([`serversets_core::Member::weight`]) scale the choice:
+/// checked-out connections are divided by weight and ties broken in
+/// proportion to weight. A host of weight 0 is used only when every host of
+/// positive weight failed to connect during that `get` (or all weigh 0).
+///
+/// ```
+/// use std::net::TcpListener;
+/// use serversets_core::{HostPort, Member};
+/// use serversets_fixedset::FixedSet;
+/// use serversets_thriftset::ThriftSet;
+///
+/// let a = TcpListener::bind("127.0.0.1:0")?;
+/// let b = TcpListener::bind("127.0.0.1:0")?;
+/// let heavy = Member::from_addr(a.local_addr()?.to_string().parse::<HostPort>()?).with_weight(2.0);
+/// let drained = Member::from_addr(b.local_addr()?.to_string().parse::<HostPort>()?).with_weight(0.0);
+/// let set = ThriftSet::new(FixedSet::from_members([heavy, drained]))?;
+/// // Even with a call out on it, the weighted host comes first.
+/// let first = set.get()?;
+/// let second = set.get()?;
+/// assert_eq!(first.addr(), second.addr());
+/// assert_eq!(first.addr().port(), a.local_addr()?.port());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
 /// A background thread follows the watcher: new members join; removed ones
 /// have their idle connections closed at once and their checked-out ones
 /// closed on return. Dropping the set closes it.
