@@ -4,6 +4,9 @@
 //!   1000 servers, against the floor `mcset.pick_floor`: MD5 of the key plus
 //!   `partition_point` over a plain sorted `Vec<u32>` of the same ring's
 //!   points. Samples of the two alternate so drift hits both alike.
+//! * `mcset.pick_weighted` (ns): the same over the same servers with vector
+//!   weights (`Member::weight`) 1, 2, 3, 0.5 cycled, its baseline
+//!   `mcset.pick`; its samples alternate with the other two.
 //! * `mcset.rebuild` (ms): building the ketama ring for 1000 servers.
 //! * `mcset.moved` (fraction): share of 1,000,000 keys that change server
 //!   when one of 100 equal servers leaves.
@@ -18,6 +21,8 @@ use serversets_mcset::{McSet, Ring, WeightedNode};
 use testkit::bench::{emit, wanted, Record};
 
 const SAMPLES: usize = 40;
+/// Vector weights for `mcset.pick_weighted`, cycled over the servers.
+const WEIGHTS: [f64; 4] = [1.0, 2.0, 3.0, 0.5];
 const BATCH: usize = 20_000;
 
 fn addresses(n: usize) -> Vec<String> {
@@ -63,9 +68,18 @@ fn bench_pick(runtime: &tokio::runtime::Runtime) {
             McSet::new(source).expect("inside a runtime")
         };
         let points: Vec<u32> = set.ring().points().map(|(p, _)| p).collect();
+        // The same servers with vector weights 1, 2, 3, 0.5 cycled.
+        let weighted_source =
+            FixedSet::from_members(addresses(servers).iter().zip(WEIGHTS.iter().cycle()).map(
+                |(a, &w)| Member::from_addr(a.parse::<HostPort>().expect("valid")).with_weight(w),
+            ));
+        let weighted_set = {
+            let _entered = runtime.enter();
+            McSet::new(weighted_source).expect("inside a runtime")
+        };
 
-        let (mut pick, mut floor) = (Vec::new(), Vec::new());
-        let (mut i, mut j) = (0usize, 0usize);
+        let (mut pick, mut floor, mut weighted) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut i, mut j, mut k) = (0usize, 0usize, 0usize);
         for round in 0..=SAMPLES {
             let p = sample(|| {
                 i = (i + 1) & mask;
@@ -75,10 +89,15 @@ fn bench_pick(runtime: &tokio::runtime::Runtime) {
                 j = (j + 1) & mask;
                 black_box(floor_pick(&points, black_box(keys[j].as_bytes())));
             });
+            let w = sample(|| {
+                k = (k + 1) & mask;
+                black_box(weighted_set.pick_server(black_box(&keys[k])).ok());
+            });
             // Round 0 warms caches and branch predictors.
             if round > 0 {
                 pick.push(p);
                 floor.push(f);
+                weighted.push(w);
             }
         }
         let params = json!({ "servers": servers });
@@ -89,13 +108,28 @@ fn bench_pick(runtime: &tokio::runtime::Runtime) {
             &floor,
             None,
         ));
-        emit(&Record::from_samples(
+        let base = Record::from_samples(
             "mcset.pick",
-            params,
+            params.clone(),
             "ns",
             &pick,
             Some("mcset.pick_floor"),
-        ));
+        );
+        emit(&base);
+        if wanted("mcset.pick_weighted") {
+            let w = Record::from_samples(
+                "mcset.pick_weighted",
+                params,
+                "ns",
+                &weighted,
+                Some("mcset.pick"),
+            );
+            emit(&w);
+            eprintln!(
+                "mcset.pick_weighted / mcset.pick, {servers} servers: {:.3}",
+                w.median / base.median
+            );
+        }
     }
 }
 

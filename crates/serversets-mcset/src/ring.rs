@@ -7,7 +7,7 @@ use serversets_core::{HostPort, Member, MemberId};
 
 use crate::continuum::Continuum;
 use crate::hash::{go_key_hash, ketama_key_hash};
-use crate::node::{member_weight, NodeIdentity, WeightedNode};
+use crate::node::{member_weight, NodeIdentity, WeightedNode, MAX_WEIGHT};
 use crate::points::{go_continuum, ketama_continuum, Source};
 use crate::RingError;
 
@@ -274,8 +274,20 @@ impl RingBuilder {
     }
 
     /// Builds a ring over members, weighted by their `weight` metadata
-    /// (default 1; an invalid weight is logged and counts as 1). The go-mcset
-    /// ring ignores weights.
+    /// (default 1; an invalid weight is logged and counts as 1) *times*
+    /// [`Member::weight`] (the Finagle `vector_` weight, default 1). Both
+    /// apply: the metadata weight is the server's capacity as it announced
+    /// it, the vector weight the operator's steering on top, so a server
+    /// announcing `weight=2` with a vector weight of 0.5 owns the points of
+    /// weight 1. The product is capped at 1e9, the largest metadata weight.
+    ///
+    /// A member of vector weight 0 owns no points while another has weight:
+    /// the ring is then exactly the ring over the others (it is not counted
+    /// in the node count or total weight ketama divides by). When every
+    /// member has vector weight 0 they all count as 1. With every vector
+    /// weight 1 the ring is byte-for-byte the one Finagle and libmemcached
+    /// build from the metadata weights. The go-mcset ring ignores weights,
+    /// except that vector weight 0 leaves a member out of it in the same way.
     ///
     /// ```
     /// use serversets_core::{HostPort, Member};
@@ -292,12 +304,17 @@ impl RingBuilder {
     /// # Ok::<(), serversets_core::AddressError>(())
     /// ```
     pub fn members(self, members: impl IntoIterator<Item = Member>) -> Ring {
+        let members: Vec<Member> = members.into_iter().collect();
+        // All of weight 0: all equal (never a ring without points).
+        let all_zero = members.iter().all(|m| m.weight() == 0.0);
         let nodes = members
             .into_iter()
             .map(|member| {
+                let vector = if all_zero { 1.0 } else { member.weight() };
                 let weight = match self.kind {
-                    RingKind::Ketama => member_weight(&member),
-                    RingKind::GoMcset => 1.0,
+                    RingKind::Ketama => (member_weight(&member) * vector).min(MAX_WEIGHT),
+                    RingKind::GoMcset if vector > 0.0 => 1.0,
+                    RingKind::GoMcset => 0.0,
                 };
                 (member, weight)
             })
@@ -375,8 +392,10 @@ impl RingBuilder {
             }
         }
 
+        // Weight 0 (a vector weight of 0) owns nothing and is not counted.
         let sources: Vec<Source<'_>> = owners
             .iter()
+            .filter(|&&i| nodes[i].weight > 0.0)
             .map(|&i| Source {
                 identifier: &nodes[i].identifier,
                 weight: nodes[i].weight,
