@@ -575,20 +575,18 @@ async fn keep_registered(ctx: Arc<Ctx>) {
             continue;
         };
 
-        let outcome = match remove_orphans(&ctx, &generation).await {
-            Err(e) => Err(e),
-            Ok(()) if wanted => {
-                keep(
-                    &ctx,
-                    &generation,
-                    &mut backoff,
-                    &mut generations,
-                    &mut close,
-                    &mut healthy,
-                )
-                .await
-            }
-            Ok(()) => match unwanted(&ctx, &generation, closing).await {
+        let outcome = if wanted {
+            keep(
+                &ctx,
+                &generation,
+                &mut backoff,
+                &mut generations,
+                &mut close,
+                &mut healthy,
+            )
+            .await
+        } else {
+            match unwanted(&ctx, &generation, closing).await {
                 Ok(Settled::Done) => {
                     ctx.set_state(RegistrationState::Closed);
                     return;
@@ -609,7 +607,7 @@ async fn keep_registered(ctx: Arc<Ctx>) {
                 }
                 Ok(Settled::Again) => Ok(()),
                 Err(e) => Err(e),
-            },
+            }
         };
         match outcome {
             Ok(()) => backoff.reset(),
@@ -694,11 +692,18 @@ async fn keep(
     close: &mut watch::Receiver<bool>,
     healthy: &mut watch::Receiver<Option<bool>>,
 ) -> std::result::Result<(), zk::Error> {
-    let current = ctx.node().current.clone();
-    let Some(owned) = current else {
-        return create(ctx, generation).await;
+    if ctx.node().current.is_none() {
+        create(ctx, generation).await?;
+    }
+    // The member exists: remove what earlier sessions left (after the
+    // create, so the endpoint is back in the set as soon as it can be),
+    // then report it.
+    remove_orphans(ctx, generation).await?;
+    let Some(owned) = ctx.node().current.clone() else {
+        return Ok(());
     };
     let path = owned.path;
+    ctx.set_state(RegistrationState::Registered(path.clone()));
     match generation.client.check_and_watch_stat(&path).await? {
         (Some(stat), watcher) if stat.ephemeral_owner == generation.session_id => {
             backoff.reset();
@@ -707,6 +712,7 @@ async fn keep(
                     if event.event_type == zk::EventType::NodeDeleted {
                         tracing::warn!(path = %path, "member deleted by someone else; re-creating it");
                         forget(ctx, &path);
+                        ctx.set_state(RegistrationState::Pending);
                     }
                 }
                 _ = generations.changed() => {}
@@ -717,6 +723,7 @@ async fn keep(
         _ => {
             tracing::warn!(path = %path, "member is gone; re-creating it");
             forget(ctx, &path);
+            ctx.set_state(RegistrationState::Pending);
         }
     }
     Ok(())
@@ -739,6 +746,7 @@ async fn unwanted(
     generation: &Generation,
     closing: bool,
 ) -> std::result::Result<Settled, zk::Error> {
+    remove_orphans(ctx, generation).await?;
     let current = ctx.node().current.clone();
     if let Some(owned) = current {
         remove(ctx, generation, &owned.path).await?;
@@ -836,7 +844,6 @@ fn registered(
         node.ever_registered = true;
     }
     tracing::info!(path = %path, addr = %ctx.addr, "member registered");
-    ctx.set_state(RegistrationState::Registered(path));
     Ok(())
 }
 

@@ -354,9 +354,11 @@ impl Session {
         let info = generation.client.session().clone();
         let cfg = &self.inner.shared.cfg;
         // Our own client may win the session back while the second one
-        // attaches (both reconnect); try a few times.
+        // attaches (both reconnect), and a loaded machine may be slow to
+        // answer: keep trying for a while.
         let mut last = zk::Error::Timeout;
-        for _ in 0..5 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while tokio::time::Instant::now() < deadline {
             let attempt = zk::Client::connector()
                 .with_session(info.clone())
                 .with_session_timeout(cfg.session_timeout)

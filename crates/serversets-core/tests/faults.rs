@@ -32,13 +32,11 @@ async fn session_expiry_recreates_members_once_and_rearms_watches() {
     let session = set.session().unwrap();
     let old_id = session.session_id().unwrap();
     let (old_a, old_b) = (a.path().unwrap(), b.path().unwrap());
-    let mut health = watch.health_changes();
 
     session.expire_for_testing().await.unwrap();
-    tokio::time::timeout(T, health.wait_for(|h| *h == Health::Expired))
-        .await
-        .unwrap()
-        .unwrap();
+    // Health passes through Expired, but may be Connected again before this
+    // task looks (a watch channel keeps only the newest value): the new
+    // session id is what proves the expiry.
     eventually(T, "new session", || async {
         session.session_id().is_some_and(|id| id != old_id)
     })
