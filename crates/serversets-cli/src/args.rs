@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use serversets_core::vector::{Selector, DRAIN};
 use serversets_core::HostPort;
 use serversets_mcset::WeightedNode;
 
@@ -21,6 +22,8 @@ Examples:
   serversets dump --env prod --service users
   serversets register --env prod --service users --host 10.0.0.3 --port 8080 --check-http http://127.0.0.1:8080/health
   serversets locate user:42 --ring ketama --node 10.0.1.1:11211 --node 10.0.1.2:11211=2
+  serversets drain 10.0.0.3:8080 --env prod --service users
+  serversets weights --env prod --service users
 
 Exit codes: 0 success, 1 failure (e.g. ZooKeeper unreachable), 2 usage error.";
 
@@ -31,9 +34,11 @@ Examples:
   serversets watch --env prod --service users --once --json | jq '.[].host'
 
 Text output: the set, then one block per change: time, member count, each
-added (+) and removed (-) member, and connection changes. --json prints each
-snapshot as one line: an array of {member, host, port, status, shard,
-additional_endpoints, metadata}; connection changes then go to stderr.";
+added (+), removed (-) and reweighed (~) member, and connection changes.
+Members drained by a Finagle vector_ node (weight -1.0) are not served and
+are reported with !. --json prints each snapshot as one line: an array of
+{member, host, port, status, shard, additional_endpoints, metadata, weight};
+connection changes then go to stderr.";
 
 const REGISTER_EXAMPLES: &str = "\
 Examples:
@@ -65,9 +70,11 @@ Examples:
   serversets dump --path /discovery/prod/users --shard 3 --endpoint http
   serversets dump --env prod --service users --json
 
-Each child is shown with how a watch reads it: member (served), not served
-(and why: status, shard, endpoint), malformed (and why), or ignored (not a
-member_ node), followed by its raw data.";
+Each child is shown with how a watch reads it: member (served, with its
+weight), not served (and why: status, shard, endpoint, drained by a vector_
+node), malformed (and why, unusable vector_ nodes included), vector (a
+Finagle weight node, with notes such as integer weights, which Finagle reads
+as 1.0), or ignored, followed by its raw data.";
 
 const LOCATE_EXAMPLES: &str = "\
 Examples:
@@ -77,6 +84,47 @@ Examples:
   cut -f1 keys.txt | serversets locate - --node 10.0.1.1:11211 --node 10.0.1.2:11211
 
 Prints KEY<TAB>HOST:PORT per key. A key of - reads keys from stdin, one per line.";
+
+const WEIGHT_EXAMPLES: &str = "\
+Examples:
+  serversets weight --env prod --service users --select inet=10.0.0.3:8080 --weight 2
+  serversets weight --env prod --service users --select shard=3 --weight 0.5
+  serversets weight --path /aurora/www-data/prod/hello --select member=member_0000000007 --weight 1.5
+  serversets weight --env prod --service users --select shard=3 --clear
+
+Writes one Finagle vector_ node holding this selector alone, and in the same
+ZooKeeper transaction deletes the node it replaces: every vector_ node that
+holds exactly one descriptor with the same selector. Vector nodes holding
+several descriptors are left alone (their weights still multiply in). A
+weight of -1 drains; --clear only deletes. If a replaced node changes or
+goes meanwhile, nothing is written and the command fails (exit 1).";
+
+const DRAIN_EXAMPLES: &str = "\
+Examples:
+  serversets drain 10.0.0.3:8080 --env prod --service users
+  serversets undrain 10.0.0.3:8080 --env prod --service users
+
+drain is `weight --select inet=HOST:PORT --weight -1`: clients stop sending
+to the address while its member stays registered. It replaces any weight
+set for inet=HOST:PORT by `weight`.";
+
+const UNDRAIN_EXAMPLES: &str = "\
+Examples:
+  serversets undrain 10.0.0.3:8080 --env prod --service users
+
+Deletes the vector_ nodes that drain inet=HOST:PORT alone (what drain
+writes), atomically. The address is then back at weight 1.0. A drain by
+another selector (shard=, member=) or inside a node with several
+descriptors is not touched: undrain says so and exits 1.";
+
+const WEIGHTS_EXAMPLES: &str = "\
+Examples:
+  serversets weights --env prod --service users
+  serversets weights --path /discovery/prod/users --json | jq '.members[] | select(.drained)'
+
+Lists the vector_ nodes (descriptors, and notes such as integer weights,
+which Finagle reads as 1.0), then the weight of every member and which
+descriptors gave it.";
 
 const COMPLETIONS_EXAMPLES: &str = "\
 Examples:
@@ -191,6 +239,18 @@ pub enum Command {
     /// Print which server each memcache key maps to
     #[command(after_help = LOCATE_EXAMPLES)]
     Locate(LocateArgs),
+    /// Set the weight of some members with a Finagle vector_ node (replacing the previous one)
+    #[command(after_help = WEIGHT_EXAMPLES)]
+    Weight(WeightArgs),
+    /// Stop clients sending to HOST:PORT while it stays registered (weight -1)
+    #[command(after_help = DRAIN_EXAMPLES)]
+    Drain(DrainArgs),
+    /// Remove the drain of HOST:PORT
+    #[command(after_help = UNDRAIN_EXAMPLES)]
+    Undrain(UndrainArgs),
+    /// List the vector_ nodes of a set and the resulting weight of every member
+    #[command(after_help = WEIGHTS_EXAMPLES)]
+    Weights(WeightsArgs),
     /// Print a shell completion script
     #[command(after_help = COMPLETIONS_EXAMPLES)]
     Completions(CompletionsArgs),
@@ -282,6 +342,63 @@ pub struct DumpArgs {
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub shard: Option<i32>,
     /// One JSON object per child, one per line
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `serversets weight`.
+#[derive(Debug, Clone, Args)]
+#[command(group = clap::ArgGroup::new("change").required(true).multiple(false))]
+pub struct WeightArgs {
+    /// Which members: inet=HOST:PORT, member=NAME (a member_ node) or shard=N
+    #[arg(long, value_name = "SELECTOR", value_parser = parse_selector)]
+    pub select: Selector,
+    /// Their weight: 0 or more (1.0 is the default share), or -1 to drain
+    #[arg(
+        long,
+        group = "change",
+        value_name = "W",
+        allow_negative_numbers = true,
+        value_parser = parse_weight
+    )]
+    pub weight: Option<f64>,
+    /// Remove the weight set for this selector instead (back to 1.0)
+    #[arg(long, group = "change")]
+    pub clear: bool,
+    /// ACL of the vector node (creator and creator-read need --digest)
+    #[arg(long, value_enum, default_value_t = AclArg::Open)]
+    pub acl: AclArg,
+}
+
+/// `serversets drain`.
+#[derive(Debug, Clone, Args)]
+pub struct DrainArgs {
+    /// The address to drain, as members announce it
+    #[arg(value_name = "HOST:PORT", value_parser = parse_addr)]
+    pub addr: HostPort,
+    /// ACL of the vector node (creator and creator-read need --digest)
+    #[arg(long, value_enum, default_value_t = AclArg::Open)]
+    pub acl: AclArg,
+}
+
+/// `serversets undrain`.
+#[derive(Debug, Clone, Args)]
+pub struct UndrainArgs {
+    /// The drained address
+    #[arg(value_name = "HOST:PORT", value_parser = parse_addr)]
+    pub addr: HostPort,
+}
+
+/// `serversets weights`.
+#[derive(Debug, Clone, Args)]
+pub struct WeightsArgs {
+    /// Weigh members as a watch serving this named endpoint would
+    #[arg(long, value_name = "NAME")]
+    pub endpoint: Option<String>,
+    /// Weigh members as a watch of this shard would
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub shard: Option<i32>,
+    /// One JSON object (vectors and members)
     #[arg(long)]
     pub json: bool,
 }
@@ -387,6 +504,57 @@ fn parse_digest(s: &str) -> Result<String, String> {
         Some((user, _)) if !user.is_empty() => Ok(s.to_string()),
         _ => Err("expected USER:PASSWORD".into()),
     }
+}
+
+/// `inet=HOST:PORT`, `member=member_NNN` or `shard=N`, as Finagle reads
+/// them. The address is written back as members announce it, so the
+/// selector compares equal to theirs.
+fn parse_selector(s: &str) -> Result<Selector, String> {
+    let Some((kind, arg)) = s.split_once('=') else {
+        return Err(format!(
+            "{s:?} is not a selector: use inet=HOST:PORT, member=NAME or shard=N"
+        ));
+    };
+    match kind {
+        "inet" => {
+            let addr = arg.parse::<HostPort>().map_err(|e| e.to_string())?;
+            Ok(Selector::Inet(addr.to_string()))
+        }
+        "member" => {
+            if !arg.starts_with("member_") || arg.len() == "member_".len() || arg.contains('/') {
+                return Err(format!(
+                    "{arg:?} is not a member node name (member_0000000007, as `watch` and `dump` show)"
+                ));
+            }
+            Ok(Selector::Member(arg.to_string()))
+        }
+        "shard" => arg
+            .parse::<i32>()
+            .map(Selector::Shard)
+            .map_err(|_| format!("shard {arg:?} is not a number")),
+        _ => Err(format!(
+            "unknown selector {kind:?}: use inet=HOST:PORT, member=NAME or shard=N"
+        )),
+    }
+}
+
+/// A weight as Finagle applies it: finite and not negative, or exactly -1
+/// (drain).
+fn parse_weight(s: &str) -> Result<f64, String> {
+    let w: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number"))?;
+    if !w.is_finite() || (w < 0.0 && w != DRAIN) {
+        return Err(format!(
+            "{s} is neither a weight (0 or more) nor -1 (drain)"
+        ));
+    }
+    Ok(w)
+}
+
+fn parse_addr(s: &str) -> Result<HostPort, String> {
+    s.parse::<HostPort>().map_err(|e| e.to_string())
 }
 
 fn parse_node(s: &str) -> Result<WeightedNode, String> {

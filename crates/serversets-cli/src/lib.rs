@@ -9,6 +9,9 @@
 //! | `ls [PATH]` | the server sets under a path, as a tree with member counts |
 //! | `dump` | every child of a set with its raw data and how a watch reads it |
 //! | `locate KEY...` | `KEY<TAB>HOST:PORT` per key, over a watched set or a `--node` list (ketama or go-mcset ring) |
+//! | `weight --select S --weight W` | writes the Finagle `vector_` node for selector `S` (`inet=`, `member=`, `shard=`), replacing the previous one atomically ([`steer`]) |
+//! | `drain HOST:PORT`, `undrain HOST:PORT` | weight -1.0 for an address (clients stop using it, it stays registered), and its removal |
+//! | `weights` | the `vector_` nodes and every member's resulting weight |
 //! | `completions SHELL` | a shell completion script |
 //!
 //! The binary is a thin wrapper over this library so tests (and other
@@ -34,8 +37,10 @@ mod error;
 mod output;
 mod render;
 mod signals;
+pub mod steer;
 mod target;
 mod timefmt;
+mod vectors;
 mod zkconnect;
 
 use std::ffi::OsString;
@@ -46,8 +51,8 @@ use clap::{CommandFactory, Parser};
 use output::{stderr_line, Detached, WhenFull};
 
 pub use args::{
-    AclArg, Cli, Command, CompletionsArgs, DumpArgs, GlobalArgs, IdentityArg, LocateArgs, LsArgs,
-    RegisterArgs, RingArg, WatchArgs,
+    AclArg, Cli, Command, CompletionsArgs, DrainArgs, DumpArgs, GlobalArgs, IdentityArg,
+    LocateArgs, LsArgs, RegisterArgs, RingArg, UndrainArgs, WatchArgs, WeightArgs, WeightsArgs,
 };
 pub use check::HttpUrl;
 pub use duration::parse_duration;
@@ -92,6 +97,10 @@ async fn dispatch(cli: &Cli, out: &mut (dyn Write + Send)) -> Result<(), CliErro
         Command::Ls(a) => cmd::ls::run(g, a, out).await,
         Command::Dump(a) => cmd::dump::run(g, a, out).await,
         Command::Locate(a) => cmd::locate::run(g, a, out).await,
+        Command::Weight(a) => cmd::weight::weight(g, a, out).await,
+        Command::Drain(a) => cmd::weight::drain(g, a, out).await,
+        Command::Undrain(a) => cmd::weight::undrain(g, a, out).await,
+        Command::Weights(a) => cmd::weights::run(g, a, out).await,
         Command::Completions(a) => {
             // Generated into memory first: clap_complete panics on a write
             // error, and a closed pipe (`| head`) must not panic.

@@ -3,10 +3,12 @@
 use serde_json::{json, Map, Value};
 use serversets_core::{Member, Snapshot};
 
+use crate::vectors::show_weight;
+
 /// One member as the JSON object `watch --json` prints: `member` (the znode
 /// name), `host` and `port` (the served endpoint), `status`, `shard` (null
-/// when absent), `additional_endpoints` (name -> `{host, port}`) and
-/// `metadata`.
+/// when absent), `additional_endpoints` (name -> `{host, port}`),
+/// `metadata` and `weight` (1.0 unless Finagle `vector_` nodes set it).
 ///
 /// ```
 /// use serversets_core::{HostPort, Member};
@@ -46,6 +48,7 @@ pub fn member_json(m: &Member) -> Value {
         "shard": m.shard(),
         "additional_endpoints": endpoints,
         "metadata": metadata,
+        "weight": m.weight(),
     })
 }
 
@@ -54,7 +57,8 @@ pub(crate) fn snapshot_json(s: &Snapshot) -> String {
     Value::Array(s.iter().map(member_json).collect()).to_string()
 }
 
-/// `member_0000000001  10.0.0.1:8080  ALIVE  shard=1  endpoints{http=10.0.0.1:8081}  metadata{weight=2}`
+/// `member_0000000001  10.0.0.1:8080  ALIVE  weight=2.5  shard=1  endpoints{http=10.0.0.1:8081}  metadata{weight=2}`
+/// (the weight only when it is not 1.0)
 pub(crate) fn member_line(m: &Member) -> String {
     format!("{}  {}", m.id(), member_details(m))
 }
@@ -62,6 +66,9 @@ pub(crate) fn member_line(m: &Member) -> String {
 /// Everything [`member_line`] shows except the member's name.
 pub(crate) fn member_details(m: &Member) -> String {
     let mut line = format!("{}  {}", m.addr(), m.status());
+    if m.weight() != 1.0 {
+        line.push_str(&format!("  weight={}", show_weight(m.weight())));
+    }
     if let Some(shard) = m.shard() {
         line.push_str(&format!("  shard={shard}"));
     }
@@ -127,6 +134,10 @@ mod tests {
         assert_eq!(v["shard"], 3);
         assert_eq!(v["metadata"]["weight"], "2");
         assert_eq!(v["status"], "ALIVE");
+        assert_eq!(v["weight"], 1.0);
+        let heavy = m.with_weight(2.5);
+        assert!(member_line(&heavy).contains("  ALIVE  weight=2.5  shard=3  "));
+        assert_eq!(member_json(&heavy)["weight"], 2.5);
         let s = Snapshot::from_members(1, [m]);
         assert!(snapshot_json(&s).starts_with("[{") && !snapshot_json(&s).contains('\n'));
     }

@@ -69,6 +69,20 @@ pub(crate) fn acl_policy(acl: crate::args::AclArg, g: &GlobalArgs) -> Result<Acl
     }
 }
 
+/// The ACLs of a node written with `--acl`, refused as [`acl_policy`] does.
+pub(crate) fn acls(acl: crate::args::AclArg, g: &GlobalArgs) -> Result<Vec<zk::Acl>, CliError> {
+    Ok(match acl_policy(acl, g)? {
+        AclPolicy::CreatorAll => zk::Acls::creator_all().to_vec(),
+        AclPolicy::CreatorAllWorldRead => {
+            let mut acls = zk::Acls::creator_all().to_vec();
+            acls.extend(zk::Acls::anyone_read().iter().cloned());
+            acls
+        }
+        AclPolicy::Custom(acls) => acls,
+        _ => zk::Acls::anyone_all().to_vec(),
+    })
+}
+
 /// A plain ZooKeeper client, retrying until the connect timeout; the error
 /// names the servers tried and the last reason.
 pub(crate) async fn raw_client(g: &GlobalArgs) -> Result<zk::Client, CliError> {

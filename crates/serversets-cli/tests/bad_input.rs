@@ -21,6 +21,8 @@ async fn unreachable_zookeeper_names_the_hosts_after_the_connect_timeout() {
         vec!["dump"],
         vec!["ls"],
         vec!["locate", "k"],
+        vec!["weights"],
+        vec!["drain", "10.0.0.1:80"],
     ];
     // The cases run at once: each waits out its own connect timeout.
     let runs: Vec<_> = cases
@@ -249,6 +251,61 @@ async fn usage_errors_exit_2_with_one_line() {
             ],
             &["--digest"],
         ),
+        // Weights.
+        (
+            &["weight", "--select", "colo=east", "--weight", "2"],
+            &["--select", "unknown selector \"colo\"", "inet=HOST:PORT"],
+        ),
+        (
+            &["weight", "--select", "inet=10.0.0.1", "--weight", "2"],
+            &["--select", "has no port"],
+        ),
+        (
+            &["weight", "--select", "shard=x", "--weight", "2"],
+            &["--select", "shard \"x\" is not a number"],
+        ),
+        (
+            &["weight", "--select", "member=7", "--weight", "2"],
+            &["--select", "not a member node name"],
+        ),
+        (
+            &["weight", "--select", "shard=1", "--weight", "-2"],
+            &["--weight", "neither a weight (0 or more) nor -1 (drain)"],
+        ),
+        (
+            &["weight", "--select", "shard=1", "--weight", "NaN"],
+            &["--weight", "neither a weight"],
+        ),
+        (
+            &["weight", "--select", "shard=1", "--weight", "two"],
+            &["--weight", "is not a number"],
+        ),
+        (&["weight", "--select", "shard=1"], &["--weight", "--clear"]),
+        (
+            &["weight", "--select", "shard=1", "--weight", "2", "--clear"],
+            &["cannot be used with"],
+        ),
+        (&["weight", "--weight", "2"], &["--select"]),
+        (&["drain", "10.0.0.1"], &["has no port"]),
+        (&["undrain", "10.0.0.1:0"], &["invalid port"]),
+        (&["drain"], &["HOST:PORT"]),
+        (
+            &[
+                "--zk",
+                "127.0.0.1:2181",
+                "--path",
+                "/a",
+                "drain",
+                "10.0.0.1:80",
+                "--acl",
+                "creator-read",
+            ],
+            &["--digest"],
+        ),
+        (
+            &["--zk", "127.0.0.1:2181", "weights", "--env", "prod"],
+            &["--env needs --service"],
+        ),
         (&["completions", "tcsh"], &["'tcsh'"]),
         (&["frobnicate"], &["'frobnicate'"]),
     ];
@@ -274,7 +331,18 @@ async fn zk_comes_from_the_environment_too() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn help_has_examples_and_completions_are_generated() {
-    for sub in ["watch", "register", "ls", "dump", "locate", "completions"] {
+    for sub in [
+        "watch",
+        "register",
+        "ls",
+        "dump",
+        "locate",
+        "weight",
+        "drain",
+        "undrain",
+        "weights",
+        "completions",
+    ] {
         let out = run(&[sub, "--help"]).await;
         assert_eq!(out.code, Some(0));
         assert!(

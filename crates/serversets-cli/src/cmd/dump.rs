@@ -4,12 +4,12 @@
 use std::io::Write;
 
 use serde_json::{json, Value};
-use serversets_core::zookeeper_client as zk;
 
 use crate::args::{DumpArgs, GlobalArgs};
 use crate::error::CliError;
 use crate::render::{member_details, member_json, printable};
-use crate::target::{raw_client, set_path, zk_failed};
+use crate::target::{raw_client, set_path};
+use crate::vectors::{descriptor_text, read_children, vector_nodes, weigh, VectorNode, Weighing};
 use serversets_core::{classify, MemberFilter, Reading, Verdict};
 
 /// Raw data longer than this is cut in text output (JSON output has it all).
@@ -22,6 +22,10 @@ struct Child {
     /// The session owning an ephemeral node; 0 for a persistent one.
     ephemeral_owner: i64,
     reading: Reading,
+    /// For a member: its weight under the set's vector nodes.
+    weighing: Option<Weighing>,
+    /// For a `vector_` node: what readers make of it.
+    vector: Option<VectorNode>,
 }
 
 pub(crate) async fn run(
@@ -35,34 +39,29 @@ pub(crate) async fn run(
         shard: a.shard,
     };
     let client = raw_client(g).await?;
-    let mut names = match client.list_children(&path).await {
-        Ok(names) => names,
-        Err(zk::Error::NoNode) => {
-            return Err(CliError::Failed(format!(
-                "{path} does not exist (a watch sees an empty set until it is created)"
-            )))
-        }
-        Err(e) => return Err(zk_failed("list", &path, e)),
+    let Some(listing) = read_children(&client, &path).await? else {
+        return Err(CliError::Failed(format!(
+            "{path} does not exist (a watch sees an empty set until it is created)"
+        )));
     };
-    names.sort();
-    let mut children = Vec::with_capacity(names.len());
-    for name in names {
-        let child_path = format!("{path}/{name}");
-        match client.get_data(&child_path).await {
-            Ok((data, stat)) => {
-                let reading = classify(&name, &data, &filter);
-                children.push(Child {
-                    name,
-                    data,
-                    ephemeral_owner: stat.ephemeral_owner,
-                    reading,
-                });
+    let vectors = vector_nodes(&listing.children);
+    let children: Vec<Child> = listing
+        .children
+        .into_iter()
+        .map(|c| {
+            let vector = vectors.iter().find(|v| v.name == c.name).cloned();
+            let mut reading = classify(&c.name, &c.data, &filter);
+            let weighing = weigh_reading(&mut reading, &vectors);
+            Child {
+                name: c.name,
+                data: c.data,
+                ephemeral_owner: c.stat.ephemeral_owner,
+                reading,
+                weighing,
+                vector,
             }
-            // Deleted since it was listed: it is not part of the set any more.
-            Err(zk::Error::NoNode) => {}
-            Err(e) => return Err(zk_failed("read", &child_path, e)),
-        }
-    }
+        })
+        .collect();
     if a.json {
         for c in &children {
             writeln!(out, "{}", child_json(&path, c))?;
@@ -74,16 +73,67 @@ pub(crate) async fn run(
     Ok(())
 }
 
+/// Applies the vector nodes to a member's reading, as a watch does: a
+/// served member gets its weight, or becomes "not served" when drained.
+fn weigh_reading(reading: &mut Reading, vectors: &[VectorNode]) -> Option<Weighing> {
+    let (member, served) = match &reading.verdict {
+        Verdict::Member(m) => (m, true),
+        Verdict::NotServed { member, .. } => (member, false),
+        _ => return None,
+    };
+    let weighing = weigh(member, vectors);
+    match (&weighing.weight, served) {
+        (Some(w), _) => {
+            let weighed = member.with_weight(*w);
+            match &mut reading.verdict {
+                Verdict::Member(m) | Verdict::NotServed { member: m, .. } => *m = weighed,
+                _ => {}
+            }
+        }
+        (None, true) => {
+            let by: Vec<String> = weighing
+                .drained_by()
+                .iter()
+                .map(|(node, d)| format!("{node} ({})", descriptor_text(d)))
+                .collect();
+            reading.verdict = Verdict::NotServed {
+                member: member.clone(),
+                reason: format!("drained by {}", by.join(", ")),
+            };
+        }
+        (None, false) => {}
+    }
+    Some(weighing)
+}
+
+/// The label of a child: `vector` for a usable vector node, `malformed`
+/// for an unusable one, else the verdict's.
+fn label(c: &Child) -> &'static str {
+    match &c.vector {
+        Some(v) if v.read.is_ok() => "vector",
+        Some(_) => "malformed",
+        None => c.reading.verdict.label(),
+    }
+}
+
 fn print_text(out: &mut (dyn Write + Send), path: &str, children: &[Child]) -> std::io::Result<()> {
-    let count = |label: &str| {
-        children
-            .iter()
-            .filter(|c| c.reading.verdict.label() == label)
-            .count()
+    let count = |want: &str| children.iter().filter(|c| label(c) == want).count();
+    let vectors = count("vector");
+    let noted = children
+        .iter()
+        .filter(|c| c.vector.as_ref().is_some_and(|v| !v.notes().is_empty()))
+        .count();
+    let vector_part = match (vectors, noted) {
+        (0, _) => String::new(),
+        (n, 0) => format!(", {n} vector{}", if n == 1 { "" } else { "s" }),
+        (n, k) => format!(
+            ", {n} vector{} ({k} with notes)",
+            if n == 1 { "" } else { "s" }
+        ),
     };
     writeln!(
         out,
-        "{path}: {} child{}: {} member{}, {} not served, {} malformed, {} ignored",
+        "{path}: {} child{}: {} member{}, {} not served, {} malformed, {} ignored{vector_part}",
         children.len(),
         if children.len() == 1 { "" } else { "ren" },
         count("member"),
@@ -92,24 +142,50 @@ fn print_text(out: &mut (dyn Write + Send), path: &str, children: &[Child]) -> s
         count("malformed"),
         count("ignored"),
     )?;
+    let weighed = |c: &Child| {
+        c.weighing
+            .as_ref()
+            .filter(|w| w.weight.is_some() && !w.from.is_empty())
+            .map(|w| w.sources())
+    };
     let width = children.iter().map(|c| c.name.len()).max().unwrap_or(0);
     for c in children {
-        let detail = match &c.reading.verdict {
-            Verdict::Member(m) => member_details(m),
-            Verdict::NotServed { member, reason } => {
+        let detail = match (&c.vector, &c.reading.verdict) {
+            (Some(v), _) => match &v.read {
+                Err(e) => format!("invalid vector: {e}; skipped by every reader"),
+                Ok(_) if v.descriptors().is_empty() => "no usable descriptor".into(),
+                Ok(_) => v
+                    .descriptors()
+                    .iter()
+                    .map(descriptor_text)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            },
+            (None, Verdict::Member(m)) => member_details(m),
+            (None, Verdict::NotServed { member, reason }) => {
                 format!("{reason}: {}", member_details(member))
             }
-            Verdict::Malformed(e) => e.to_string(),
-            Verdict::Ignored(why) => why.clone(),
+            (None, Verdict::Malformed(e)) => e.to_string(),
+            (None, Verdict::Ignored(why)) => why.clone(),
         };
-        writeln!(
-            out,
-            "{:width$}  {:<10}  {detail}",
-            c.name,
-            c.reading.verdict.label()
-        )?;
+        writeln!(out, "{:width$}  {:<10}  {detail}", c.name, label(c))?;
+        if let Some(v) = &c.vector {
+            for note in v.notes() {
+                writeln!(out, "{:width$}    note: {note}", "")?;
+            }
+        }
+        if let Some(sources) = weighed(c) {
+            writeln!(out, "{:width$}    weight from {sources}", "")?;
+        }
         for d in &c.reading.dropped {
             writeln!(out, "{:width$}    dropped {d}", "")?;
+        }
+        if c.vector.is_some() && c.ephemeral_owner != 0 {
+            writeln!(
+                out,
+                "{:width$}    ephemeral, session {:#x}: it goes when its writer's session ends",
+                "", c.ephemeral_owner
+            )?;
         }
         if c.name.starts_with("member_") {
             if c.ephemeral_owner == 0 {
@@ -147,20 +223,32 @@ fn shown_data(data: &[u8]) -> String {
 }
 
 fn child_json(path: &str, c: &Child) -> Value {
-    let (member, reason) = match &c.reading.verdict {
-        Verdict::Member(m) => (member_json(m), Value::Null),
-        Verdict::NotServed { member, reason } => (member_json(member), json!(reason)),
-        Verdict::Malformed(e) => (Value::Null, json!(e.to_string())),
-        Verdict::Ignored(why) => (Value::Null, json!(why)),
+    let (mut member, reason) = match (&c.vector, &c.reading.verdict) {
+        (Some(v), _) => (
+            Value::Null,
+            json!(v
+                .read
+                .as_ref()
+                .err()
+                .map(|e| format!("invalid vector: {e}"))),
+        ),
+        (None, Verdict::Member(m)) => (member_json(m), Value::Null),
+        (None, Verdict::NotServed { member, reason }) => (member_json(member), json!(reason)),
+        (None, Verdict::Malformed(e)) => (Value::Null, json!(e.to_string())),
+        (None, Verdict::Ignored(why)) => (Value::Null, json!(why)),
     };
+    if let (Some(obj), Some(w)) = (member.as_object_mut(), &c.weighing) {
+        obj.insert("weight".into(), w.json_weight());
+    }
     json!({
         "name": c.name,
         "path": format!("{path}/{}", c.name),
-        "verdict": c.reading.verdict.label(),
+        "verdict": label(c),
         "reason": reason,
         "member": member,
         "dropped": c.reading.dropped.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
         "ephemeral_owner": (c.ephemeral_owner != 0).then(|| format!("{:#x}", c.ephemeral_owner)),
         "data": String::from_utf8_lossy(&c.data),
+        "vector": c.vector.as_ref().map(VectorNode::json),
     })
 }

@@ -5,3 +5,5 @@ pub(crate) mod locate;
 pub(crate) mod ls;
 pub(crate) mod register;
 pub(crate) mod watch;
+pub(crate) mod weight;
+pub(crate) mod weights;

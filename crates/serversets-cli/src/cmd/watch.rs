@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use serversets_core::{Health, ServerSet, Snapshot, Watch, Watcher};
+use serversets_core::{Health, Member, ServerSet, Snapshot, Watch, Watcher};
 
 use crate::args::{GlobalArgs, WatchArgs};
 use crate::error::CliError;
@@ -12,6 +12,7 @@ use crate::render::{member_line, snapshot_json};
 use crate::signals::Signals;
 use crate::target::server_set;
 use crate::timefmt::now;
+use crate::vectors::{show_weight, VECTOR_PREFIX};
 
 pub(crate) async fn run(
     g: &GlobalArgs,
@@ -77,7 +78,7 @@ async fn watch(
                 let now_rejected = watch.rejected();
                 for (name, why) in &now_rejected {
                     if rejected.get(name) != Some(why) {
-                        writeln!(out, "{} ! {name} not served: {why}", now())?;
+                        writeln!(out, "{} ! {}", now(), rejected_text(name, why))?;
                     }
                 }
                 out.flush()?;
@@ -161,21 +162,58 @@ fn print_change(
     after: &Snapshot,
 ) -> std::io::Result<()> {
     let diff = after.diff(before);
+    // A member whose weight alone changed (a vector_ node came or went) is
+    // shown once, with both weights, rather than as removed and added.
+    let reweighed: Vec<(&Member, &Member)> = diff
+        .added
+        .iter()
+        .filter_map(|new| {
+            diff.removed
+                .iter()
+                .find(|old| old.id() == new.id() && new.with_weight(old.weight()) == **old)
+                .map(|old| (old, new))
+        })
+        .collect();
+    let is_reweighed = |m: &Member| reweighed.iter().any(|(_, new)| new.id() == m.id());
+    let added: Vec<&Member> = diff.added.iter().filter(|m| !is_reweighed(m)).collect();
+    let removed: Vec<&Member> = diff.removed.iter().filter(|m| !is_reweighed(m)).collect();
+    let reweighed_part = match reweighed.len() {
+        0 => String::new(),
+        n => format!(", {n} reweighed"),
+    };
     writeln!(
         out,
-        "{} {} (+{} -{})",
+        "{} {} (+{} -{}{reweighed_part})",
         now(),
         count(after.len()),
-        diff.added.len(),
-        diff.removed.len()
+        added.len(),
+        removed.len()
     )?;
-    for m in &diff.added {
+    for m in added {
         writeln!(out, "  + {}", member_line(m))?;
     }
-    for m in &diff.removed {
+    for m in removed {
         writeln!(out, "  - {}", member_line(m))?;
     }
+    for (old, new) in reweighed {
+        writeln!(
+            out,
+            "  ~ {}  (weight was {})",
+            member_line(new),
+            show_weight(old.weight())
+        )?;
+    }
     Ok(())
+}
+
+/// `member_0000000003 not served: drained: ...`, or for a vector node the
+/// watch cannot use, `vector_0000000006 skipped: invalid vector: ...`.
+fn rejected_text(name: &str, why: &str) -> String {
+    if name.starts_with(VECTOR_PREFIX) {
+        format!("{name} skipped: {why}")
+    } else {
+        format!("{name} not served: {why}")
+    }
 }
 
 /// Children newly present but not served, with why.
@@ -186,7 +224,7 @@ fn print_rejected(
 ) -> std::io::Result<()> {
     for (name, why) in now {
         if before.get(name) != Some(why) {
-            writeln!(out, "  ! {name} not served: {why}")?;
+            writeln!(out, "  ! {}", rejected_text(name, why))?;
         }
     }
     Ok(())
