@@ -117,10 +117,10 @@ pub fn run(args: &[&str]) -> Result<ExitCode> {
         opts.seconds
     );
     let result = soak(&opts, &replay);
-    if let Err(e) = &result {
+    if result.is_err() {
+        // main prints the error itself.
         eprintln!(
-            "{} {e}\nseed {}; replay with: {replay}",
-            Ui::stderr().red("soak: harness error:"),
+            "soak: the harness failed (seed {}; replay with: {replay})",
             opts.seed
         );
     }
