@@ -858,4 +858,11 @@ async fn what_cannot_be_done_fails_with_one_line() {
     // A drain for an address with no member is written, and says so.
     let out = run(&args(&zk, &["--path", set, "drain", "10.9.9.9:1"])).await;
     assert!(ok(&out).ends_with("no member is selected by inet=10.9.9.9:1 now; the vector applies to members as they register\n"), "{}", out.stdout);
+    // Undone, nothing is left to apply.
+    let out = run(&args(&zk, &["--path", set, "undrain", "10.9.9.9:1"])).await;
+    assert!(
+        ok(&out).ends_with(")\nno member is selected by inet=10.9.9.9:1 now\n"),
+        "{}",
+        out.stdout
+    );
 }

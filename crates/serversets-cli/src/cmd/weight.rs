@@ -117,12 +117,19 @@ fn print_selected(
     after: &[VectorNode],
 ) -> Result<Vec<String>, CliError> {
     let selected = plan.selected();
+    // The selector's own nodes; anything else that weighs a member is shown.
+    let own: Vec<&str> = after
+        .iter()
+        .filter(|v| v.sole().is_some_and(|d| d.selector == plan.selector))
+        .map(|v| v.name.as_str())
+        .collect();
     if selected.is_empty() {
-        writeln!(
-            out,
-            "no member is selected by {} now; the vector applies to members as they register",
-            plan.selector
-        )?;
+        let then = if own.is_empty() {
+            ""
+        } else {
+            "; the vector applies to members as they register"
+        };
+        writeln!(out, "no member is selected by {} now{then}", plan.selector)?;
         return Ok(Vec::new());
     }
     let width = selected
@@ -130,12 +137,6 @@ fn print_selected(
         .map(|m| m.addr().to_string().len())
         .max()
         .unwrap_or(0);
-    // The selector's own nodes; anything else that weighs a member is shown.
-    let own: Vec<&str> = after
-        .iter()
-        .filter(|v| v.sole().is_some_and(|d| d.selector == plan.selector))
-        .map(|v| v.name.as_str())
-        .collect();
     let mut drained_by = Vec::new();
     for m in &selected {
         let w = weigh(m, after);
