@@ -467,6 +467,10 @@ async fn follow_events(
     let mut reads: FuturesUnordered<read::Batch> = FuturesUnordered::new();
     // The newest read asked for each name; an older answer is ignored.
     let mut pending: HashMap<String, u64> = HashMap::new();
+    // Vector nodes asked for and not answered yet. Changes wait for them:
+    // a vector replaced in one transaction (create + delete) must not
+    // publish the members unweighted in between.
+    let mut vectors_pending: HashSet<String> = HashSet::new();
     let mut next_read = 0u64;
     // Names whose events have arrived; read together once no more events
     // are ready, so a burst of new members costs a few multi-reads.
@@ -492,6 +496,7 @@ async fn follow_events(
                         if event.path == ctx.path {
                             flush(ctx, batch);
                             pending.clear();
+                            vectors_pending.clear();
                             wanted.clear();
                             reads = FuturesUnordered::new();
                             resync(ctx, generation).await?;
@@ -503,6 +508,9 @@ async fn follow_events(
                             if !known(ctx, name) || event.event_type == zk::EventType::NodeDataChanged {
                                 next_read += 1;
                                 pending.insert(name.to_string(), next_read);
+                                if name.starts_with(VECTOR_PREFIX) {
+                                    vectors_pending.insert(name.to_string());
+                                }
                                 wanted.push((name.to_string(), next_read));
                             }
                         }
@@ -510,12 +518,14 @@ async fn follow_events(
                     zk::EventType::NodeDeleted => {
                         if event.path == ctx.path {
                             pending.clear();
+                            vectors_pending.clear();
                             for name in known_names(ctx) {
                                 forget(ctx, &name, batch);
                             }
                             lock(&ctx.rejected).clear();
                         } else if let Some(name) = child_name(&event.path, &prefix) {
                             pending.remove(name);
+                            vectors_pending.remove(name);
                             forget(ctx, name, batch);
                         }
                     }
@@ -526,6 +536,7 @@ async fn follow_events(
                 for (name, seq, result) in got {
                     if pending.get(&name) == Some(&seq) {
                         pending.remove(&name);
+                        vectors_pending.remove(&name);
                         take_read(ctx, &name, result, batch)?;
                     }
                 }
@@ -535,7 +546,7 @@ async fn follow_events(
                     reads.push(ctx.reader.read(&generation.client, &ctx.path, names));
                 }
             }
-            _ = std::future::ready(()), if dirty => flush(ctx, batch),
+            _ = std::future::ready(()), if dirty && vectors_pending.is_empty() => flush(ctx, batch),
         }
     }
 }

@@ -179,3 +179,56 @@ async fn bad_vectors_are_reported_and_change_nothing() {
     .await;
     wait_for(&watch, T, "a later member", |s| s.len() == 2).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vector_replaced_in_one_transaction_publishes_once() {
+    init_tracing();
+    let zk = ZkCluster::standalone().unwrap();
+    let cs = zk.connect_string();
+    let raw = raw(&cs).await;
+    let set = set(&cs, "w-replace", Duration::from_secs(10));
+    let path = set.path().to_string();
+    put(
+        &raw,
+        &format!("{path}/member_"),
+        &finagle("10.0.0.1", 80, 1),
+        zk::CreateMode::PersistentSequential,
+    )
+    .await;
+    let mut old = put(
+        &raw,
+        &format!("{path}/vector_"),
+        br#"{"vector":[{"select":"shard=1","weight":2.0}]}"#,
+        zk::CreateMode::PersistentSequential,
+    )
+    .await;
+    let watch = set.watch().await.unwrap();
+    assert_eq!(weights(&watch.snapshot()), [("10.0.0.1:80".into(), 2.0)]);
+    let options = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
+    for (round, w) in [3.0, -1.0, 4.0].into_iter().enumerate() {
+        let before = watch.snapshot().version();
+        // What `serversets weight` does: the new node and the deletion of
+        // the old one in one transaction.
+        let mut multi = raw.new_multi_writer();
+        let data = format!(r#"{{"vector":[{{"select":"shard=1","weight":{w:?}}}]}}"#);
+        multi
+            .add_create(&format!("{path}/vector_"), data.as_bytes(), &options)
+            .unwrap();
+        multi.add_delete(&old, None).unwrap();
+        let results = multi.commit().await.unwrap();
+        old = match &results[0] {
+            zk::MultiWriteResult::Create { path, .. } => path.clone(),
+            other => panic!("{other:?}"),
+        };
+        let s = wait_for(&watch, T, "new weight", |s| match w {
+            w if w < 0.0 => s.is_empty(),
+            w => s.len() == 1 && s.members()[0].weight() == w,
+        })
+        .await;
+        assert_eq!(
+            s.version(),
+            before + 1,
+            "round {round}: an unweighted set was published in between"
+        );
+    }
+}
