@@ -34,14 +34,15 @@ commands:
   bench [PREFIX]             run the benchmarks (only those whose names start
                              with PREFIX), write target/bench/results.json and
                              target/bench/report.md
-  soak [--seconds N] [--seed S]
+  soak [--seconds N] [--seed S] [--bin PATH]
                              a chaos soak: N seconds (default 60) of random
                              faults (servers killed, paused, quorum lost;
                              resets, stalls, lost replies; sidecars and
                              watchers killed) against the serversets command
                              on a 3-node ZooKeeper; checks that every watcher
                              converges, no member is lost or duplicated, and
-                             nothing panics. S replays a run (default: random)
+                             nothing panics. S replays a run (default: random);
+                             PATH soaks that serversets binary instead
   thrift-gen                 regenerate thriftset's test service from its
                              .thrift file with Debian's thrift-compiler
   help                       this text

@@ -48,17 +48,20 @@ const TICK: Duration = Duration::from_millis(100);
 /// must then have no node).
 const UNHEALTHY_AFTER_HEAL: f64 = 0.25;
 
-const USAGE: &str = "usage: cargo xtask soak [--seconds N] [--seed S]";
+const USAGE: &str = "usage: cargo xtask soak [--seconds N] [--seed S] [--bin PATH]";
 
 struct Options {
     seconds: u64,
     seed: u64,
+    /// A `serversets` binary to soak instead of building this workspace's.
+    bin: Option<PathBuf>,
 }
 
 fn parse(args: &[&str]) -> Result<Options> {
     let mut opts = Options {
         seconds: 60,
         seed: clock_seed(),
+        bin: None,
     };
     let mut it = args.iter();
     while let Some(&arg) = it.next() {
@@ -66,17 +69,23 @@ fn parse(args: &[&str]) -> Result<Options> {
             Some((f, v)) => (f, Some(v)),
             None => (arg, None),
         };
-        let mut value = |name: &str| -> Result<u64> {
-            let v = match inline {
-                Some(v) => v,
-                None => it.next().copied().ok_or(format!("{name} needs a value"))?,
-            };
+        let mut text = |name: &str| -> Result<String> {
+            match inline {
+                Some(v) => Ok(v.to_string()),
+                None => it
+                    .next()
+                    .map(|v| v.to_string())
+                    .ok_or_else(|| format!("{name} needs a value").into()),
+            }
+        };
+        let number = |name: &str, v: String| -> Result<u64> {
             v.parse()
                 .map_err(|e| format!("invalid value {v:?} for {name}: {e}").into())
         };
         match flag {
-            "--seconds" => opts.seconds = value("--seconds")?,
-            "--seed" => opts.seed = value("--seed")?,
+            "--seconds" => opts.seconds = number(flag, text(flag)?)?,
+            "--seed" => opts.seed = number(flag, text(flag)?)?,
+            "--bin" => opts.bin = Some(PathBuf::from(text(flag)?)),
             _ => return Err(format!("unknown argument {arg:?}").into()),
         }
     }
@@ -105,10 +114,13 @@ pub fn run(args: &[&str]) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let replay = format!(
+    let mut replay = format!(
         "cargo xtask soak --seconds {} --seed {}",
         opts.seconds, opts.seed
     );
+    if let Some(bin) = &opts.bin {
+        replay.push_str(&format!(" --bin {}", bin.display()));
+    }
     let ui = Ui::stdout();
     println!(
         "{} seed {} ({} s of faults); replay with: {replay}",
@@ -132,17 +144,28 @@ fn soak(opts: &Options, replay: &str) -> Result<ExitCode> {
     let start = Instant::now();
     let ledger = report::Ledger::new(start);
 
-    ui.step_start("build the serversets command");
-    let t = Instant::now();
-    let status = Command::new(cargo())
-        .args(["build", "-p", "serversets-cli"])
-        .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
-    ui.step_end(status.success(), t.elapsed());
-    if !status.success() {
-        return Err(format!("cargo build -p serversets-cli failed: {status}").into());
-    }
-    let bin = target_dir().join("debug/serversets");
+    let bin = match &opts.bin {
+        Some(bin) => {
+            if !bin.is_file() {
+                return Err(format!("--bin {}: no such file", bin.display()).into());
+            }
+            println!("soaking {}", bin.display());
+            bin.clone()
+        }
+        None => {
+            ui.step_start("build the serversets command");
+            let t = Instant::now();
+            let status = Command::new(cargo())
+                .args(["build", "-p", "serversets-cli"])
+                .status()
+                .map_err(|e| format!("cannot run cargo: {e}"))?;
+            ui.step_end(status.success(), t.elapsed());
+            if !status.success() {
+                return Err(format!("cargo build -p serversets-cli failed: {status}").into());
+            }
+            target_dir().join("debug/serversets")
+        }
+    };
 
     let soak_dir = target_dir().join("soak");
     let log_dir = soak_dir.join(opts.seed.to_string());
@@ -335,10 +358,12 @@ mod tests {
 
     #[test]
     fn arguments() {
-        let o = parse(&["--seconds", "300", "--seed=7"]).unwrap();
+        let o = parse(&["--seconds", "300", "--seed=7", "--bin", "/x/serversets"]).unwrap();
         assert_eq!((o.seconds, o.seed), (300, 7));
+        assert_eq!(o.bin, Some(PathBuf::from("/x/serversets")));
         let o = parse(&[]).unwrap();
         assert_eq!(o.seconds, 60);
+        assert_eq!(o.bin, None);
         assert!(parse(&["--seconds"]).is_err());
         assert!(parse(&["--seconds", "0"]).is_err());
         assert!(parse(&["--seed", "x"]).is_err());
