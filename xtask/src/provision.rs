@@ -22,6 +22,8 @@ pub struct Probe {
     pub memcached: Option<String>,
     /// The `thrift` code generator.
     pub thrift: Option<String>,
+    /// `openssl`, which makes the TLS tests' certificates.
+    pub openssl: Option<String>,
 }
 
 impl Probe {
@@ -41,6 +43,7 @@ impl Probe {
             java,
             memcached: existing(&["/usr/bin/memcached", "/usr/local/bin/memcached"]),
             thrift: which("thrift").map(|p| p.display().to_string()),
+            openssl: which("openssl").map(|p| p.display().to_string()),
         }
     }
 
@@ -59,6 +62,9 @@ impl Probe {
         if self.thrift.is_none() {
             pkgs.push("thrift-compiler");
         }
+        if self.openssl.is_none() {
+            pkgs.push("openssl");
+        }
         pkgs
     }
 
@@ -70,6 +76,7 @@ impl Probe {
             ("java", &self.java),
             ("memcached", &self.memcached),
             ("thrift", &self.thrift),
+            ("openssl", &self.openssl),
         ]
         .iter()
         .map(|(what, found)| format!("{indent}  {what}: {}", show(found)))
@@ -163,6 +170,7 @@ mod tests {
             java: Some("java".into()),
             memcached: Some("mc".into()),
             thrift: Some("thrift".into()),
+            openssl: Some("openssl".into()),
         }
     }
 
@@ -176,7 +184,7 @@ mod tests {
         let none = Probe::default();
         assert_eq!(
             none.missing_packages(),
-            ["zookeeper", "memcached", "thrift-compiler"]
+            ["zookeeper", "memcached", "thrift-compiler", "openssl"]
         );
         let no_java = Probe {
             java: None,

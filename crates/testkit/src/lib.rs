@@ -19,6 +19,7 @@
 
 pub mod bench;
 mod memcached;
+mod pki;
 mod ports;
 mod process;
 mod proxy;
@@ -26,9 +27,10 @@ pub mod znodes;
 mod zookeeper;
 
 pub use memcached::Memcached;
+pub use pki::{TestPki, Validity, STORE_PASSWORD};
 pub use ports::free_port;
 pub use proxy::{zk_op, FaultCounts, FaultProxy};
-pub use zookeeper::{four_letter_word, ZkCluster, ZkOptions};
+pub use zookeeper::{four_letter_word, ClientAuth, ZkCluster, ZkOptions, ZkSasl, ZkTls};
 
 /// What went wrong starting or controlling a test server.
 #[derive(Debug)]

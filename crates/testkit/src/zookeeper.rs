@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::pki::{TestPki, Validity, STORE_PASSWORD};
 use crate::process::{kill_and_reap, signal, spawn};
 use crate::{free_port, io, Error, FaultProxy, Result};
 
@@ -34,6 +35,63 @@ pub struct ZkOptions {
     /// and [`ZkCluster::server_address`] then name the proxies, and
     /// [`ZkCluster::proxy`] injects faults. Off by default.
     pub proxied: bool,
+    /// Also serve a TLS client port (ZooKeeper's `secureClientPort`, on the
+    /// Netty connection factory): see [`ZkCluster::secure_connect_string`].
+    /// The plain port stays open (the cluster uses it to check readiness).
+    pub tls: Option<ZkTls>,
+    /// Accept SASL DIGEST-MD5 logins for these users (a JAAS `Server`
+    /// section with `DigestLoginModule`).
+    pub sasl: Option<ZkSasl>,
+}
+
+/// TLS settings of a test cluster's secure client port.
+#[derive(Debug, Clone)]
+pub struct ZkTls {
+    /// Where the server's keystore and truststore come from.
+    pub pki: TestPki,
+    /// Whether the server asks clients for a certificate.
+    pub client_auth: ClientAuth,
+    /// Serve the valid server certificate or the expired one.
+    pub server_cert: Validity,
+}
+
+impl ZkTls {
+    /// TLS with a valid server certificate and no client certificate asked.
+    pub fn new(pki: &TestPki) -> ZkTls {
+        ZkTls {
+            pki: pki.clone(),
+            client_auth: ClientAuth::None,
+            server_cert: Validity::Valid,
+        }
+    }
+}
+
+/// ZooKeeper's `ssl.clientAuth`: whether a client must show a certificate
+/// signed by the test CA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// No client certificate is asked for.
+    None,
+    /// One is asked for, and checked when given.
+    Want,
+    /// Mutual TLS: a connection without one is refused.
+    Need,
+}
+
+/// SASL users of a test cluster.
+#[derive(Debug, Clone, Default)]
+pub struct ZkSasl {
+    /// `(user, password)` pairs.
+    pub users: Vec<(String, String)>,
+}
+
+impl ZkSasl {
+    /// One SASL user.
+    pub fn user(user: &str, password: &str) -> ZkSasl {
+        ZkSasl {
+            users: vec![(user.to_string(), password.to_string())],
+        }
+    }
 }
 
 impl Default for ZkOptions {
@@ -45,12 +103,18 @@ impl Default for ZkOptions {
             data_root: None,
             ready_timeout: Duration::from_secs(90),
             proxied: false,
+            tls: None,
+            sasl: None,
         }
     }
 }
 
 struct Server {
     client_port: u16,
+    /// The TLS client port, when the cluster serves TLS.
+    secure_port: Option<u16>,
+    /// JVM options for TLS and SASL.
+    jvm_args: Vec<String>,
     cfg: PathBuf,
     log: PathBuf,
     child: Option<Child>,
@@ -94,7 +158,13 @@ impl ZkCluster {
 
     /// Starts a cluster as described, waiting until every server serves.
     pub fn start(opts: ZkOptions) -> Result<ZkCluster> {
-        let (java, classpath) = locate()?;
+        let (java, mut classpath) = locate()?;
+        if opts.tls.is_some() {
+            // The Netty connection factory TLS needs also needs netty-codec,
+            // which the zookeeper jar's manifest leaves out: without it every
+            // connection is closed with NoClassDefFoundError.
+            classpath.push_str(":/usr/share/java/netty-codec.jar");
+        }
         let (tmp, root) = match &opts.data_root {
             Some(root) => {
                 std::fs::create_dir_all(root).map_err(io(format!("create {}", root.display())))?;
@@ -139,10 +209,55 @@ impl ZkCluster {
                     );
                 }
             }
+            let mut jvm_args = Vec::new();
+            let secure_port = match &opts.tls {
+                Some(tls) => {
+                    let port = free_port();
+                    let client_auth = match tls.client_auth {
+                        ClientAuth::None => "none",
+                        ClientAuth::Want => "want",
+                        ClientAuth::Need => "need",
+                    };
+                    let _ = write!(
+                        cfg,
+                        "secureClientPort={port}\nsecureClientPortAddress=127.0.0.1\n\
+                         ssl.keyStore.location={keystore}\nssl.keyStore.password={STORE_PASSWORD}\n\
+                         ssl.keyStore.type=PKCS12\n\
+                         ssl.trustStore.location={truststore}\nssl.trustStore.password={STORE_PASSWORD}\n\
+                         ssl.trustStore.type=PKCS12\n\
+                         ssl.clientAuth={client_auth}\nssl.hostnameVerification=false\n",
+                        keystore = tls.pki.server_keystore(tls.server_cert).display(),
+                        truststore = tls.pki.truststore().display(),
+                    );
+                    jvm_args.extend([
+                        "-Dzookeeper.serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory".to_string(),
+                        "-Dzookeeper.authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider".to_string(),
+                    ]);
+                    Some(port)
+                }
+                None => None,
+            };
+            if let Some(sasl) = &opts.sasl {
+                let mut jaas = String::from(
+                    "Server {\n  org.apache.zookeeper.server.auth.DigestLoginModule required",
+                );
+                for (user, password) in &sasl.users {
+                    let _ = write!(jaas, "\n  user_{user}=\"{password}\"");
+                }
+                jaas.push_str(";\n};\n");
+                let jaas_path = dir.join("jaas.conf");
+                std::fs::write(&jaas_path, jaas).map_err(io("write jaas.conf"))?;
+                jvm_args.extend([
+                    format!("-Djava.security.auth.login.config={}", jaas_path.display()),
+                    "-Dzookeeper.authProvider.sasl=org.apache.zookeeper.server.auth.SASLAuthenticationProvider".to_string(),
+                ]);
+            }
             let cfg_path = dir.join("zoo.cfg");
             std::fs::write(&cfg_path, cfg).map_err(io("write zoo.cfg"))?;
             servers.push(Server {
                 client_port: client,
+                secure_port,
+                jvm_args,
                 cfg: cfg_path,
                 log: dir.join("server.log"),
                 child: None,
@@ -196,6 +311,21 @@ impl ZkCluster {
             .map(|s| format!("127.0.0.1:{}", s.client_port))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// `127.0.0.1:p1,127.0.0.1:p2,...` of every server's TLS client port
+    /// (never proxied); `None` unless the cluster was started with
+    /// [`ZkOptions::tls`].
+    pub fn secure_connect_string(&self) -> Option<String> {
+        let servers = self.lock();
+        let ports: Option<Vec<u16>> = servers.iter().map(|s| s.secure_port).collect();
+        ports.map(|ports| {
+            ports
+                .iter()
+                .map(|p| format!("127.0.0.1:{p}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
     }
 
     /// `127.0.0.1:port` of one server, or of its proxy in a
@@ -428,6 +558,7 @@ impl ZkCluster {
             "-Dzookeeper.cnxTimeout=1000",
             "-Dzookeeper.jmx.log4j.disable=true",
         ])
+        .args(&s.jvm_args)
         .arg("-cp")
         .arg(&self.classpath)
         .arg(main)
