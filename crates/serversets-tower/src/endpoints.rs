@@ -1,0 +1,104 @@
+//! Whether a balancer has anyone to send to: written by whatever feeds the
+//! balancer (the discover streams, the tonic sync task), read by
+//! [`FailFast`](crate::FailFast) on every request.
+
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use serversets_core::Watcher;
+
+/// What a balancer has to send to: the endpoints handed to it, and the set
+/// they come from.
+///
+/// - [`len`](Endpoints::len) counts the endpoints handed to the balancer and
+///   not taken back: inserts minus removes, by key. A balancer fed by a
+///   discover stream takes changes in only when it is polled (on a
+///   request), so this can lag the set until then.
+/// - [`is_empty`](Endpoints::is_empty) is what [`FailFast`](crate::FailFast)
+///   asks: true when nothing has been handed out, *or* when the set itself
+///   is empty now (the balancer will drop what it holds before it places
+///   the next request). So the first request after a set empties is already
+///   guarded, though the balancer has not heard of it yet.
+///
+/// Cloning shares the state. `len` is one relaxed atomic load; `is_empty`
+/// adds one snapshot of the watcher (an atomic load and a reference count).
+///
+/// The count follows what was *given* to the balancer. A balancer may still
+/// hold none of them ready (connecting, or dropped by tower's `Balance` after
+/// its `poll_ready` failed); this does not see that.
+///
+/// ```
+/// use futures::StreamExt;
+/// use serversets_fixedset::FixedSet;
+/// use serversets_tower::WatcherDiscover;
+/// use std::sync::Arc;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let set = Arc::new(FixedSet::new(["10.0.0.1:80", "10.0.0.2:80"])?);
+/// let mut discover = WatcherDiscover::new(set.clone(), |m: &serversets_core::Member| m.addr().clone());
+/// let endpoints = discover.endpoints();
+/// assert_eq!(endpoints.len(), 0); // nothing handed out yet
+/// assert!(endpoints.is_empty());
+/// discover.next().await;
+/// discover.next().await;
+/// assert_eq!(endpoints.len(), 2);
+/// assert!(!endpoints.is_empty());
+///
+/// // The set empties: not handed out yet, but already empty.
+/// set.set_endpoints(Vec::<String>::new())?;
+/// assert_eq!(endpoints.len(), 2);
+/// assert!(endpoints.is_empty());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Endpoints {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// Endpoints handed to the balancer and not taken back.
+    handed_out: AtomicUsize,
+    /// The set they come from.
+    watcher: Arc<dyn Watcher>,
+}
+
+impl Endpoints {
+    /// Nothing handed out yet, from `watcher`'s set.
+    pub(crate) fn new(watcher: Arc<dyn Watcher>) -> Endpoints {
+        Endpoints {
+            shared: Arc::new(Shared {
+                handed_out: AtomicUsize::new(0),
+                watcher,
+            }),
+        }
+    }
+
+    /// The number of endpoints the balancer was given and still has.
+    pub fn len(&self) -> usize {
+        // Relaxed: the count guards no other memory; a reader only needs some
+        // recent value, and a stale one costs at most a short wait.
+        self.shared.handed_out.load(Ordering::Relaxed)
+    }
+
+    /// True when the balancer has, or is about to have, no endpoint: none
+    /// handed out, or the set is empty now.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0 || self.shared.watcher.snapshot().is_empty()
+    }
+
+    /// Records the new count (only feeders write).
+    pub(crate) fn set(&self, n: usize) {
+        self.shared.handed_out.store(n, Ordering::Relaxed);
+    }
+}
+
+impl fmt::Debug for Endpoints {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoints")
+            .field("handed_out", &self.len())
+            .field("set_len", &self.shared.watcher.snapshot().len())
+            .finish()
+    }
+}
