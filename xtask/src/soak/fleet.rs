@@ -103,8 +103,11 @@ impl Proc {
         let _ = signal(self.pid(), sig);
     }
 
-    /// SIGKILL, then reap.
+    /// SIGKILL, then reap (a child already reaped is left alone).
     fn kill(&mut self) -> Option<ExitStatus> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Some(status);
+        }
         self.log("sending SIGKILL");
         let _ = self.child.kill();
         self.child.wait().ok()
