@@ -15,14 +15,14 @@ use serversets_core::Watcher;
 ///   not taken back: inserts minus removes, by key. A balancer fed by a
 ///   discover stream takes changes in only when it is polled (on a
 ///   request), so this can lag the set until then.
-/// - [`is_empty`](Endpoints::is_empty) is what [`FailFast`](crate::FailFast)
-///   asks: true when nothing has been handed out, *or* when the set itself
-///   is empty now (the balancer will drop what it holds before it places
+/// - [`no_servers`](Endpoints::no_servers) is what
+///   [`FailFast`](crate::FailFast) asks: true when nothing has been handed
+///   out, *or* when the set itself is empty now (the balancer will drop what it holds before it places
 ///   the next request). So the first request after a set empties is already
 ///   guarded, though the balancer has not heard of it yet.
 ///
-/// Cloning shares the state. `len` is one relaxed atomic load; `is_empty`
-/// adds one snapshot of the watcher (an atomic load and a reference count).
+/// Cloning shares the state. `len` is one relaxed atomic load;
+/// `no_servers` adds one snapshot of the watcher (an atomic load and a reference count).
 ///
 /// The count follows what was *given* to the balancer. A balancer may still
 /// hold none of them ready (connecting, or dropped by tower's `Balance` after
@@ -39,17 +39,18 @@ use serversets_core::Watcher;
 /// let set = Arc::new(FixedSet::new(["10.0.0.1:80", "10.0.0.2:80"])?);
 /// let mut discover = WatcherDiscover::new(set.clone(), |m: &serversets_core::Member| m.addr().clone());
 /// let endpoints = discover.endpoints();
-/// assert_eq!(endpoints.len(), 0); // nothing handed out yet
-/// assert!(endpoints.is_empty());
+/// assert!(endpoints.is_empty()); // nothing handed out yet
+/// assert!(endpoints.no_servers());
 /// discover.next().await;
 /// discover.next().await;
 /// assert_eq!(endpoints.len(), 2);
-/// assert!(!endpoints.is_empty());
+/// assert!(!endpoints.no_servers());
 ///
-/// // The set empties: not handed out yet, but already empty.
+/// // The set empties: the removals are not handed out yet, but there are
+/// // already no servers for the next request.
 /// set.set_endpoints(Vec::<String>::new())?;
 /// assert_eq!(endpoints.len(), 2);
-/// assert!(endpoints.is_empty());
+/// assert!(endpoints.no_servers());
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -82,10 +83,15 @@ impl Endpoints {
         self.shared.handed_out.load(Ordering::Relaxed)
     }
 
+    /// True when no endpoint is handed out (`len() == 0`).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// True when the balancer has, or is about to have, no endpoint: none
     /// handed out, or the set is empty now.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0 || self.shared.watcher.snapshot().is_empty()
+    pub fn no_servers(&self) -> bool {
+        self.is_empty() || self.shared.watcher.snapshot().is_empty()
     }
 
     /// Records the new count (only feeders write).

@@ -134,8 +134,14 @@ impl fmt::Debug for FailFastLayer {
 ///   caller has gone). As soon as an endpoint arrives the request just waits
 ///   for its answer.
 ///
-/// While there are endpoints it costs one relaxed atomic load per request
-/// and no timer. A wait of zero fails at once. Errors are an [`Error`]:
+/// A request placed while there were servers is not guarded: should the
+/// last one leave before the balancer routes it (a window of microseconds),
+/// it waits for a server as any request would. Bound requests with a
+/// timeout as well (tower's `Timeout`, tonic's `Endpoint::timeout`).
+///
+/// While there are endpoints it costs, per request, a look at
+/// [`Endpoints::no_servers`] (an atomic load and a watcher snapshot) and no
+/// timer. A wait of zero fails at once. Errors are an [`Error`]:
 /// [`Error::is_no_servers`], or the inner service's error as its source.
 /// The timer is tokio's, so it needs a runtime with time enabled.
 ///
@@ -242,7 +248,7 @@ where
                 self.timer = None;
                 Poll::Ready(ready.map_err(|e| Error::from_service(e.into())))
             }
-            Poll::Pending if !self.endpoints.is_empty() => {
+            Poll::Pending if !self.endpoints.no_servers() => {
                 // Endpoints exist and are getting ready: not ours to judge.
                 self.timer = None;
                 Poll::Pending
@@ -265,7 +271,7 @@ where
     }
 
     fn call(&mut self, request: Request) -> FailFastFuture<S::Future> {
-        if !self.endpoints.is_empty() {
+        if !self.endpoints.no_servers() {
             return FailFastFuture::new(State::Plain {
                 inner: self.inner.call(request),
             });
@@ -346,7 +352,7 @@ where
                 if let Poll::Ready(out) = inner.poll(cx) {
                     return Poll::Ready(out.map_err(|e| Error::from_service(e.into())));
                 }
-                if endpoints.as_ref().is_some_and(|e| !e.is_empty()) {
+                if endpoints.as_ref().is_some_and(|e| !e.no_servers()) {
                     *endpoints = None;
                 }
                 if endpoints.is_none() {
@@ -355,7 +361,7 @@ where
                 match timer.as_mut().poll(cx) {
                     Poll::Pending => Poll::Pending,
                     // An endpoint may have arrived since the look above.
-                    Poll::Ready(()) if endpoints.as_ref().is_some_and(|e| !e.is_empty()) => {
+                    Poll::Ready(()) if endpoints.as_ref().is_some_and(|e| !e.no_servers()) => {
                         *endpoints = None;
                         Poll::Pending
                     }
