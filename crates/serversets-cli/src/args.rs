@@ -216,6 +216,41 @@ pub struct GlobalArgs {
     )]
     pub digest: Option<String>,
 
+    /// Connect with TLS, trusting the CA certificates in this PEM file (the
+    /// --zk ports must be ZooKeeper's secureClientPort)
+    #[arg(long, global = true, env = "SERVERSETS_ZK_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
+
+    /// Client certificate (PEM) for mutual TLS (needs --tls-ca and --tls-key)
+    #[arg(
+        long,
+        global = true,
+        env = "SERVERSETS_ZK_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The client certificate's private key (PEM)
+    #[arg(
+        long,
+        global = true,
+        env = "SERVERSETS_ZK_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// Log in with SASL DIGEST-MD5 as USER; the password is read from
+    /// SERVERSETS_ZK_SASL_PASSWORD
+    #[arg(
+        long,
+        global = true,
+        env = "SERVERSETS_ZK_SASL_USER",
+        value_name = "USER"
+    )]
+    pub sasl_user: Option<String>,
+
     /// Log what the library does to stderr (-v info, -vv debug; RUST_LOG overrides)
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,
@@ -308,9 +343,10 @@ pub struct RegisterArgs {
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub check_timeout: Duration,
     /// ACL of the member node and of any parent this creates (creator and
-    /// creator-read need --digest)
-    #[arg(long, value_enum, default_value_t = AclArg::Open)]
-    pub acl: AclArg,
+    /// creator-read need credentials; default: creator-read with
+    /// --digest, --sasl-user or --tls-cert, open without)
+    #[arg(long, value_enum)]
+    pub acl: Option<AclArg>,
 }
 
 /// ACL choices for `register --acl`.

@@ -2,10 +2,10 @@
 //! ZooKeeper client (for `ls` and `dump`, which read nodes core does not
 //! serve).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serversets_core::zookeeper_client as zk;
-use serversets_core::{AclPolicy, Environment, ServerSet, ServerSetBuilder};
+use serversets_core::{AclPolicy, Environment, ServerSet, ServerSetBuilder, Session, ZkTls};
 
 use crate::args::GlobalArgs;
 use crate::error::{usage, CliError};
@@ -42,6 +42,67 @@ pub(crate) fn set_builder(g: &GlobalArgs) -> Result<ServerSetBuilder, CliError> 
     if let Some((user, password)) = g.digest.as_deref().and_then(|d| d.split_once(':')) {
         builder = builder.digest_auth(user, password);
     }
+    if let Some(tls) = tls(g)? {
+        builder = builder.tls(tls);
+    }
+    if let Some((user, password)) = sasl(g)? {
+        builder = builder.sasl_digest_md5(&user, &password);
+    }
+    Ok(builder)
+}
+
+/// The TLS settings of `--tls-ca`, `--tls-cert` and `--tls-key`; a file
+/// that cannot be used is a usage error.
+fn tls(g: &GlobalArgs) -> Result<Option<ZkTls>, CliError> {
+    let Some(ca) = &g.tls_ca else {
+        if g.tls_cert.is_some() || g.tls_key.is_some() {
+            return Err(usage("--tls-cert and --tls-key need --tls-ca FILE"));
+        }
+        return Ok(None);
+    };
+    let bad = |e: serversets_core::Error| usage(e.to_string());
+    let mut tls = ZkTls::ca_file(ca).map_err(bad)?;
+    if let (Some(cert), Some(key)) = (&g.tls_cert, &g.tls_key) {
+        tls = tls.client_cert_files(cert, key).map_err(bad)?;
+    }
+    Ok(Some(tls))
+}
+
+/// `--sasl-user` with its password from `SERVERSETS_ZK_SASL_PASSWORD` (never
+/// a flag: it would show in `ps`).
+fn sasl(g: &GlobalArgs) -> Result<Option<(String, String)>, CliError> {
+    let Some(user) = &g.sasl_user else {
+        return Ok(None);
+    };
+    match std::env::var("SERVERSETS_ZK_SASL_PASSWORD") {
+        Ok(password) => Ok(Some((user.clone(), password))),
+        Err(_) => Err(usage(
+            "--sasl-user needs the password in the SERVERSETS_ZK_SASL_PASSWORD variable",
+        )),
+    }
+}
+
+/// True when the options authenticate: `--digest`, `--sasl-user` or a TLS
+/// client certificate.
+fn has_credentials(g: &GlobalArgs) -> bool {
+    g.digest.is_some() || g.sasl_user.is_some() || g.tls_cert.is_some()
+}
+
+/// A session builder with the global options (servers, timeouts,
+/// credentials, TLS).
+fn session_builder(g: &GlobalArgs) -> Result<serversets_core::SessionBuilder, CliError> {
+    let mut builder = Session::builder([zk(g)?.to_string()])
+        .session_timeout(g.session_timeout)
+        .connect_timeout(g.connect_timeout);
+    if let Some((user, password)) = g.digest.as_deref().and_then(|d| d.split_once(':')) {
+        builder = builder.digest_auth(user, password);
+    }
+    if let Some(tls) = tls(g)? {
+        builder = builder.tls(tls);
+    }
+    if let Some((user, password)) = sasl(g)? {
+        builder = builder.sasl_digest_md5(&user, &password);
+    }
     Ok(builder)
 }
 
@@ -55,17 +116,23 @@ pub(crate) fn set_path(g: &GlobalArgs) -> Result<String, CliError> {
     Ok(server_set(g)?.path().to_string())
 }
 
-/// The ACL policy for `register --acl`, refusing creator-only ACLs without
-/// credentials (ZooKeeper would reject the create with INVALIDACL).
-pub(crate) fn acl_policy(acl: crate::args::AclArg, g: &GlobalArgs) -> Result<AclPolicy, CliError> {
+/// The ACL policy for `--acl`, refusing creator-only ACLs without
+/// credentials (ZooKeeper would reject the create with INVALIDACL). No
+/// `--acl` means creator-read with credentials and open without, as in the
+/// library.
+pub(crate) fn acl_policy(
+    acl: impl Into<Option<crate::args::AclArg>>,
+    g: &GlobalArgs,
+) -> Result<AclPolicy, CliError> {
     use crate::args::AclArg;
-    match acl {
-        AclArg::Open => Ok(AclPolicy::Open),
-        AclArg::Creator | AclArg::CreatorRead if g.digest.is_none() => Err(usage(
-            "--acl creator and creator-read need --digest USER:PASSWORD (or SERVERSETS_ZK_DIGEST)",
+    match acl.into() {
+        None if has_credentials(g) => Ok(AclPolicy::CreatorAllWorldRead),
+        None | Some(AclArg::Open) => Ok(AclPolicy::Open),
+        Some(AclArg::Creator | AclArg::CreatorRead) if !has_credentials(g) => Err(usage(
+            "--acl creator and creator-read need credentials: --digest USER:PASSWORD (or SERVERSETS_ZK_DIGEST), --sasl-user USER or --tls-cert FILE",
         )),
-        AclArg::Creator => Ok(AclPolicy::CreatorAll),
-        AclArg::CreatorRead => Ok(AclPolicy::CreatorAllWorldRead),
+        Some(AclArg::Creator) => Ok(AclPolicy::CreatorAll),
+        Some(AclArg::CreatorRead) => Ok(AclPolicy::CreatorAllWorldRead),
     }
 }
 
@@ -83,48 +150,22 @@ pub(crate) fn acls(acl: crate::args::AclArg, g: &GlobalArgs) -> Result<Vec<zk::A
     })
 }
 
-/// A plain ZooKeeper client, retrying until the connect timeout; the error
-/// names the servers tried and the last reason.
+/// A plain ZooKeeper client with the global options (TLS, SASL, digest),
+/// retrying until the connect timeout; the error names the servers tried
+/// and the last reason, or at once what no retry can change (a TLS
+/// handshake refused, a SASL login refused).
 pub(crate) async fn raw_client(g: &GlobalArgs) -> Result<zk::Client, CliError> {
-    let zk = zk(g)?;
-    let connect = zk.to_string();
-    let deadline = Instant::now() + g.connect_timeout;
-    let mut last = String::from("no answer");
-    loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            break;
-        }
-        let mut connector = zk::Client::connector()
-            .with_session_timeout(g.session_timeout)
-            .with_connection_timeout(g.session_timeout.min(Duration::from_secs(5)))
-            .with_fail_eagerly();
-        if let Some(digest) = &g.digest {
-            connector = connector.with_auth("digest", digest.as_bytes());
-        }
-        match tokio::time::timeout(remaining, connector.connect(&connect)).await {
-            Ok(Ok(client)) => return Ok(client),
-            Ok(Err(zk::Error::AuthFailed)) => {
-                return Err(CliError::Failed(format!(
-                    "ZooKeeper at {} refused the --digest credentials",
-                    zk.hosts_text()
-                )))
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "ZooKeeper connection attempt failed");
-                last = e.to_string();
-            }
-            Err(_) => break,
-        }
-        let pause =
-            Duration::from_millis(200).min(deadline.saturating_duration_since(Instant::now()));
-        tokio::time::sleep(pause).await;
+    match session_builder(g)?.connect_client().await {
+        Ok(client) => Ok(client),
+        Err(serversets_core::Error::ZooKeeper {
+            source: zk::Error::AuthFailed,
+            ..
+        }) => Err(CliError::Failed(format!(
+            "ZooKeeper at {} refused the --digest credentials",
+            zk(g)?.hosts_text()
+        ))),
+        Err(e) => Err(e.into()),
     }
-    Err(CliError::Unreachable {
-        hosts: zk.hosts_text(),
-        timeout: g.connect_timeout,
-        reason: last,
-    })
 }
 
 /// Adds what a plain TCP connect to each server says to an "unreachable"

@@ -64,6 +64,34 @@ pub enum Error {
     /// The endpoint, watch or session was closed.
     #[error("closed")]
     Closed,
+    /// A TLS connection to ZooKeeper failed in a way no retry can change:
+    /// a certificate from another CA, an expired certificate, a missing or
+    /// refused client certificate, a port that does not speak TLS.
+    #[error("TLS connection to ZooKeeper at {host} failed: {problem}")]
+    Tls {
+        /// The server, `host:port`.
+        host: String,
+        /// What the handshake said.
+        problem: crate::TlsProblem,
+    },
+    /// A client without TLS reached a port that speaks TLS.
+    #[error("ZooKeeper at {host} answers with TLS: the server may require TLS (configure its CA)")]
+    TlsRequired {
+        /// The server, `host:port`.
+        host: String,
+    },
+    /// ZooKeeper refused the SASL login.
+    #[error("ZooKeeper at {hosts} refused the SASL login of {user:?}: wrong user or password")]
+    SaslAuthFailed {
+        /// The hosts tried.
+        hosts: String,
+        /// The SASL user.
+        user: String,
+    },
+    /// The TLS settings cannot be used: a file that cannot be read, a PEM
+    /// without a certificate or key.
+    #[error("invalid TLS settings: {0}")]
+    TlsConfig(String),
 }
 
 impl Error {

@@ -45,6 +45,8 @@ mod read;
 #[cfg(feature = "zookeeper")]
 mod registration;
 #[cfg(feature = "zookeeper")]
+mod security;
+#[cfg(feature = "zookeeper")]
 mod serverset;
 #[cfg(feature = "zookeeper")]
 mod session;
@@ -59,6 +61,10 @@ pub use error::{Error, Result};
 pub use namespace::{validate_path, Environment, PathFn};
 #[cfg(feature = "zookeeper")]
 pub use registration::{Endpoint, Ping, RegistrationBuilder, RegistrationState};
+#[cfg(feature = "zookeeper")]
+pub use security::TlsProblem;
+#[cfg(feature = "tls")]
+pub use security::ZkTls;
 #[cfg(feature = "zookeeper")]
 pub use serverset::{AclPolicy, ServerSet, ServerSetBuilder};
 #[cfg(feature = "zookeeper")]

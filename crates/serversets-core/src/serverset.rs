@@ -15,18 +15,36 @@ use crate::watch::WatchBuilder;
 use crate::{Endpoint, Watch};
 
 /// Who may touch the nodes this library creates.
+///
+/// Without a policy set on the builder, a set whose session has credentials
+/// (digest, SASL or a TLS client certificate) uses
+/// [`CreatorAllWorldRead`](AclPolicy::CreatorAllWorldRead), and one without
+/// uses [`Open`](AclPolicy::Open), as every other writer of server sets does.
+///
+/// ```
+/// use serversets_core::{AclPolicy, Environment, ServerSet};
+///
+/// let open = ServerSet::new(Environment::Test, "svc", ["zk1:2181"])?;
+/// assert_eq!(open.acl_policy(), &AclPolicy::Open);
+///
+/// let owned = ServerSet::builder(Environment::Test, "svc", ["zk1:2181"])
+///     .digest_auth("deployer", "s3cret")
+///     .build()?;
+/// assert_eq!(owned.acl_policy(), &AclPolicy::CreatorAllWorldRead);
+/// # Ok::<(), serversets_core::Error>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AclPolicy {
     /// `world:anyone` with all permissions: what Finagle, commons and
-    /// go.serversets write, and the default.
+    /// go.serversets write; the default without credentials.
     #[default]
     Open,
-    /// Only the creating identity (needs [`ServerSetBuilder::digest_auth`]);
-    /// others can neither read nor write.
+    /// Only the creating identity (needs credentials: digest, SASL or a TLS
+    /// client certificate); others can neither read nor write.
     CreatorAll,
     /// The creator may do anything; everyone may read (so watchers without
-    /// credentials still see members).
+    /// credentials still see members). The default with credentials.
     CreatorAllWorldRead,
     /// Exactly these ACLs.
     Custom(Vec<zk::Acl>),
@@ -50,6 +68,8 @@ impl AclPolicy {
 pub(crate) struct SetInner {
     pub(crate) path: String,
     pub(crate) acls: Vec<zk::Acl>,
+    /// The policy `acls` comes from, for [`ServerSet::acl_policy`].
+    policy: AclPolicy,
     session_cfg: SessionConfig,
     explicit_session: Option<Session>,
 }
@@ -138,7 +158,7 @@ impl ServerSet {
             },
             session: Session::builder(zookeepers),
             explicit_session: None,
-            acls: AclPolicy::Open,
+            acls: None,
         }
     }
 
@@ -161,13 +181,19 @@ impl ServerSet {
             target: Target::Path(path.to_string()),
             session: Session::builder(zookeepers),
             explicit_session: None,
-            acls: AclPolicy::Open,
+            acls: None,
         }
     }
 
     /// The ZooKeeper path of the set (relative to any chroot).
     pub fn path(&self) -> &str {
         &self.inner.path
+    }
+
+    /// The ACL policy of the nodes this set creates: the one given to the
+    /// builder, or the default for its credentials (see [`AclPolicy`]).
+    pub fn acl_policy(&self) -> &AclPolicy {
+        &self.inner.policy
     }
 
     /// The session this set uses, started on first use.
@@ -246,7 +272,8 @@ pub struct ServerSetBuilder {
     target: Target,
     session: SessionBuilder,
     explicit_session: Option<Session>,
-    acls: AclPolicy,
+    /// `None`: the default for the session's credentials.
+    acls: Option<AclPolicy>,
 }
 
 impl ServerSetBuilder {
@@ -288,9 +315,26 @@ impl ServerSetBuilder {
         self
     }
 
+    /// See [`SessionBuilder::tls`].
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::ZkTls) -> Self {
+        self.session = self.session.tls(tls);
+        self
+    }
+
+    /// See [`SessionBuilder::sasl_digest_md5`].
+    #[cfg(feature = "sasl-digest-md5")]
+    pub fn sasl_digest_md5(mut self, user: &str, password: &str) -> Self {
+        self.session = self.session.sasl_digest_md5(user, password);
+        self
+    }
+
     /// ACLs for the nodes this set creates (members and missing parents).
+    /// Without this, [`CreatorAllWorldRead`](AclPolicy::CreatorAllWorldRead)
+    /// when the session has credentials and [`Open`](AclPolicy::Open)
+    /// otherwise.
     pub fn acls(mut self, acls: AclPolicy) -> Self {
-        self.acls = acls;
+        self.acls = Some(acls);
         self
     }
 
@@ -322,10 +366,20 @@ impl ServerSetBuilder {
         };
         validate_path(&path)?;
         let session_cfg = self.session.config()?;
+        let credentials = match &self.explicit_session {
+            Some(session) => session.config().has_credentials(),
+            None => session_cfg.has_credentials(),
+        };
+        let policy = self.acls.unwrap_or(if credentials {
+            AclPolicy::CreatorAllWorldRead
+        } else {
+            AclPolicy::Open
+        });
         Ok(ServerSet {
             inner: Arc::new(SetInner {
                 path,
-                acls: self.acls.acls(),
+                acls: policy.acls(),
+                policy,
                 session_cfg,
                 explicit_session: self.explicit_session,
             }),

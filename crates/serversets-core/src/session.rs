@@ -18,7 +18,12 @@ use zookeeper_client as zk;
 
 use crate::backoff::Backoff;
 use crate::error::{Error, Result};
+use crate::security::{diagnose, Finding};
 use crate::supervise::spawn_supervised;
+
+/// How long the first connection may take before the servers are probed
+/// for a TLS or login problem (at most half the connect timeout).
+const DIAGNOSE_AFTER: Duration = Duration::from_millis(1000);
 
 /// How the process's connection to ZooKeeper is doing.
 ///
@@ -62,6 +67,12 @@ pub(crate) struct SessionConfig {
     pub(crate) connect_timeout: Duration,
     /// Digest credentials, `user:password`.
     pub(crate) digest: Option<String>,
+    /// TLS to the servers' secure client port.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::ZkTls>,
+    /// SASL DIGEST-MD5 `(user, password)`.
+    #[cfg(feature = "sasl-digest-md5")]
+    pub(crate) sasl: Option<(String, String)>,
 }
 
 impl SessionConfig {
@@ -79,7 +90,95 @@ impl SessionConfig {
             session_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             digest: None,
+            #[cfg(feature = "tls")]
+            tls: None,
+            #[cfg(feature = "sasl-digest-md5")]
+            sasl: None,
         })
+    }
+
+    /// Each server as `(host, port)` (IPv6 without brackets; 2181 when no
+    /// port is given, as zookeeper-client reads it).
+    pub(crate) fn host_ports(&self) -> Vec<(String, u16)> {
+        self.hosts()
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(|h| {
+                let h = h.split_once("://").map_or(h, |(_, rest)| rest);
+                let (host, port) = match h.strip_prefix('[') {
+                    Some(rest) => match rest.split_once(']') {
+                        Some((host, port)) => (host, port.strip_prefix(':')),
+                        None => (rest, None),
+                    },
+                    None => match h.rsplit_once(':') {
+                        Some((host, port)) => (host, Some(port)),
+                        None => (h, None),
+                    },
+                };
+                let port = port.and_then(|p| p.parse().ok()).unwrap_or(2181);
+                (host.to_string(), port)
+            })
+            .collect()
+    }
+
+    /// True when the session authenticates: digest, SASL or a TLS client
+    /// certificate (which ZooKeeper's x509 provider makes an identity).
+    pub(crate) fn has_credentials(&self) -> bool {
+        #[allow(unused_mut)]
+        let mut any = self.digest.is_some();
+        #[cfg(feature = "tls")]
+        {
+            any |= self.tls.as_ref().is_some_and(crate::ZkTls::has_client_cert);
+        }
+        #[cfg(feature = "sasl-digest-md5")]
+        {
+            any |= self.sasl.is_some();
+        }
+        any
+    }
+
+    /// A zookeeper-client connector with these credentials and timeouts.
+    fn connector(&self, tls: Option<&TlsHandle>) -> zk::Connector {
+        let mut connector = zk::Client::connector()
+            .with_session_timeout(self.session_timeout)
+            .with_connection_timeout(self.session_timeout.min(Duration::from_secs(5)));
+        if let Some(digest) = &self.digest {
+            connector = connector.with_auth("digest", digest.as_bytes());
+        }
+        #[cfg(feature = "sasl-digest-md5")]
+        if let Some((user, password)) = &self.sasl {
+            connector =
+                connector.with_sasl(zk::SaslOptions::digest_md5(user.clone(), password.clone()));
+        }
+        #[cfg(feature = "tls")]
+        if let Some(tls) = tls {
+            connector = connector.with_tls(tls.options());
+        }
+        #[cfg(not(feature = "tls"))]
+        let _ = tls;
+        connector
+    }
+
+    /// Connects `connector` to the servers, over TLS when configured.
+    async fn connect(
+        &self,
+        connector: zk::Connector,
+    ) -> std::result::Result<zk::Client, zk::Error> {
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            return connector.secure_connect(&self.connect).await;
+        }
+        connector.connect(&self.connect).await
+    }
+
+    /// The SASL user, for messages.
+    fn sasl_user(&self) -> Option<&str> {
+        #[cfg(feature = "sasl-digest-md5")]
+        if let Some((user, _)) = &self.sasl {
+            return Some(user);
+        }
+        None
     }
 
     /// The hosts, without the chroot, for messages.
@@ -87,6 +186,21 @@ impl SessionConfig {
         self.connect.split('/').next().unwrap_or(&self.connect)
     }
 }
+
+/// `host:port`, with brackets around an IPv6 address.
+pub(crate) fn show_host(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// The certificates a session's connections use, rotated in place.
+#[cfg(feature = "tls")]
+type TlsHandle = crate::security::TlsRuntime;
+#[cfg(not(feature = "tls"))]
+enum TlsHandle {}
 
 /// One live ZooKeeper session: the client plus the facts callers need.
 pub(crate) struct Generation {
@@ -107,6 +221,11 @@ struct Shared {
     last_error: Mutex<Option<String>>,
     /// Numbers sessions; kept here so a restarted supervisor never reuses one.
     generation: AtomicU64,
+    /// A reason to connect that no retry can change (a refused SASL login,
+    /// a TLS handshake every server refuses); cleared by a new session.
+    problem: watch::Sender<Option<Error>>,
+    /// The TLS certificates connections use (rotated from their files).
+    tls: Option<TlsHandle>,
 }
 
 struct Inner {
@@ -184,8 +303,158 @@ impl SessionBuilder {
         self
     }
 
+    /// Connects with TLS to the servers' secure client port (every host of
+    /// the connect string must be one), as [`ZkTls`](crate::ZkTls) says.
+    ///
+    /// A handshake that fails (wrong CA, expired certificate, a client
+    /// certificate required or refused) makes `watch()` and
+    /// `register_endpoint()` fail with [`Error::Tls`] after about a second,
+    /// without waiting for the connect timeout.
+    ///
+    /// ```
+    /// use serversets_core::{Error, Session, TlsProblem, ZkTls};
+    ///
+    /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pki = testkit::TestPki::generate()?;
+    /// # let zk = testkit::ZkCluster::start(testkit::ZkOptions {
+    /// #     tls: Some(testkit::ZkTls::new(&pki)),
+    /// #     ..Default::default()
+    /// # })?;
+    /// # let zookeepers = zk.secure_connect_string().unwrap_or_default();
+    /// # let wrong_ca = std::fs::read(pki.other_ca_pem())?;
+    /// let session = Session::builder([zookeepers]).tls(ZkTls::ca_pem(wrong_ca)?).build()?;
+    /// match session.wait_connected().await {
+    ///     Err(Error::Tls { problem: TlsProblem::UnknownIssuer, .. }) => {}
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::ZkTls) -> Self {
+        if let Ok(cfg) = &mut self.cfg {
+            cfg.tls = Some(tls);
+        }
+        self
+    }
+
+    /// Logs in with SASL DIGEST-MD5 (a JAAS `DigestLoginModule` user on the
+    /// server), next to or instead of [`digest_auth`](Self::digest_auth).
+    /// Nodes created with creator ACLs then belong to `sasl:<user>`.
+    ///
+    /// A wrong user or password makes `watch()` and `register_endpoint()`
+    /// fail at once with [`Error::SaslAuthFailed`].
+    ///
+    /// ```
+    /// use serversets_core::{Error, Session};
+    ///
+    /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let zk = testkit::ZkCluster::start(testkit::ZkOptions {
+    /// #     sasl: Some(testkit::ZkSasl::user("app", "s3cret")),
+    /// #     ..Default::default()
+    /// # })?;
+    /// # let zookeepers = [zk.connect_string()];
+    /// let session = Session::builder(zookeepers.clone()).sasl_digest_md5("app", "s3cret").build()?;
+    /// session.wait_connected().await?;
+    ///
+    /// let wrong = Session::builder(zookeepers).sasl_digest_md5("app", "guess").build()?;
+    /// assert!(matches!(wrong.wait_connected().await, Err(Error::SaslAuthFailed { .. })));
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "sasl-digest-md5")]
+    pub fn sasl_digest_md5(mut self, user: &str, password: &str) -> Self {
+        if let Ok(cfg) = &mut self.cfg {
+            cfg.sasl = Some((user.to_string(), password.to_string()));
+        }
+        self
+    }
+
     pub(crate) fn config(self) -> Result<SessionConfig> {
         self.cfg
+    }
+
+    /// Connects a bare zookeeper-client [`Client`](zk::Client) with these
+    /// servers and settings (TLS, SASL, digest), for tools that read nodes
+    /// this crate does not serve. Not shared, not supervised: the client is
+    /// the caller's. Retries until the connect timeout, and fails early as
+    /// [`Session::wait_connected`] does.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::wait_connected`], plus [`Error::ZooKeeper`] with
+    /// `AuthFailed` when the server refuses the credentials.
+    ///
+    /// ```
+    /// use serversets_core::Session;
+    ///
+    /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let zk = testkit::ZkCluster::standalone()?;
+    /// let client = Session::builder([zk.connect_string()]).connect_client().await?;
+    /// assert!(client.list_children("/").await?.contains(&"zookeeper".to_string()));
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_client(self) -> Result<zk::Client> {
+        let cfg = self.cfg?;
+        #[cfg(feature = "tls")]
+        let tls = match &cfg.tls {
+            Some(tls) => Some(crate::security::TlsRuntime::new(tls)?),
+            None => None,
+        };
+        #[cfg(not(feature = "tls"))]
+        let tls: Option<TlsHandle> = None;
+        let started = tokio::time::Instant::now();
+        let deadline = started + cfg.connect_timeout;
+        // The last failure, shared with the attempts below.
+        let last = Mutex::new(String::from("no answer"));
+        let attempts = async {
+            loop {
+                let connector = cfg.connector(tls.as_ref()).with_fail_eagerly();
+                match cfg.connect(connector).await {
+                    Ok(client) => return Ok(client),
+                    Err(zk::Error::AuthFailed) => {
+                        return Err(match cfg.sasl_user() {
+                            Some(user) => Error::SaslAuthFailed {
+                                hosts: cfg.hosts().to_string(),
+                                user: user.to_string(),
+                            },
+                            None => Error::zk("authenticate to", "/", zk::Error::AuthFailed),
+                        })
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "ZooKeeper connection attempt failed");
+                        *last.lock().unwrap_or_else(|p| p.into_inner()) = e.to_string();
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
+        let diagnosis = async {
+            tokio::time::sleep_until(started + DIAGNOSE_AFTER.min(cfg.connect_timeout / 2)).await;
+            diagnose(&cfg).await
+        };
+        tokio::pin!(attempts, diagnosis);
+        let mut seen = None;
+        loop {
+            tokio::select! {
+                r = &mut attempts => return r,
+                f = &mut diagnosis, if seen.is_none() => match f {
+                    Finding::Definite(e) => return Err(e),
+                    Finding::Unsure(note) => seen = Some(note),
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        let mut reason = last.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(note) = seen.filter(|n| !n.is_empty()) {
+            reason = format!("{reason} ({note})");
+        }
+        Err(Error::Connect {
+            hosts: cfg.hosts().to_string(),
+            timeout: cfg.connect_timeout,
+            reason,
+        })
     }
 
     /// Starts the session's supervisor on the current tokio runtime. Returns
@@ -240,6 +509,13 @@ impl Session {
         let (current, _) = watch::channel(None);
         let (health, _) = watch::channel(Health::Connecting);
         let (shutdown_tx, shutdown_rx) = watch::channel(());
+        #[cfg(feature = "tls")]
+        let tls = match &cfg.tls {
+            Some(tls) => Some(crate::security::TlsRuntime::new(tls)?),
+            None => None,
+        };
+        #[cfg(not(feature = "tls"))]
+        let tls = None;
         let shared = Arc::new(Shared {
             cfg,
             current,
@@ -248,8 +524,17 @@ impl Session {
             alive: AtomicBool::new(true),
             last_error: Mutex::new(None),
             generation: AtomicU64::new(0),
+            problem: watch::channel(None).0,
+            tls,
         });
         let s = shared.clone();
+        #[cfg(feature = "tls")]
+        if shared.tls.as_ref().is_some_and(|t| t.watches_files()) {
+            let (s, stop) = (shared.clone(), shutdown_rx.clone());
+            spawn_supervised("zookeeper-tls-reload", move || {
+                reload_tls_files(s.clone(), stop.clone())
+            });
+        }
         spawn_supervised("zookeeper-session", move || {
             supervise(s.clone(), shutdown_rx.clone())
         });
@@ -291,8 +576,33 @@ impl Session {
     }
 
     /// Waits for a live session, up to the connect timeout.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Tls`], [`Error::TlsRequired`], [`Error::SaslAuthFailed`]
+    ///   as soon as the cause is known (about a second): these need a
+    ///   change of settings, not a retry;
+    /// - [`Error::Connect`] once the connect timeout has passed, with what
+    ///   was seen (the session keeps trying in the background).
     pub async fn wait_connected(&self) -> Result<()> {
         self.first_generation().await.map(|_| ())
+    }
+
+    /// Reads the TLS PEM files again now (they are also checked every 30
+    /// seconds) and returns whether any had changed. New connections use the
+    /// new certificates; the current one is kept until it breaks, so
+    /// rotation never interrupts a session.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TlsConfig`] if a changed file cannot be used; the previous
+    /// certificates stay in use.
+    #[cfg(feature = "tls")]
+    pub fn reload_tls(&self) -> Result<bool> {
+        match &self.inner.shared.tls {
+            Some(tls) => tls.reload(),
+            None => Ok(false),
+        }
     }
 
     pub(crate) fn generations(&self) -> watch::Receiver<Option<Arc<Generation>>> {
@@ -300,28 +610,57 @@ impl Session {
     }
 
     /// The current generation, waiting up to the connect timeout for one.
+    ///
+    /// A connection that is slow to come is diagnosed after
+    /// [`DIAGNOSE_AFTER`]: a cause no retry can change fails at once.
     pub(crate) async fn first_generation(&self) -> Result<Arc<Generation>> {
-        let cfg = &self.inner.shared.cfg;
+        let shared = &self.inner.shared;
+        let cfg = &shared.cfg;
         let mut rx = self.generations();
-        let waited = tokio::time::timeout(cfg.connect_timeout, rx.wait_for(|g| g.is_some()))
-            .await
-            .map(|r| r.map(|g| g.clone()));
-        match waited {
-            Ok(Ok(g)) => g.ok_or(Error::Closed),
-            Ok(Err(_)) => Err(Error::Closed),
-            Err(_) => Err(Error::Connect {
-                hosts: cfg.hosts().to_string(),
-                timeout: cfg.connect_timeout,
-                reason: self
-                    .inner
-                    .shared
-                    .last_error
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone()
-                    .unwrap_or_else(|| "no answer".into()),
-            }),
+        let mut problems = shared.problem.subscribe();
+        let started = tokio::time::Instant::now();
+        let deadline = started + cfg.connect_timeout;
+        let ready = async {
+            tokio::select! {
+                g = rx.wait_for(|g| g.is_some()) => match g {
+                    Ok(g) => g.clone().ok_or(Error::Closed),
+                    Err(_) => Err(Error::Closed),
+                },
+                p = problems.wait_for(|p| p.is_some()) => {
+                    Err(p.ok().and_then(|p| p.clone()).unwrap_or(Error::Closed))
+                }
+            }
+        };
+        let diagnosis = async {
+            tokio::time::sleep_until(started + DIAGNOSE_AFTER.min(cfg.connect_timeout / 2)).await;
+            diagnose(cfg).await
+        };
+        tokio::pin!(ready, diagnosis);
+        let mut seen = None;
+        loop {
+            tokio::select! {
+                r = &mut ready => return r,
+                f = &mut diagnosis, if seen.is_none() => match f {
+                    Finding::Definite(e) => return Err(e),
+                    Finding::Unsure(note) => seen = Some(note),
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
         }
+        let mut reason = shared
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_else(|| "no answer".into());
+        if let Some(note) = seen.filter(|n| !n.is_empty()) {
+            reason = format!("{reason} ({note})");
+        }
+        Err(Error::Connect {
+            hosts: cfg.hosts().to_string(),
+            timeout: cfg.connect_timeout,
+            reason,
+        })
     }
 
     pub(crate) fn claim(&self, path: &str) -> bool {
@@ -359,12 +698,11 @@ impl Session {
         let mut last = zk::Error::Timeout;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while tokio::time::Instant::now() < deadline {
-            let attempt = zk::Client::connector()
+            let connector = cfg
+                .connector(self.inner.shared.tls.as_ref())
                 .with_session(info.clone())
-                .with_session_timeout(cfg.session_timeout)
-                .with_connection_timeout(Duration::from_secs(1))
-                .connect(&cfg.connect)
-                .await;
+                .with_connection_timeout(Duration::from_secs(1));
+            let attempt = cfg.connect(connector).await;
             match attempt {
                 Ok(thief) => {
                     // Dropping the only handle closes the session.
@@ -409,24 +747,44 @@ async fn supervise(shared: Arc<Shared>, mut shutdown: watch::Receiver<()>) {
     let cfg = shared.cfg.clone();
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     loop {
-        let mut connector = zk::Client::connector()
-            .with_session_timeout(cfg.session_timeout)
-            .with_connection_timeout(cfg.session_timeout.min(Duration::from_secs(5)));
-        if let Some(digest) = &cfg.digest {
-            connector = connector.with_auth("digest", digest.as_bytes());
-        }
+        let connector = cfg.connector(shared.tls.as_ref());
         let attempt = tokio::select! {
             _ = shutdown.changed() => return,
-            r = connector.connect(&cfg.connect) => r,
+            r = cfg.connect(connector) => r,
         };
         let client = match attempt {
             Ok(client) => client,
             Err(e) => {
-                tracing::warn!(hosts = cfg.hosts(), error = %e, "cannot open a ZooKeeper session; retrying");
-                *shared.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                let mut reason = e.to_string();
                 if e == zk::Error::AuthFailed {
                     shared.health.send_replace(Health::AuthFailed);
+                    if let Some(user) = cfg.sasl_user() {
+                        let refused = Error::SaslAuthFailed {
+                            hosts: cfg.hosts().to_string(),
+                            user: user.to_string(),
+                        };
+                        reason = refused.to_string();
+                        shared.problem.send_replace(Some(refused));
+                    }
+                } else {
+                    // zookeeper-client says only "timeout": find out why.
+                    let finding = tokio::select! {
+                        _ = shutdown.changed() => return,
+                        f = diagnose(&cfg) => f,
+                    };
+                    match finding {
+                        Finding::Definite(why) => {
+                            reason = why.to_string();
+                            shared.problem.send_replace(Some(why));
+                        }
+                        Finding::Unsure(note) if !note.is_empty() => {
+                            reason = format!("{reason} ({note})");
+                        }
+                        Finding::Unsure(_) => {}
+                    }
                 }
+                tracing::warn!(hosts = cfg.hosts(), error = %reason, "cannot open a ZooKeeper session; retrying");
+                *shared.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
                 tokio::select! {
                     _ = shutdown.changed() => return,
                     _ = tokio::time::sleep(backoff.next_delay()) => continue,
@@ -454,6 +812,7 @@ async fn supervise(shared: Arc<Shared>, mut shutdown: watch::Receiver<()>) {
         });
         // Health first: whoever sees the new session also sees it connected.
         shared.health.send_replace(Health::Connected);
+        shared.problem.send_replace(None);
         shared.current.send_replace(Some(Arc::new(Generation {
             client,
             number,
@@ -509,6 +868,30 @@ async fn supervise(shared: Arc<Shared>, mut shutdown: watch::Receiver<()>) {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = tokio::time::sleep(backoff.next_delay()) => {}
+            }
+        }
+    }
+}
+
+/// Reads the TLS PEM files again whenever they change, so the next
+/// connection uses rotated certificates. A stat of at most three files
+/// every 30 seconds.
+#[cfg(feature = "tls")]
+async fn reload_tls_files(shared: Arc<Shared>, mut shutdown: watch::Receiver<()>) {
+    let Some(tls) = &shared.tls else { return };
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+        }
+        match tls.reload() {
+            Ok(true) => tracing::info!(
+                hosts = shared.cfg.hosts(),
+                "ZooKeeper TLS certificates reloaded"
+            ),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reload the ZooKeeper TLS certificates; keeping the previous ones")
             }
         }
     }

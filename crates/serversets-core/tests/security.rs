@@ -1,0 +1,455 @@
+//! TLS, mutual TLS and SASL against a real ZooKeeper: watches and
+//! registrations work, every misconfiguration fails fast with a typed
+//! error, and members made with credentials are readable but not writable
+//! by anyone else.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use serversets_core::zookeeper_client as zk;
+use serversets_core::{
+    AclPolicy, Environment, Error, ServerSet, Session, TlsProblem, Watcher, ZkTls,
+};
+use testkit::{ClientAuth, TestPki, Validity, ZkCluster, ZkOptions, ZkSasl};
+
+use common::wait_for;
+
+/// A misconfiguration must be reported well before the connect timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+const FAST: Duration = Duration::from_secs(8);
+
+fn tls_cluster(pki: &TestPki, client_auth: ClientAuth, server_cert: Validity) -> ZkCluster {
+    ZkCluster::start(ZkOptions {
+        tls: Some(testkit::ZkTls {
+            pki: pki.clone(),
+            client_auth,
+            server_cert,
+        }),
+        ..ZkOptions::default()
+    })
+    .expect("TLS ZooKeeper")
+}
+
+fn secure(zk: &ZkCluster) -> String {
+    zk.secure_connect_string().expect("a TLS port")
+}
+
+fn builder(zk: &str, service: &str) -> serversets_core::ServerSetBuilder {
+    ServerSet::builder(Environment::Test, service, [zk])
+        .session_timeout(Duration::from_secs(10))
+        .connect_timeout(CONNECT_TIMEOUT)
+}
+
+/// Registers a member, watches it arrive and leave.
+async fn register_and_watch(set: &ServerSet) {
+    let watch = set.watch().await.expect("watch");
+    let endpoint = set
+        .register_endpoint("10.0.0.7", 8080, None)
+        .await
+        .expect("register");
+    wait_for(&watch, Duration::from_secs(10), "the member", |s| {
+        s.len() == 1
+    })
+    .await;
+    endpoint.close().await.expect("close");
+    wait_for(&watch, Duration::from_secs(10), "no member", |s| {
+        s.is_empty()
+    })
+    .await;
+}
+
+/// Waits for the session and returns the error with how long it took.
+async fn connect_error(session: Session) -> (Error, Duration) {
+    let started = Instant::now();
+    let e = session
+        .wait_connected()
+        .await
+        .expect_err("the connection must fail");
+    println!("error after {:?}: {e}", started.elapsed());
+    (e, started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_and_registration_work_over_tls() {
+    let pki = TestPki::generate().expect("pki");
+    let zk = tls_cluster(&pki, ClientAuth::None, Validity::Valid);
+    let tls = ZkTls::ca_file(pki.ca_pem()).expect("CA");
+    let set = builder(&secure(&zk), "tls").tls(tls).build().expect("set");
+    // TLS alone is no identity: members stay open, as without TLS.
+    assert_eq!(set.acl_policy(), &AclPolicy::Open);
+    register_and_watch(&set).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_and_registration_work_over_mutual_tls_with_pem_bytes() {
+    let pki = TestPki::generate().expect("pki");
+    let zk = tls_cluster(&pki, ClientAuth::Need, Validity::Valid);
+    let read = |p: std::path::PathBuf| std::fs::read(p).expect("read pem");
+    let tls = ZkTls::ca_pem(read(pki.ca_pem()))
+        .and_then(|t| t.client_cert_pem(read(pki.client_cert()), read(pki.client_key())))
+        .expect("TLS settings");
+    let set = builder(&secure(&zk), "mtls").tls(tls).build().expect("set");
+    // The client certificate is an identity (x509:CN=client).
+    assert_eq!(set.acl_policy(), &AclPolicy::CreatorAllWorldRead);
+    register_and_watch(&set).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_and_registration_work_with_sasl() {
+    let zk = ZkCluster::start(ZkOptions {
+        sasl: Some(ZkSasl::user("app", "s3cret")),
+        ..ZkOptions::default()
+    })
+    .expect("SASL ZooKeeper");
+    let set = builder(&zk.connect_string(), "sasl")
+        .sasl_digest_md5("app", "s3cret")
+        .build()
+        .expect("set");
+    assert_eq!(set.acl_policy(), &AclPolicy::CreatorAllWorldRead);
+    register_and_watch(&set).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_ca_fails_fast_naming_the_ca() {
+    let pki = TestPki::generate().expect("pki");
+    let zk = tls_cluster(&pki, ClientAuth::None, Validity::Valid);
+    let tls = ZkTls::ca_file(pki.other_ca_pem()).expect("CA");
+    let session = Session::builder([secure(&zk)])
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tls(tls)
+        .build()
+        .expect("session");
+    let (e, took) = connect_error(session).await;
+    assert!(took < FAST, "took {took:?}");
+    assert!(
+        matches!(
+            &e,
+            Error::Tls {
+                problem: TlsProblem::UnknownIssuer,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string().contains("not signed by the configured CA"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_server_certificate_fails_fast() {
+    let pki = TestPki::generate().expect("pki");
+    let zk = tls_cluster(&pki, ClientAuth::None, Validity::Expired);
+    let set = builder(&secure(&zk), "expired")
+        .tls(ZkTls::ca_file(pki.ca_pem()).expect("CA"))
+        .build()
+        .expect("set");
+    let started = Instant::now();
+    let e = set
+        .watch()
+        .await
+        .expect_err("no watch over an expired certificate");
+    println!("error after {:?}: {e}", started.elapsed());
+    assert!(started.elapsed() < FAST, "took {:?}", started.elapsed());
+    assert!(
+        matches!(
+            &e,
+            Error::Tls {
+                problem: TlsProblem::CertificateExpired,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("expired"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_client_certificate_fails_fast_when_one_is_required() {
+    let pki = TestPki::generate().expect("pki");
+    let zk = tls_cluster(&pki, ClientAuth::Need, Validity::Valid);
+    let set = builder(&secure(&zk), "nocert")
+        .tls(ZkTls::ca_file(pki.ca_pem()).expect("CA"))
+        .build()
+        .expect("set");
+    let started = Instant::now();
+    let e = set
+        .register_endpoint("10.0.0.7", 8080, None)
+        .await
+        .expect_err("no registration without a client certificate");
+    println!("error after {:?}: {e}", started.elapsed());
+    assert!(started.elapsed() < FAST, "took {:?}", started.elapsed());
+    assert!(
+        matches!(
+            &e,
+            Error::Tls {
+                problem: TlsProblem::ClientCertificateRequired,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string().contains("requires a client certificate"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_client_certificate_is_refused_fast() {
+    let pki = TestPki::generate().expect("pki");
+    let zk = tls_cluster(&pki, ClientAuth::Need, Validity::Valid);
+    let (cert, key) = pki.issue_client("old", Validity::Expired).expect("cert");
+    let tls = ZkTls::ca_file(pki.ca_pem())
+        .and_then(|t| t.client_cert_files(&cert, &key))
+        .expect("TLS settings");
+    let session = Session::builder([secure(&zk)])
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tls(tls)
+        .build()
+        .expect("session");
+    let (e, took) = connect_error(session).await;
+    assert!(took < FAST, "took {took:?}");
+    assert!(
+        matches!(
+            &e,
+            Error::Tls {
+                problem: TlsProblem::ClientCertificateRejected(_),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_sasl_password_fails_fast() {
+    let zk = ZkCluster::start(ZkOptions {
+        sasl: Some(ZkSasl::user("app", "s3cret")),
+        ..ZkOptions::default()
+    })
+    .expect("SASL ZooKeeper");
+    let set = builder(&zk.connect_string(), "wrongpw")
+        .sasl_digest_md5("app", "guess")
+        .build()
+        .expect("set");
+    let started = Instant::now();
+    let e = set
+        .watch()
+        .await
+        .expect_err("no watch with a wrong password");
+    println!("error after {:?}: {e}", started.elapsed());
+    assert!(started.elapsed() < FAST, "took {:?}", started.elapsed());
+    assert!(
+        matches!(&e, Error::SaslAuthFailed { user, .. } if user == "app"),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("wrong user or password"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_client_at_the_tls_port_is_told_the_server_may_require_tls() {
+    let pki = TestPki::generate().expect("pki");
+    let zk = tls_cluster(&pki, ClientAuth::None, Validity::Valid);
+    let session = Session::builder([secure(&zk)])
+        .connect_timeout(CONNECT_TIMEOUT)
+        .build()
+        .expect("session");
+    let (e, took) = connect_error(session).await;
+    assert!(took < FAST, "took {took:?}");
+    assert!(matches!(&e, Error::TlsRequired { .. }), "{e:?}");
+    assert!(e.to_string().contains("may require TLS"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_client_at_a_plain_port_is_told_the_port_does_not_speak_tls() {
+    let pki = TestPki::generate().expect("pki");
+    let zk = tls_cluster(&pki, ClientAuth::None, Validity::Valid);
+    let session = Session::builder([zk.connect_string()])
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tls(ZkTls::ca_file(pki.ca_pem()).expect("CA"))
+        .build()
+        .expect("session");
+    let (e, took) = connect_error(session).await;
+    assert!(took < FAST, "took {took:?}");
+    assert!(
+        matches!(
+            &e,
+            Error::Tls {
+                problem: TlsProblem::NotTls,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_with_different_security_are_not_shared() {
+    let pki = TestPki::generate().expect("pki");
+    let zk = tls_cluster(&pki, ClientAuth::Want, Validity::Valid);
+    let hosts = secure(&zk);
+    let ca = || ZkTls::ca_file(pki.ca_pem()).expect("CA");
+    let with_cert = || {
+        ca().client_cert_files(pki.client_cert(), pki.client_key())
+            .expect("cert")
+    };
+    let a = builder(&hosts, "a").tls(ca()).build().expect("set");
+    let b = builder(&hosts, "b").tls(ca()).build().expect("set");
+    let c = builder(&hosts, "c").tls(with_cert()).build().expect("set");
+    let plain = builder(&zk.connect_string(), "d").build().expect("set");
+    let (a, b, c, plain) = (
+        a.session().expect("session"),
+        b.session().expect("session"),
+        c.session().expect("session"),
+        plain.session().expect("session"),
+    );
+    for s in [&a, &b, &c, &plain] {
+        s.wait_connected().await.expect("connects");
+    }
+    assert_eq!(a.session_id(), b.session_id(), "same settings, one session");
+    assert_ne!(
+        a.session_id(),
+        c.session_id(),
+        "a client certificate is another identity"
+    );
+    assert_ne!(a.session_id(), plain.session_id());
+}
+
+/// What another writer without credentials (an operator's script, a
+/// misconfigured client) can do to our members: read, not delete or
+/// overwrite.
+async fn foreigner_can_read_but_not_write(plain_hosts: &str, member: &str) {
+    let foreign = common::raw(plain_hosts).await;
+    let (data, _) = foreign.get_data(member).await.expect("world-readable");
+    assert!(!data.is_empty());
+    assert_eq!(foreign.delete(member, None).await, Err(zk::Error::NoAuth));
+    assert_eq!(
+        foreign.set_data(member, b"{}", None).await.map(|_| ()),
+        Err(zk::Error::NoAuth)
+    );
+    let parent = member.rsplit_once('/').map(|(p, _)| p).unwrap_or("/");
+    let (acls, _) = foreign.get_acl(parent).await.expect("parent ACL");
+    assert!(
+        !acls
+            .iter()
+            .any(|a| a.scheme() == "world" && a.permission() == zk::Permission::ALL),
+        "the parent was created with the same policy: {acls:?}"
+    );
+    let squat = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+    assert_eq!(
+        foreign
+            .create(&format!("{parent}/member_9999999999"), b"{}", &squat)
+            .await
+            .map(|_| ()),
+        Err(zk::Error::NoAuth),
+        "nobody else adds members"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_made_with_sasl_are_readable_but_not_writable_by_others() {
+    let zk = ZkCluster::start(ZkOptions {
+        sasl: Some(ZkSasl::user("app", "s3cret")),
+        ..ZkOptions::default()
+    })
+    .expect("SASL ZooKeeper");
+    let set = builder(&zk.connect_string(), "guarded")
+        .sasl_digest_md5("app", "s3cret")
+        .build()
+        .expect("set");
+    let endpoint = set
+        .register_endpoint("10.0.0.7", 8080, None)
+        .await
+        .expect("register");
+    let member = endpoint.path().expect("registered");
+    foreigner_can_read_but_not_write(&zk.connect_string(), &member).await;
+    // A watcher without credentials still sees the member.
+    let reader = builder(&zk.connect_string(), "guarded")
+        .build()
+        .expect("set");
+    assert_eq!(reader.watch().await.expect("watch").snapshot().len(), 1);
+    endpoint.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_made_over_mutual_tls_are_readable_but_not_writable_by_others() {
+    let pki = TestPki::generate().expect("pki");
+    let zk = tls_cluster(&pki, ClientAuth::Need, Validity::Valid);
+    let tls = ZkTls::ca_file(pki.ca_pem())
+        .and_then(|t| t.client_cert_files(pki.client_cert(), pki.client_key()))
+        .expect("TLS settings");
+    let set = builder(&secure(&zk), "guarded")
+        .tls(tls)
+        .build()
+        .expect("set");
+    let endpoint = set
+        .register_endpoint("10.0.0.7", 8080, None)
+        .await
+        .expect("register");
+    let member = endpoint.path().expect("registered");
+    foreigner_can_read_but_not_write(&zk.connect_string(), &member).await;
+    endpoint.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_client_certificate_files_are_used_by_the_next_connection() {
+    let pki = TestPki::generate().expect("pki");
+    let zk = tls_cluster(&pki, ClientAuth::Need, Validity::Valid);
+    let dir = tempfile::tempdir().expect("dir");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::copy(pki.client_cert(), &cert).expect("copy");
+    std::fs::copy(pki.client_key(), &key).expect("copy");
+    let tls = ZkTls::ca_file(pki.ca_pem())
+        .and_then(|t| t.client_cert_files(&cert, &key))
+        .expect("TLS settings");
+    let session = Session::builder([secure(&zk)])
+        .session_timeout(Duration::from_secs(20))
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tls(tls)
+        .build()
+        .expect("session");
+    session.wait_connected().await.expect("connects");
+    let id = session.session_id();
+    assert!(
+        !session.reload_tls().expect("reload"),
+        "nothing changed yet"
+    );
+
+    // Rotate to a new certificate: the running connection stays.
+    let (new_cert, new_key) = pki.issue_client("rotated", Validity::Valid).expect("cert");
+    std::thread::sleep(Duration::from_millis(20)); // a newer mtime
+    std::fs::copy(&new_cert, &cert).expect("copy");
+    std::fs::copy(&new_key, &key).expect("copy");
+    assert!(session.reload_tls().expect("reload"), "the files changed");
+
+    // A reconnect (server restart) handshakes with the new certificate and
+    // keeps the session.
+    zk.restart(0).expect("restart");
+    let raw = common::raw(&zk.connect_string()).await;
+    drop(raw);
+    let set = ServerSet::builder(Environment::Test, "rotated", [secure(&zk)])
+        .session(session.clone())
+        .build()
+        .expect("set");
+    let endpoint = set
+        .register_endpoint("10.0.0.7", 8080, None)
+        .await
+        .expect("register after the reconnect");
+    assert_eq!(
+        session.session_id(),
+        id,
+        "the session survived the rotation"
+    );
+    let member = endpoint.path().expect("registered");
+    let foreign = common::raw(&zk.connect_string()).await;
+    let (acls, _) = foreign.get_acl(&member).await.expect("acl");
+    assert!(
+        acls.iter()
+            .any(|a| a.scheme() == "x509" && a.id().contains("CN=rotated")),
+        "created by the rotated identity: {acls:?}"
+    );
+    endpoint.close().await.expect("close");
+}
