@@ -1,7 +1,8 @@
 //! Makes sure the system packages the tests and the demo run for real are
-//! installed: ZooKeeper (with a JRE), memcached and the Thrift compiler, all
-//! from Debian. As root with apt-get it installs what is missing and says so;
-//! otherwise it prints the exact command and fails.
+//! installed: ZooKeeper (with a JRE), memcached, the Thrift compiler,
+//! openssl and protoc, all from Debian. As root with apt-get it installs
+//! what is missing and says so; otherwise it prints the exact command and
+//! fails.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -24,6 +25,9 @@ pub struct Probe {
     pub thrift: Option<String>,
     /// `openssl`, which makes the TLS tests' certificates.
     pub openssl: Option<String>,
+    /// `protoc`, which tonic-build runs to check serversets-tower's
+    /// generated gRPC test code.
+    pub protoc: Option<String>,
 }
 
 impl Probe {
@@ -44,6 +48,7 @@ impl Probe {
             memcached: existing(&["/usr/bin/memcached", "/usr/local/bin/memcached"]),
             thrift: which("thrift").map(|p| p.display().to_string()),
             openssl: which("openssl").map(|p| p.display().to_string()),
+            protoc: which("protoc").map(|p| p.display().to_string()),
         }
     }
 
@@ -65,6 +70,9 @@ impl Probe {
         if self.openssl.is_none() {
             pkgs.push("openssl");
         }
+        if self.protoc.is_none() {
+            pkgs.push("protobuf-compiler");
+        }
         pkgs
     }
 
@@ -77,6 +85,7 @@ impl Probe {
             ("memcached", &self.memcached),
             ("thrift", &self.thrift),
             ("openssl", &self.openssl),
+            ("protoc", &self.protoc),
         ]
         .iter()
         .map(|(what, found)| format!("{indent}  {what}: {}", show(found)))
@@ -171,6 +180,7 @@ mod tests {
             memcached: Some("mc".into()),
             thrift: Some("thrift".into()),
             openssl: Some("openssl".into()),
+            protoc: Some("protoc".into()),
         }
     }
 
@@ -184,7 +194,13 @@ mod tests {
         let none = Probe::default();
         assert_eq!(
             none.missing_packages(),
-            ["zookeeper", "memcached", "thrift-compiler", "openssl"]
+            [
+                "zookeeper",
+                "memcached",
+                "thrift-compiler",
+                "openssl",
+                "protobuf-compiler"
+            ]
         );
         let no_java = Probe {
             java: None,
@@ -196,6 +212,11 @@ mod tests {
             ..all()
         };
         assert_eq!(no_thrift.missing_packages(), ["thrift-compiler"]);
+        let no_protoc = Probe {
+            protoc: None,
+            ..all()
+        };
+        assert_eq!(no_protoc.missing_packages(), ["protobuf-compiler"]);
     }
 
     #[test]
