@@ -6,6 +6,12 @@
 //!   to the backend. The backend runs on its own thread and runtime, the
 //!   client on another (one core each on a 2-core machine); the two clients
 //!   alternate in rounds so drift hits both alike.
+//! - the same two over HTTPS (params `scheme: https`, `protocol: h2` or
+//!   `http/1.1`): HttpSet with the connector `Builder::rustls` installs
+//!   (hyper-rustls over the TCP connector, ALPN h2 + http/1.1) against
+//!   hyper-util's client with a clone of that connector, to a hyper TLS
+//!   backend (h1 and h2) whose certificate comes from a test CA made at
+//!   start (`testkit::TestPki`, openssl).
 //! - `httpset.wall_per_request` / `..._direct`: round wall time divided by
 //!   requests (inverse throughput), one sample per round.
 //! - `httpset.select`: nanoseconds to pick an endpoint (and clone its
@@ -49,6 +55,9 @@ fn main() {
         || testkit::bench::wanted("httpset.wall_per_request")
     {
         request_bench();
+        for protocol in ["h2", "http/1.1"] {
+            https_request_bench(protocol);
+        }
     }
     if testkit::bench::wanted("httpset.select") {
         select_bench();
@@ -218,6 +227,156 @@ fn request_bench() {
             ratio(&records[2], &records[3]),
             1e6 / records[3].median,
             1e6 / records[2].median,
+        );
+    });
+}
+
+/// Rounds of the HTTPS bench (each protocol).
+const TLS_ROUNDS: usize = 30;
+
+/// A hyper TLS backend (HTTP/1.1 and HTTP/2, ALPN offering `protocol`)
+/// answering "ok" on its own thread and runtime.
+fn start_tls_backend(pki: &testkit::TestPki, protocol: &str) -> SocketAddr {
+    use rustls::pki_types::pem::PemObject;
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(pki.server_cert())
+        .expect("cert file")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("certs");
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(pki.server_key()).expect("key");
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server config");
+    config.alpn_protocols = vec![protocol.as_bytes().to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        pin_to_cpu(1);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("backend runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            tx.send(listener.local_addr().expect("addr"))
+                .expect("send addr");
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let svc = hyper::service::service_fn(|_req: Request<Incoming>| async {
+                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(
+                            Bytes::from_static(b"ok"),
+                        )))
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+    });
+    rx.recv().expect("backend address")
+}
+
+/// `httpset.request` over HTTPS, against hyper-util's client with the same
+/// hyper-rustls connector, in alternating rounds.
+fn https_request_bench(protocol: &str) {
+    let pki = testkit::TestPki::generate().expect("test CA (needs openssl and keytool)");
+    let backend = start_tls_backend(&pki, protocol);
+    pin_to_cpu(0);
+    let mut roots = rustls::RootCertStore::empty();
+    {
+        use rustls::pki_types::pem::PemObject;
+        for cert in rustls::pki_types::CertificateDer::pem_file_iter(pki.ca_pem()).expect("ca") {
+            roots.add(cert.expect("ca cert")).expect("root");
+        }
+    }
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    // What `Builder::rustls` installs: hyper-rustls over the built-in TCP
+    // connector, ALPN h2 and http/1.1.
+    let mut tcp = HttpConnector::new();
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(Some(DEFAULT_CONNECT_TIMEOUT));
+    tcp.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_all_versions()
+        .wrap_connector(tcp);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    let protocol = protocol.to_string();
+    rt.block_on(async move {
+        let set = HttpSet::builder()
+            .connector(https.clone())
+            .https()
+            .build(FixedSet::new([backend.to_string()]).expect("endpoint"))
+            .expect("set");
+        let direct: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(DEFAULT_POOL_IDLE_TIMEOUT)
+            .build(https);
+        let uri: Uri = format!("https://{backend}/").parse().expect("uri");
+        let path = Uri::from_static("/");
+        let via_set = {
+            let set = set.clone();
+            move || {
+                let req = Request::get(path.clone()).body(Empty::<Bytes>::new()).expect("request");
+                let sent = set.request(req);
+                async move { sent.await.expect("httpset https request") }
+            }
+        };
+        let via_direct = {
+            let direct = direct.clone();
+            move || {
+                let req = Request::get(uri.clone()).body(Empty::<Bytes>::new()).expect("request");
+                let sent = direct.request(req);
+                async move { sent.await.expect("direct https request") }
+            }
+        };
+        round(via_set.clone()).await;
+        round(via_direct.clone()).await;
+        let (mut lat_set, mut lat_direct) = (Vec::new(), Vec::new());
+        for r in 0..TLS_ROUNDS {
+            for which in [r % 2, 1 - r % 2] {
+                if which == 0 {
+                    lat_set.extend(round(via_set.clone()).await.0);
+                } else {
+                    lat_direct.extend(round(via_direct.clone()).await.0);
+                }
+            }
+        }
+        let params = json!({
+            "concurrency": CONCURRENCY, "backends": 1, "requests": TLS_ROUNDS * CONCURRENCY * PER_TASK,
+            "scheme": "https", "protocol": protocol,
+        });
+        let direct = Record::from_samples("httpset.request_direct", params.clone(), "us", &lat_direct, None);
+        let via = Record::from_samples("httpset.request", params, "us", &lat_set, Some("httpset.request_direct"));
+        for r in [&direct, &via] {
+            if testkit::bench::wanted(&r.name) {
+                emit(r);
+            }
+        }
+        eprintln!(
+            "httpset over https ({protocol}): latency median ratio {:.3} ({:.1} vs {:.1} us), p99 {:.1} vs {:.1} us",
+            via.median / direct.median,
+            via.median,
+            direct.median,
+            via.p99,
+            direct.p99,
         );
     });
 }

@@ -150,6 +150,19 @@ impl Builder<HttpConnector> {
         self.connector.set_connect_timeout(Some(timeout));
         self
     }
+
+    /// The TCP connector, and the builder to hand another one to.
+    #[cfg(feature = "rustls")]
+    pub(crate) fn into_connector(self) -> (HttpConnector, Builder<()>) {
+        (
+            self.connector,
+            Builder {
+                config: self.config,
+                connector: (),
+                custom_connector: false,
+            },
+        )
+    }
 }
 
 impl<C> Builder<C> {
@@ -179,8 +192,8 @@ impl<C> Builder<C> {
 
     /// Sends requests with the `https` scheme. The default connector speaks
     /// plain TCP only, so this needs a TLS [`connector`](Builder::connector);
-    /// [`build`](Builder::build) refuses it otherwise. This crate adds no TLS
-    /// dependency of its own.
+    /// [`build`](Builder::build) refuses it otherwise. With the `rustls`
+    /// feature, [`rustls`](Builder::rustls) sets both.
     ///
     /// ```
     /// # use serversets_fixedset::FixedSet;

@@ -45,6 +45,13 @@
 //! traffic while another endpoint has weight; equal weights (or all 0) run
 //! the unweighted path. See [`Balance`].
 //!
+//! # HTTPS
+//! With the `rustls` feature, [`Builder::rustls`] sends every request over
+//! TLS through hyper-rustls and speaks HTTP/2 to servers that pick `h2` by
+//! ALPN (HTTP/1.1 to the others); [`Builder::rustls_for_name`] verifies one
+//! service name instead of each member's host. Any other TLS connector fits
+//! [`Builder::connector`] with [`Builder::https`].
+//!
 //! # Membership
 //! Every request reads the watcher's current snapshot (an atomic load) and
 //! uses the endpoints of exactly that snapshot. Each endpoint has its own
@@ -128,6 +135,8 @@ mod select;
 mod service;
 mod set;
 mod table;
+#[cfg(feature = "rustls")]
+mod tls;
 mod weights;
 
 pub use builder::{
@@ -139,6 +148,8 @@ pub use error::{BuildError, Error};
 pub use health::EndpointHealth;
 pub use select::Balance;
 pub use set::HttpSet;
+#[cfg(feature = "rustls")]
+pub use tls::RustlsConnector;
 
 /// The README's examples, compiled as doc tests so they stay true.
 #[cfg(doctest)]
