@@ -21,6 +21,8 @@ use crate::{cargo, project_root, target_dir, Result};
 pub struct Target {
     pub package: String,
     pub name: String,
+    /// The target's `required-features`, passed to `cargo bench --features`.
+    pub features: Vec<String>,
 }
 
 /// The bench targets in `cargo metadata --no-deps` output.
@@ -46,9 +48,20 @@ pub fn bench_targets(metadata: &Value) -> Vec<Target> {
                 .and_then(Value::as_array)
                 .is_some_and(|k| k.iter().any(|k| k == "bench"));
             if let (true, Some(name)) = (is_bench, t.get("name").and_then(Value::as_str)) {
+                let features = t
+                    .get("required-features")
+                    .and_then(Value::as_array)
+                    .map(|f| {
+                        f.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 found.push(Target {
                     package: package.to_string(),
                     name: name.to_string(),
+                    features,
                 });
             }
         }
@@ -99,8 +112,11 @@ pub fn run(prefix: Option<&str>) -> Result<ExitCode> {
         ui.step_start(&format!("cargo bench -p {} --bench {}", t.package, t.name));
         let started = Instant::now();
         let mut cmd = Command::new(cargo());
-        cmd.args(["bench", "-p", &t.package, "--bench", &t.name])
-            .current_dir(project_root())
+        cmd.args(["bench", "-p", &t.package, "--bench", &t.name]);
+        if !t.features.is_empty() {
+            cmd.args(["--features", &t.features.join(",")]);
+        }
+        cmd.current_dir(project_root())
             .env("SERVERSETS_BENCH_OUT", &raw)
             .env("SERVERSETS_BENCH_FILTER", prefix.unwrap_or(""));
         let outcome = proc::run(&mut cmd, deadline)?;
@@ -275,17 +291,27 @@ mod tests {
             ]},
             {"name": "xtask", "targets": [{"name": "xtask", "kind": ["bin"]}]},
             {"name": "serversets-core", "targets": [{"name": "propagation", "kind": ["bench"]}]},
+            {"name": "serversets-tower", "targets": [
+                {"name": "tower", "kind": ["bench"], "required-features": ["tonic"]},
+            ]},
         ]});
         assert_eq!(
             bench_targets(&metadata),
             [
                 Target {
                     package: "serversets-httpset".into(),
-                    name: "balance".into()
+                    name: "balance".into(),
+                    features: vec![],
                 },
                 Target {
                     package: "serversets-core".into(),
-                    name: "propagation".into()
+                    name: "propagation".into(),
+                    features: vec![],
+                },
+                Target {
+                    package: "serversets-tower".into(),
+                    name: "tower".into(),
+                    features: vec!["tonic".into()],
                 },
             ]
         );
