@@ -85,9 +85,12 @@ pub(crate) async fn diagnose(cfg: &crate::session::SessionConfig) -> Finding {
     let mut definite = None;
     let mut notes = Vec::new();
     let mut any_fine = false;
-    for (host, port) in &hosts {
+    // All servers at once: a diagnosis takes one probe's time, not the sum.
+    let probes =
+        futures::future::join_all(hosts.iter().map(|(host, port)| probe(cfg, host, *port))).await;
+    for ((host, port), found) in hosts.iter().zip(probes) {
         let shown = crate::session::show_host(host, *port);
-        match probe(cfg, host, *port).await {
+        match found {
             Probe::Fine => any_fine = true,
             Probe::Unreachable(why) => notes.push(format!("{shown}: {why}")),
             Probe::Problem(e) => {

@@ -172,6 +172,15 @@ impl SessionConfig {
         connector.connect(&self.connect).await
     }
 
+    /// True when the session connects with TLS.
+    fn uses_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            return true;
+        }
+        false
+    }
+
     /// The SASL user, for messages.
     fn sasl_user(&self) -> Option<&str> {
         #[cfg(feature = "sasl-digest-md5")]
@@ -766,8 +775,10 @@ async fn supervise(shared: Arc<Shared>, mut shutdown: watch::Receiver<()>) {
                         reason = refused.to_string();
                         shared.problem.send_replace(Some(refused));
                     }
-                } else {
+                } else if cfg.uses_tls() {
                     // zookeeper-client says only "timeout": find out why.
+                    // (Plain sessions skip this: it would only delay the
+                    // next attempt during an outage.)
                     let finding = tokio::select! {
                         _ = shutdown.changed() => return,
                         f = diagnose(&cfg) => f,
