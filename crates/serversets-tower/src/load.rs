@@ -46,22 +46,23 @@ struct Shared {
     /// The origin of `failing_until`, so it fits in an atomic. tokio's
     /// clock (the system's, unless a test paused it).
     epoch: Instant,
-    /// How long a failure keeps the member at infinite load.
-    cooldown: Duration,
+    /// How long a failure keeps the member at infinite load, in
+    /// nanoseconds (0: never). Atomic so the builder method can change it
+    /// in place, whatever futures are in flight.
+    cooldown: AtomicU64,
 }
 
 impl Shared {
     fn now(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        nanos(self.epoch.elapsed())
     }
 
     fn failed(&self) {
-        if self.cooldown.is_zero() {
+        let cooldown = self.cooldown.load(Ordering::Relaxed);
+        if cooldown == 0 {
             return;
         }
-        let until = self
-            .now()
-            .saturating_add(u64::try_from(self.cooldown.as_nanos()).unwrap_or(u64::MAX));
+        let until = self.now().saturating_add(cooldown);
         // Never 0, which means "not cooling down".
         self.failing_until.store(until.max(1), Ordering::Relaxed);
     }
@@ -154,7 +155,7 @@ impl<S> MemberLoad<S> {
                 in_flight: AtomicUsize::new(0),
                 failing_until: AtomicU64::new(0),
                 epoch: Instant::now(),
-                cooldown: DEFAULT_FAILURE_COOLDOWN,
+                cooldown: AtomicU64::new(nanos(DEFAULT_FAILURE_COOLDOWN)),
             }),
             weight: if weight.is_finite() && weight >= 0.0 {
                 weight
@@ -165,8 +166,7 @@ impl<S> MemberLoad<S> {
     }
 
     /// Sets how long a failure keeps the member at infinite load
-    /// (default [`DEFAULT_FAILURE_COOLDOWN`]; zero turns it off). Set it
-    /// before the first call.
+    /// (default [`DEFAULT_FAILURE_COOLDOWN`]; zero turns it off).
     ///
     /// ```
     /// use std::time::Duration;
@@ -176,15 +176,10 @@ impl<S> MemberLoad<S> {
     /// let svc = MemberLoad::with_weight((), 1.0).failure_cooldown(Duration::ZERO);
     /// assert_eq!(svc.load().value(), 1.0);
     /// ```
-    pub fn failure_cooldown(mut self, cooldown: Duration) -> MemberLoad<S> {
-        // Only the response futures share `shared`, and there are none
-        // before the first call, so a fresh one loses nothing.
-        self.shared = Arc::new(Shared {
-            in_flight: AtomicUsize::new(self.shared.in_flight.load(Ordering::Relaxed)),
-            failing_until: AtomicU64::new(0),
-            epoch: self.shared.epoch,
-            cooldown,
-        });
+    pub fn failure_cooldown(self, cooldown: Duration) -> MemberLoad<S> {
+        self.shared
+            .cooldown
+            .store(nanos(cooldown), Ordering::Relaxed);
         self
     }
 
@@ -202,6 +197,11 @@ impl<S> MemberLoad<S> {
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
+}
+
+/// A duration in nanoseconds, saturating (u64 nanoseconds last 584 years).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl<S> Load for MemberLoad<S> {

@@ -357,3 +357,164 @@ where
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+    use serversets_core::{HostPort, Publisher};
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    use tokio::sync::oneshot;
+
+    fn member(id: &str) -> Member {
+        Member::builder(id, "h:1".parse::<HostPort>().unwrap()).build()
+    }
+
+    fn describe<S: fmt::Debug>(change: &Change<MemberId, S>) -> String {
+        match change {
+            Change::Insert(k, v) => format!("+{k}={v:?}"),
+            Change::Remove(k) => format!("-{k}"),
+        }
+    }
+
+    /// Ends one make with its outcome.
+    type Finish = oneshot::Sender<Result<String, String>>;
+
+    /// A maker whose makes finish when the test says so.
+    #[derive(Clone, Default)]
+    struct Gate {
+        pending: Arc<Mutex<HashMap<String, Finish>>>,
+    }
+
+    impl Gate {
+        fn finish(&self, id: &str, outcome: Result<&str, &str>) {
+            let tx = self
+                .pending
+                .lock()
+                .unwrap()
+                .remove(id)
+                .expect("a make in flight");
+            let _ = tx.send(outcome.map(str::to_string).map_err(str::to_string));
+        }
+
+        fn in_flight(&self) -> usize {
+            self.pending.lock().unwrap().len()
+        }
+    }
+
+    impl Service<Member> for Gate {
+        type Response = String;
+        type Error = String;
+        type Future = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), String>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, member: Member) -> Self::Future {
+            let (tx, rx) = oneshot::channel();
+            self.pending
+                .lock()
+                .unwrap()
+                .insert(member.id().to_string(), tx);
+            Box::pin(async move { rx.await.unwrap_or_else(|_| Err("dropped".into())) })
+        }
+    }
+
+    /// Polls once, without waiting.
+    fn poll_once<M>(d: &mut MakeDiscover<M>) -> Poll<Option<String>>
+    where
+        M: Service<Member>,
+        M::Error: fmt::Display + fmt::Debug,
+        M::Response: fmt::Debug,
+    {
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        Pin::new(d)
+            .poll_next(&mut cx)
+            .map(|c| c.map(|c| describe(&c.expect("no maker error"))))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_member_is_inserted_once_made_and_a_failed_make_is_retried() {
+        let publisher = Publisher::new();
+        publisher.publish([member("a")]);
+        let gate = Gate::default();
+        let mut d = MakeDiscover::new(publisher.feed(), gate.clone());
+        assert!(poll_once(&mut d).is_pending());
+        assert_eq!(gate.in_flight(), 1);
+
+        gate.finish("a", Err("refused"));
+        assert!(poll_once(&mut d).is_pending());
+        assert_eq!(gate.in_flight(), 0, "not again before the back-off");
+        tokio::time::sleep(DEFAULT_RETRY_MIN).await;
+        assert!(poll_once(&mut d).is_pending());
+        assert_eq!(gate.in_flight(), 1, "tried again after the back-off");
+
+        gate.finish("a", Ok("client-a"));
+        let change = d.next().await.expect("open").expect("no maker error");
+        assert_eq!(describe(&change), "+a=\"client-a\"");
+        assert_eq!(d.endpoints().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_make_for_a_member_that_left_is_dropped() {
+        let publisher = Publisher::new();
+        publisher.publish([member("a"), member("b")]);
+        let gate = Gate::default();
+        let mut d = MakeDiscover::new(publisher.feed(), gate.clone());
+        assert!(poll_once(&mut d).is_pending());
+        gate.finish("b", Ok("client-b"));
+        assert_eq!(
+            poll_once(&mut d),
+            Poll::Ready(Some("+b=\"client-b\"".into()))
+        );
+
+        // a leaves while its make runs, b leaves after being inserted.
+        publisher.publish([]);
+        assert_eq!(poll_once(&mut d), Poll::Ready(Some("-b".into())));
+        gate.finish("a", Ok("client-a"));
+        assert!(
+            poll_once(&mut d).is_pending(),
+            "a was inserted after it left"
+        );
+        assert!(d.endpoints().is_empty());
+
+        // Closed, with nothing left to make: the stream ends.
+        publisher.close();
+        assert_eq!(poll_once(&mut d), Poll::Ready(None));
+    }
+
+    #[tokio::test]
+    async fn a_maker_that_fails_to_get_ready_ends_discovery_with_its_error() {
+        let publisher = Publisher::new();
+        publisher.publish([member("a")]);
+        let broken = Broken(tower::service_fn(|_: Member| async {
+            Ok::<(), String>(())
+        }));
+        let mut d = MakeDiscover::new(publisher.feed(), broken);
+        let err = d
+            .next()
+            .await
+            .expect("an item")
+            .expect_err("the maker's error");
+        assert_eq!(err, "maker is gone");
+    }
+
+    struct Broken<S>(S);
+
+    impl<S: Service<Member, Error = String>> Service<Member> for Broken<S> {
+        type Response = S::Response;
+        type Error = String;
+        type Future = S::Future;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), String>> {
+            Poll::Ready(Err("maker is gone".into()))
+        }
+
+        fn call(&mut self, member: Member) -> S::Future {
+            self.0.call(member)
+        }
+    }
+}
