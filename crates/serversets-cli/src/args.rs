@@ -401,9 +401,10 @@ pub struct WeightArgs {
     /// Remove the weight set for this selector instead (back to 1.0)
     #[arg(long, group = "change")]
     pub clear: bool,
-    /// ACL of the vector node (creator and creator-read need --digest)
-    #[arg(long, value_enum, default_value_t = AclArg::Open)]
-    pub acl: AclArg,
+    /// ACL of the vector node (default: creator-read with credentials, open
+    /// without; creator and creator-read need credentials)
+    #[arg(long, value_enum)]
+    pub acl: Option<AclArg>,
 }
 
 /// `serversets drain`.
@@ -412,9 +413,10 @@ pub struct DrainArgs {
     /// The address to drain, as members announce it
     #[arg(value_name = "HOST:PORT", value_parser = parse_addr)]
     pub addr: HostPort,
-    /// ACL of the vector node (creator and creator-read need --digest)
-    #[arg(long, value_enum, default_value_t = AclArg::Open)]
-    pub acl: AclArg,
+    /// ACL of the vector node (default: creator-read with credentials, open
+    /// without; creator and creator-read need credentials)
+    #[arg(long, value_enum)]
+    pub acl: Option<AclArg>,
 }
 
 /// `serversets undrain`.

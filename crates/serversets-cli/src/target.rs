@@ -137,7 +137,10 @@ pub(crate) fn acl_policy(
 }
 
 /// The ACLs of a node written with `--acl`, refused as [`acl_policy`] does.
-pub(crate) fn acls(acl: crate::args::AclArg, g: &GlobalArgs) -> Result<Vec<zk::Acl>, CliError> {
+pub(crate) fn acls(
+    acl: Option<crate::args::AclArg>,
+    g: &GlobalArgs,
+) -> Result<Vec<zk::Acl>, CliError> {
     Ok(match acl_policy(acl, g)? {
         AclPolicy::CreatorAll => zk::Acls::creator_all().to_vec(),
         AclPolicy::CreatorAllWorldRead => {

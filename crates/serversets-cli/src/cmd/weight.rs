@@ -40,7 +40,7 @@ pub(crate) async fn undrain(
     a: &UndrainArgs,
     out: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
-    apply(g, inet(&a.addr), Change::Undrain, AclArg::Open, out).await
+    apply(g, inet(&a.addr), Change::Undrain, None, out).await
 }
 
 fn inet(addr: &HostPort) -> Selector {
@@ -51,7 +51,7 @@ async fn apply(
     g: &GlobalArgs,
     selector: Selector,
     change: Change,
-    acl: AclArg,
+    acl: Option<AclArg>,
     out: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
     // Every usage error before connecting.
