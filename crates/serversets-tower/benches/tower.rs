@@ -11,9 +11,15 @@
 //!   between the two, so drift hits both alike.
 //! - `tower.wall_per_request` / `..._direct`: each round's wall time divided
 //!   by its requests (inverse throughput), one sample per round.
-//! - `tower.discover_change`: from a member being added to a FixedSet to the
-//!   first request that reaches its server (the server's own clock), with
+//! - `tower.discover_change`: from a member being added to the first
+//!   request that reaches its server (the server's own clock), with
 //!   requests flowing 4 at a time; it includes connecting to the new member.
+//!   `source`: `fixedset` (published in memory) or `zookeeper` (from the
+//!   call to `register_endpoint` on a real standalone ZooKeeper: the
+//!   create, the watch's notification and read, then the balancer). For
+//!   ZooKeeper, `tower.discover_change_registered` (until
+//!   `register_endpoint` returned) and `tower.discover_change_watched`
+//!   (until the watch held the member) say where the time goes.
 //!
 //! The servers share one thread and runtime, the client has another (one
 //! core each on a 2-core machine, pinned when the OS allows, at a raised
@@ -33,11 +39,12 @@ use greeter::greeter_client::GreeterClient;
 use greeter::greeter_server::{Greeter, GreeterServer};
 use greeter::{HelloReply, HelloRequest};
 use serde_json::json;
-use serversets_core::Member;
+use serversets_core::{Endpoint as Registration, Environment, Member, ServerSet, Watch, Watcher};
 use serversets_fixedset::FixedSet;
 use serversets_tower::tonic::BalanceChannel;
 use serversets_tower::{FailFastLayer, MemberLoad, WatcherDiscover};
 use testkit::bench::{emit, micros, Record};
+use testkit::ZkCluster;
 use tonic::body::Body;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
@@ -81,7 +88,8 @@ fn main() {
         }
         if testkit::bench::wanted("tower.discover_change") {
             for path in [Path::BalanceChannel, Path::P2c] {
-                discover_change_bench(path, &servers).await;
+                discover_change_bench(path, &servers, Source::fixed(&servers)).await;
+                discover_change_bench(path, &servers, Source::zookeeper(&servers).await).await;
             }
         }
     });
@@ -195,7 +203,7 @@ fn endpoint(addr: impl std::fmt::Display) -> Endpoint {
 }
 
 /// A client over `set` through one of this crate's paths.
-fn client(path: Path, set: Arc<FixedSet>) -> Client {
+fn client(path: Path, set: Arc<dyn Watcher>) -> Client {
     match path {
         Path::BalanceChannel => {
             let (channel, sync) = BalanceChannel::new(set)
@@ -339,16 +347,123 @@ async fn request_bench(path: Path, addrs: &[SocketAddr]) {
     );
 }
 
-async fn discover_change_bench(path: Path, servers: &Servers) {
-    let (old, new) = servers.addrs.split_at(SERVERS);
-    let old: Vec<String> = old.iter().map(|a| a.to_string()).collect();
-    let with_new: Vec<String> = old
-        .iter()
-        .cloned()
-        .chain(new.iter().map(|a| a.to_string()))
-        .collect();
-    let set = Arc::new(FixedSet::new(&old).expect("endpoints"));
-    let client = client(path, set.clone());
+/// Where the member comes from in `tower.discover_change`.
+enum Source {
+    /// A FixedSet: the change is published in memory.
+    Fixed {
+        set: Arc<FixedSet>,
+        old: Vec<String>,
+        with_new: Vec<String>,
+    },
+    /// A real ZooKeeper: the member registers (a create) and the watch
+    /// sees it (a notification and a read).
+    ZooKeeper {
+        set: ServerSet,
+        watch: Arc<Watch>,
+        new_port: u16,
+        registration: Option<Registration>,
+        _old: Vec<Registration>,
+        _zk: Box<ZkCluster>,
+    },
+}
+
+impl Source {
+    fn fixed(servers: &Servers) -> Source {
+        let all: Vec<String> = servers.addrs.iter().map(|a| a.to_string()).collect();
+        let old = all[..SERVERS].to_vec();
+        Source::Fixed {
+            set: Arc::new(FixedSet::new(&old).expect("endpoints")),
+            old,
+            with_new: all,
+        }
+    }
+
+    async fn zookeeper(servers: &Servers) -> Source {
+        let zk = ZkCluster::standalone().expect("zookeeper (see testkit for install hints)");
+        let set = ServerSet::builder(Environment::Test, "tower-bench", [zk.connect_string()])
+            .connect_timeout(Duration::from_secs(20))
+            .build()
+            .expect("server set");
+        let mut old = Vec::new();
+        for addr in &servers.addrs[..SERVERS] {
+            old.push(
+                set.register_endpoint("127.0.0.1", addr.port(), None)
+                    .await
+                    .expect("registered"),
+            );
+        }
+        let watch = Arc::new(set.watch().await.expect("watch"));
+        let mut changes = watch.subscribe();
+        while watch.snapshot().len() < SERVERS {
+            changes.changed().await.expect("watch open");
+        }
+        Source::ZooKeeper {
+            set,
+            watch,
+            new_port: servers.addrs[SERVERS].port(),
+            registration: None,
+            _old: old,
+            _zk: Box::new(zk),
+        }
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            Source::Fixed { .. } => "fixedset",
+            Source::ZooKeeper { .. } => "zookeeper",
+        }
+    }
+
+    fn watcher(&self) -> Arc<dyn Watcher> {
+        match self {
+            Source::Fixed { set, .. } => set.clone(),
+            Source::ZooKeeper { watch, .. } => watch.clone(),
+        }
+    }
+
+    async fn add(&mut self) {
+        match self {
+            Source::Fixed { set, with_new, .. } => {
+                set.set_endpoints(&*with_new).expect("endpoints")
+            }
+            Source::ZooKeeper {
+                set,
+                new_port,
+                registration,
+                ..
+            } => {
+                *registration = Some(
+                    set.register_endpoint("127.0.0.1", *new_port, None)
+                        .await
+                        .expect("registered"),
+                );
+            }
+        }
+    }
+
+    /// Takes the new member out again, and waits until the set shows it.
+    async fn remove(&mut self) {
+        match self {
+            Source::Fixed { set, old, .. } => set.set_endpoints(&*old).expect("endpoints"),
+            Source::ZooKeeper {
+                watch,
+                registration,
+                ..
+            } => {
+                if let Some(r) = registration.take() {
+                    r.close().await.expect("deregistered");
+                }
+                let mut changes = watch.subscribe();
+                while watch.snapshot().len() > SERVERS {
+                    changes.changed().await.expect("watch open");
+                }
+            }
+        }
+    }
+}
+
+async fn discover_change_bench(path: Path, servers: &Servers, mut source: Source) {
+    let client = client(path, source.watcher());
     round(&client).await;
 
     // Traffic flows all along, 4 requests at a time.
@@ -368,13 +483,19 @@ async fn discover_change_bench(path: Path, servers: &Servers) {
             }
         }));
     }
-    let mut samples = Vec::with_capacity(CHANGES);
+    let watcher = source.watcher();
+    let (mut samples, mut registered, mut watched) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..CHANGES {
         *servers.first.lock().expect("first-hit lock") = None;
         servers.armed.store(true, Ordering::SeqCst);
         let added = Instant::now();
-        set.set_endpoints(&with_new).expect("endpoints");
+        source.add().await;
+        registered.push(micros(added.elapsed()));
+        let mut seen = None;
         let reached = loop {
+            if seen.is_none() && watcher.snapshot().len() > SERVERS {
+                seen = Some(added.elapsed());
+            }
             if let Some(at) = *servers.first.lock().expect("first-hit lock") {
                 break at;
             }
@@ -385,7 +506,8 @@ async fn discover_change_bench(path: Path, servers: &Servers) {
             tokio::task::yield_now().await;
         };
         samples.push(micros(reached.saturating_duration_since(added)));
-        set.set_endpoints(&old).expect("endpoints");
+        watched.push(micros(seen.unwrap_or_else(|| added.elapsed())));
+        source.remove().await;
         // Let the removal reach the balancer before the next addition.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -393,17 +515,37 @@ async fn discover_change_bench(path: Path, servers: &Servers) {
     for t in load {
         t.await.expect("load task");
     }
+    let params =
+        json!({"path": path.label(), "source": source.label(), "servers": SERVERS, "in_flight": 4});
     let record = Record::from_samples(
         "tower.discover_change",
-        json!({"path": path.label(), "source": "fixedset", "servers": SERVERS, "in_flight": 4}),
+        params.clone(),
         "us",
         &samples,
         None,
     );
     emit(&record);
+    if let Source::ZooKeeper { .. } = source {
+        // Where the time goes: the create, then the watch.
+        emit(&Record::from_samples(
+            "tower.discover_change_registered",
+            params.clone(),
+            "us",
+            &registered,
+            None,
+        ));
+        emit(&Record::from_samples(
+            "tower.discover_change_watched",
+            params,
+            "us",
+            &watched,
+            None,
+        ));
+    }
     eprintln!(
-        "tower {}: member added -> first request reaching it: p50 {:.0} us, p99 {:.0} us",
+        "tower {} over {}: member added -> first request reaching it: p50 {:.0} us, p99 {:.0} us",
         path.label(),
+        source.label(),
         record.median,
         record.p99
     );
