@@ -11,6 +11,10 @@
 //!   between the two, so drift hits both alike.
 //! - `tower.wall_per_request` / `..._direct`: each round's wall time divided
 //!   by its requests (inverse throughput), one sample per round.
+//! - `tower.client_cpu_per_request` / `..._direct`: the client thread's CPU
+//!   time per request, one sample per round: the client's whole cost (every
+//!   client task runs on that one thread), and unlike wall time not moved
+//!   by other work on the machine.
 //! - `tower.discover_change`: from a member being added to the first
 //!   request that reaches its server (the server's own clock), with
 //!   requests flowing 4 at a time; it includes connecting to the new member.
@@ -55,7 +59,7 @@ use tower::{Layer, ServiceBuilder};
 
 const CONCURRENCY: usize = 16;
 const PER_TASK: usize = 50;
-const ROUNDS: usize = 40;
+const ROUNDS: usize = 100;
 const SERVERS: usize = 3;
 const CHANGES: usize = 40;
 
@@ -239,8 +243,9 @@ fn direct(addrs: &[SocketAddr]) -> Client {
 
 /// One round of `CONCURRENCY` tasks × `PER_TASK` requests; per-request
 /// latencies (us) and the round's wall time.
-async fn round(client: &Client) -> (Vec<f64>, Duration) {
+async fn round(client: &Client) -> (Vec<f64>, Duration, Duration) {
     let started = Instant::now();
+    let cpu = thread_cpu();
     let mut tasks = Vec::with_capacity(CONCURRENCY);
     for _ in 0..CONCURRENCY {
         let mut client = client.clone();
@@ -263,7 +268,27 @@ async fn round(client: &Client) -> (Vec<f64>, Duration) {
     for t in tasks {
         all.extend(t.await.expect("bench task"));
     }
-    (all, started.elapsed())
+    (all, started.elapsed(), thread_cpu().saturating_sub(cpu))
+}
+
+/// CPU time of the calling thread. The client runtime is single-threaded
+/// and everything on the client side runs on it (the request tasks, tonic's
+/// and tower's buffer workers, hyper's connection tasks), so a round's CPU
+/// time is the client's cost, whatever else the machine is doing.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec on our stack; the call only writes it.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
 }
 
 async fn request_bench(path: Path, addrs: &[SocketAddr]) {
@@ -277,18 +302,21 @@ async fn request_bench(path: Path, addrs: &[SocketAddr]) {
     }
     let (mut lat_ours, mut lat_direct) = (Vec::new(), Vec::new());
     let (mut wall_ours, mut wall_direct) = (Vec::new(), Vec::new());
+    let (mut cpu_ours, mut cpu_direct) = (Vec::new(), Vec::new());
     let per_round = (CONCURRENCY * PER_TASK) as f64;
     for r in 0..ROUNDS {
         // Alternate which goes first so neither always runs warmer.
         for which in [r % 2, 1 - r % 2] {
             if which == 0 {
-                let (lat, wall) = round(&ours).await;
+                let (lat, wall, cpu) = round(&ours).await;
                 lat_ours.extend(lat);
                 wall_ours.push(micros(wall) / per_round);
+                cpu_ours.push(micros(cpu) / per_round);
             } else {
-                let (lat, wall) = round(&direct).await;
+                let (lat, wall, cpu) = round(&direct).await;
                 lat_direct.extend(lat);
                 wall_direct.push(micros(wall) / per_round);
+                cpu_direct.push(micros(cpu) / per_round);
             }
         }
     }
@@ -322,10 +350,24 @@ async fn request_bench(path: Path, addrs: &[SocketAddr]) {
         ),
         Record::from_samples(
             "tower.wall_per_request",
-            params,
+            params.clone(),
             "us",
             &wall_ours,
             Some("tower.wall_per_request_direct"),
+        ),
+        Record::from_samples(
+            "tower.client_cpu_per_request_direct",
+            params.clone(),
+            "us",
+            &cpu_direct,
+            None,
+        ),
+        Record::from_samples(
+            "tower.client_cpu_per_request",
+            params,
+            "us",
+            &cpu_ours,
+            Some("tower.client_cpu_per_request_direct"),
         ),
     ];
     for r in &records {
@@ -334,7 +376,7 @@ async fn request_bench(path: Path, addrs: &[SocketAddr]) {
         }
     }
     eprintln!(
-        "tower {}: latency p50 {:.1} vs {:.1} us (ratio {:.3}), p99 {:.1} vs {:.1} us; throughput {:.0} vs {:.0} req/s (time ratio {:.3})",
+        "tower {}: latency p50 {:.1} vs {:.1} us (ratio {:.3}), p99 {:.1} vs {:.1} us; throughput {:.0} vs {:.0} req/s (time ratio {:.3}); client CPU {:.2} vs {:.2} us/request (ratio {:.3})",
         path.label(),
         records[1].median,
         records[0].median,
@@ -344,6 +386,9 @@ async fn request_bench(path: Path, addrs: &[SocketAddr]) {
         1e6 / records[3].median,
         1e6 / records[2].median,
         records[3].median / records[2].median,
+        records[5].median,
+        records[4].median,
+        records[5].median / records[4].median,
     );
 }
 
