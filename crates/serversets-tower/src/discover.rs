@@ -87,7 +87,7 @@ enum Pending {
 ///
 /// The service for each member comes from a [`MakeMember`], usually a
 /// closure; wrap it in [`MemberLoad`](crate::MemberLoad) for tower's p2c
-/// [`Balance`](tower::balance::p2c::Balance), or use tower's own load
+/// [`Balance`](https://docs.rs/tower/0.5/tower/balance/p2c/struct.Balance.html), or use tower's own load
 /// wrappers. Builders that connect asynchronously go through
 /// [`MakeDiscover`](crate::MakeDiscover) instead.
 ///

@@ -62,7 +62,7 @@ impl NoServers {
 /// message, so a chain prints each thing once. tonic's clients look through
 /// that chain, so a transport failure behind a `FailFast` still becomes
 /// `Unavailable`, and so does `NoServers` when the layer was made with
-/// [`grpc_unavailable`](crate::FailFastLayer::grpc_unavailable).
+/// `FailFastLayer::grpc_unavailable` (feature `tonic`).
 ///
 /// A concrete type rather than tower's `BoxError`: a tonic client over a
 /// service whose error is exactly `BoxError` cannot be moved into

@@ -16,7 +16,7 @@ use crate::error::{Error, NoServers};
 
 /// How a [`NoServers`] is reported: boxed as is, or wrapped (in a
 /// `tonic::Status` with code `Unavailable`, see
-/// [`FailFastLayer::grpc_unavailable`]).
+/// `FailFastLayer::grpc_unavailable`, feature `tonic`).
 type Report = fn(NoServers) -> BoxError;
 
 fn boxed(e: NoServers) -> BoxError {

@@ -82,7 +82,7 @@ impl Shared {
 }
 
 /// A member's service with the load tower's p2c
-/// [`Balance`](tower::balance::p2c::Balance) uses to choose between two:
+/// [`Balance`](https://docs.rs/tower/0.5/tower/balance/p2c/struct.Balance.html) uses to choose between two:
 /// requests in flight, scaled by the member's weight, and raised for a
 /// while after a failure.
 ///

@@ -234,6 +234,37 @@ impl Rejected {
 ///
 /// Dropping it leaves the task running: it ends by itself when the watcher
 /// closes or the channel is dropped.
+///
+/// ```
+/// use serversets_core::{HostPort, Member, Publisher};
+/// use serversets_tower::tonic::{BalanceChannel, Stopped};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let source = Publisher::new();
+/// let good = Member::from_addr("10.0.0.1:50051".parse::<HostPort>()?);
+/// let odd = Member::builder("m2", "10.0.0.2:50051".parse::<HostPort>()?)
+///     .metadata("scheme", "unix")
+///     .build();
+/// source.publish([good, odd]);
+/// let (_channel, sync) = BalanceChannel::new(source.feed())
+///     .configure(|member, endpoint| match member.metadata().get("scheme") {
+///         Some(other) => Err(format!("cannot dial {other}")),
+///         None => Ok(endpoint),
+///     })
+///     .build()?;
+/// while sync.endpoints().len() + sync.rejected().len() < 2 {
+///     tokio::task::yield_now().await;
+/// }
+/// assert_eq!(sync.endpoints().len(), 1);
+/// assert_eq!(sync.rejected()[0].member().id().as_str(), "m2");
+/// assert_eq!(sync.rejected()[0].error().to_string(), "cannot dial unix");
+///
+/// // The source goes away: the task ends, the channel keeps its endpoint.
+/// source.close();
+/// assert_eq!(sync.stopped().await, Stopped::WatcherClosed);
+/// # Ok(()) }
+/// ```
 pub struct ChannelSync {
     task: JoinHandle<Stopped>,
     endpoints: Endpoints,
