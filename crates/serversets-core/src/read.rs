@@ -54,9 +54,15 @@ pub(crate) struct Reader {
     /// Requests sent, for [`WatchStats`](crate::WatchStats).
     pub(crate) single_reads: AtomicU64,
     pub(crate) multi_reads: AtomicU64,
+    /// The same, as `serversets_watch_reads_total{set,kind}` (no-ops
+    /// unless built [`with_metrics`](Reader::with_metrics)).
+    single_counter: metrics::Counter,
+    multi_counter: metrics::Counter,
 }
 
 impl Reader {
+    /// A reader whose requests are counted only in its own fields.
+    #[cfg(test)]
     pub(crate) fn new(multi: bool) -> Arc<Reader> {
         Arc::new(Reader {
             multi: AtomicBool::new(multi),
@@ -64,7 +70,33 @@ impl Reader {
             member_bytes: AtomicUsize::new(FIRST_GUESS),
             single_reads: AtomicU64::new(0),
             multi_reads: AtomicU64::new(0),
+            single_counter: metrics::Counter::noop(),
+            multi_counter: metrics::Counter::noop(),
         })
+    }
+
+    /// A reader whose requests are also counted in
+    /// `serversets_watch_reads_total` for the set at `path`.
+    pub(crate) fn with_metrics(multi: bool, path: &str) -> Arc<Reader> {
+        metrics::describe_counter!(
+            "serversets_watch_reads_total",
+            "ZooKeeper read requests a watch sent: kind=single (one member) or multi (a batch)"
+        );
+        let counter = |kind: &'static str| metrics::counter!("serversets_watch_reads_total", "set" => path.to_string(), "kind" => kind);
+        Arc::new(Reader {
+            multi: AtomicBool::new(multi),
+            batch: AtomicUsize::new(MAX_BATCH),
+            member_bytes: AtomicUsize::new(FIRST_GUESS),
+            single_reads: AtomicU64::new(0),
+            multi_reads: AtomicU64::new(0),
+            single_counter: counter("single"),
+            multi_counter: counter("multi"),
+        })
+    }
+
+    /// Read requests sent so far, single and multi.
+    pub(crate) fn requests(&self) -> u64 {
+        self.single_reads.load(Ordering::Relaxed) + self.multi_reads.load(Ordering::Relaxed)
     }
 
     /// Splits `names` into batches sized for the next requests.
@@ -115,6 +147,7 @@ impl Reader {
             reader
                 .single_reads
                 .fetch_add(names.len() as u64, Ordering::Relaxed);
+            reader.single_counter.increment(names.len() as u64);
             let reads = names.into_iter().map(|(name, tag)| {
                 let read = client.get_data(&format!("{path}/{name}"));
                 async move { (name, tag, read.await.map(|(data, _)| data)) }
@@ -136,6 +169,7 @@ impl Reader {
             request.add_get_data(&format!("{path}/{name}"))?;
         }
         self.multi_reads.fetch_add(1, Ordering::Relaxed);
+        self.multi_counter.increment(1);
         let results = request.commit().await?;
         if results.len() != names.len() {
             // The reply does not match the request: nothing in it can be

@@ -294,6 +294,7 @@ impl RegistrationBuilder {
             _healthy_tx: healthy_tx.clone(),
             refused: watch::channel(false).0,
             node: Mutex::new(Node::default()),
+            metrics: RegistrationMetrics::new(&self.set.inner.path, &member.addr().to_string()),
         });
         if let Some(ping) = self.ping {
             let c = ctx.clone();
@@ -390,6 +391,107 @@ struct Ctx {
     /// `register()` can report it without waiting out its budget.
     refused: watch::Sender<bool>,
     node: Mutex<Node>,
+    /// Metric handles, registered once when the registration starts.
+    metrics: RegistrationMetrics,
+}
+
+/// The `state` label of `serversets_registrations`, by state.
+const STATE_LABELS: [&str; 4] = ["pending", "registered", "unhealthy", "closed"];
+
+fn state_index(state: &RegistrationState) -> usize {
+    match state {
+        RegistrationState::Pending => 0,
+        RegistrationState::Registered(_) => 1,
+        RegistrationState::Unhealthy(_) => 2,
+        RegistrationState::Closed => 3,
+    }
+}
+
+/// A registration's metrics, labelled `set` (its path) and `endpoint`
+/// (the member's address). Registered once per registration, so an update
+/// is an atomic add.
+struct RegistrationMetrics {
+    /// `serversets_registrations{state}`: registrations in each state; this
+    /// one counts 1 in the state it is in, until it is dropped.
+    states: [metrics::Gauge; 4],
+    /// Index into `states` of the state counted now.
+    current: std::sync::atomic::AtomicUsize,
+    /// `serversets_registration_creates_total`: members created (or a lost
+    /// create's node adopted).
+    creates: metrics::Counter,
+    /// `serversets_registration_reregistrations_total`: creates after the
+    /// first (a new session, a deleted member, a passing check again).
+    reregistrations: metrics::Counter,
+    /// `serversets_registration_ping_seconds`: how long each health check
+    /// took.
+    ping: metrics::Histogram,
+    /// `serversets_registration_ping_failures_total`: health checks that
+    /// failed (error, panic or timeout).
+    ping_failures: metrics::Counter,
+}
+
+impl RegistrationMetrics {
+    fn new(set: &str, endpoint: &str) -> RegistrationMetrics {
+        metrics::describe_gauge!(
+            "serversets_registrations",
+            "Registrations in each state: pending, registered, unhealthy, closed"
+        );
+        metrics::describe_counter!(
+            "serversets_registration_creates_total",
+            "Members a registration created (or adopted after a lost create)"
+        );
+        metrics::describe_counter!(
+            "serversets_registration_reregistrations_total",
+            "Members a registration created again after its first (new session, deletion, check passing again)"
+        );
+        metrics::describe_histogram!(
+            "serversets_registration_ping_seconds",
+            metrics::Unit::Seconds,
+            "How long a registration's health check took"
+        );
+        metrics::describe_counter!(
+            "serversets_registration_ping_failures_total",
+            "Health checks of a registration that failed (error, panic or timeout)"
+        );
+        let labels = [("set", set.to_string()), ("endpoint", endpoint.to_string())];
+        let states = STATE_LABELS.map(|state| {
+            let mut with_state = labels.to_vec();
+            with_state.push(("state", state.to_string()));
+            metrics::gauge!("serversets_registrations", &with_state)
+        });
+        states[0].increment(1.0);
+        RegistrationMetrics {
+            states,
+            current: std::sync::atomic::AtomicUsize::new(0),
+            creates: metrics::counter!("serversets_registration_creates_total", &labels),
+            reregistrations: metrics::counter!(
+                "serversets_registration_reregistrations_total",
+                &labels
+            ),
+            ping: metrics::histogram!("serversets_registration_ping_seconds", &labels),
+            ping_failures: metrics::counter!(
+                "serversets_registration_ping_failures_total",
+                &labels
+            ),
+        }
+    }
+
+    /// Counts the registration in `to`'s state instead of the one before.
+    fn moved(&self, to: &RegistrationState) {
+        let to = state_index(to);
+        let from = self.current.swap(to, std::sync::atomic::Ordering::Relaxed);
+        if from != to {
+            self.states[from].decrement(1.0);
+            self.states[to].increment(1.0);
+        }
+    }
+}
+
+impl Drop for RegistrationMetrics {
+    fn drop(&mut self) {
+        let current = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        self.states[current].decrement(1.0);
+    }
 }
 
 impl Ctx {
@@ -412,6 +514,7 @@ impl Ctx {
             if *cur == s {
                 false
             } else {
+                self.metrics.moved(&s);
                 *cur = s;
                 true
             }
@@ -508,6 +611,10 @@ impl fmt::Debug for Endpoint {
     }
 }
 
+#[tracing::instrument(name = "registration_ping", level = "info", skip_all, fields(
+    set = %ctx.set_path,
+    endpoint = %ctx.addr,
+))]
 async fn run_ping(
     ctx: Arc<Ctx>,
     ping: Ping,
@@ -525,10 +632,15 @@ async fn run_ping(
         if *close.borrow_and_update() {
             return;
         }
+        let started = std::time::Instant::now();
         let result = tokio::select! {
             r = checker.round() => r,
             _ = close.changed() => return,
         };
+        ctx.metrics.ping.record(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            ctx.metrics.ping_failures.increment(1);
+        }
         let ok = result.is_ok();
         let was = *healthy.borrow();
         if was != Some(ok) {
@@ -552,6 +664,10 @@ async fn run_ping(
 /// ZooKeeper in line with what the registration wants. It ends only when the
 /// handle is closed or dropped and the member is known to be gone; every
 /// failure before that is retried with back-off.
+#[tracing::instrument(name = "registration", level = "info", skip_all, fields(
+    set = %ctx.set_path,
+    endpoint = %ctx.addr,
+))]
 async fn keep_registered(ctx: Arc<Ctx>) {
     let mut generations = ctx.session.generations();
     let mut close = ctx.close.subscribe();
@@ -793,6 +909,10 @@ async fn remove(
     }
 }
 
+#[tracing::instrument(name = "register_create", level = "debug", skip_all, fields(
+    generation = generation.number,
+    session = format_args!("{:#x}", generation.session_id),
+))]
 async fn create(ctx: &Ctx, generation: &Generation) -> std::result::Result<(), zk::Error> {
     let client = &generation.client;
     let uncertain = ctx.node().uncertain == Some(generation.number);
@@ -841,8 +961,12 @@ fn registered(
         });
         node.uncertain = None;
         node.last_error = None;
+        if node.ever_registered {
+            ctx.metrics.reregistrations.increment(1);
+        }
         node.ever_registered = true;
     }
+    ctx.metrics.creates.increment(1);
     tracing::info!(path = %path, addr = %ctx.addr, "member registered");
     Ok(())
 }

@@ -235,6 +235,98 @@ struct Shared {
     problem: watch::Sender<Option<Error>>,
     /// The TLS certificates connections use (rotated from their files).
     tls: Option<TlsHandle>,
+    /// Metric handles, registered once when the session starts.
+    metrics: SessionMetrics,
+}
+
+impl Shared {
+    /// Publishes the health, and the `serversets_session_state` gauges with it.
+    fn set_health(&self, health: Health) {
+        self.metrics.health(health);
+        self.health.send_replace(health);
+    }
+}
+
+/// The label value of a [`Health`] in `serversets_session_state{state}`.
+fn health_label(health: Health) -> &'static str {
+    match health {
+        Health::Connecting => "connecting",
+        Health::Connected => "connected",
+        Health::Disconnected => "disconnected",
+        Health::Expired => "expired",
+        Health::AuthFailed => "auth_failed",
+    }
+}
+
+/// A session's metrics, labelled `zk` with its hosts (without chroot).
+/// Registered once per session, so an update is an atomic store or add.
+struct SessionMetrics {
+    /// `serversets_session_state{zk,state}`: 1 for the state now, 0 for
+    /// the others.
+    states: [(Health, metrics::Gauge); 5],
+    /// `serversets_session_established_total`: sessions opened (the first,
+    /// and a new one after each expiry).
+    established: metrics::Counter,
+    /// `serversets_session_reconnects_total`: connections restored to the
+    /// same session after a disconnect.
+    reconnects: metrics::Counter,
+    /// `serversets_session_expiries_total`: sessions that expired (or that
+    /// the server closed).
+    expiries: metrics::Counter,
+    /// `serversets_session_connect_failures_total`: attempts to open a
+    /// session that failed.
+    connect_failures: metrics::Counter,
+}
+
+impl SessionMetrics {
+    fn new(hosts: &str) -> SessionMetrics {
+        metrics::describe_gauge!(
+            "serversets_session_state",
+            "ZooKeeper session state: 1 for the current state, 0 for the others"
+        );
+        metrics::describe_counter!(
+            "serversets_session_established_total",
+            "ZooKeeper sessions opened (the first, and one after each expiry)"
+        );
+        metrics::describe_counter!(
+            "serversets_session_reconnects_total",
+            "Connections restored to the same ZooKeeper session after a disconnect"
+        );
+        metrics::describe_counter!(
+            "serversets_session_expiries_total",
+            "ZooKeeper sessions that expired or were closed by the server"
+        );
+        metrics::describe_counter!(
+            "serversets_session_connect_failures_total",
+            "Attempts to open a ZooKeeper session that failed"
+        );
+        let zk = hosts.to_string();
+        let state = |h: Health| {
+            let labels = [("zk", zk.clone()), ("state", health_label(h).to_string())];
+            (h, metrics::gauge!("serversets_session_state", &labels))
+        };
+        let this = SessionMetrics {
+            states: [
+                state(Health::Connecting),
+                state(Health::Connected),
+                state(Health::Disconnected),
+                state(Health::Expired),
+                state(Health::AuthFailed),
+            ],
+            established: metrics::counter!("serversets_session_established_total", "zk" => zk.clone()),
+            reconnects: metrics::counter!("serversets_session_reconnects_total", "zk" => zk.clone()),
+            expiries: metrics::counter!("serversets_session_expiries_total", "zk" => zk.clone()),
+            connect_failures: metrics::counter!("serversets_session_connect_failures_total", "zk" => zk),
+        };
+        this.health(Health::Connecting);
+        this
+    }
+
+    fn health(&self, now: Health) {
+        for (h, gauge) in &self.states {
+            gauge.set(if *h == now { 1.0 } else { 0.0 });
+        }
+    }
 }
 
 struct Inner {
@@ -517,6 +609,7 @@ impl Session {
         }
         let (current, _) = watch::channel(None);
         let (health, _) = watch::channel(Health::Connecting);
+        let metrics = SessionMetrics::new(cfg.hosts());
         let (shutdown_tx, shutdown_rx) = watch::channel(());
         #[cfg(feature = "tls")]
         let tls = match &cfg.tls {
@@ -535,6 +628,7 @@ impl Session {
             generation: AtomicU64::new(0),
             problem: watch::channel(None).0,
             tls,
+            metrics,
         });
         let s = shared.clone();
         #[cfg(feature = "tls")]
@@ -765,8 +859,9 @@ async fn supervise(shared: Arc<Shared>, mut shutdown: watch::Receiver<()>) {
             Ok(client) => client,
             Err(e) => {
                 let mut reason = e.to_string();
+                shared.metrics.connect_failures.increment(1);
                 if e == zk::Error::AuthFailed {
-                    shared.health.send_replace(Health::AuthFailed);
+                    shared.set_health(Health::AuthFailed);
                     if let Some(user) = cfg.sasl_user() {
                         let refused = Error::SaslAuthFailed {
                             hosts: cfg.hosts().to_string(),
@@ -822,7 +917,8 @@ async fn supervise(shared: Arc<Shared>, mut shutdown: watch::Receiver<()>) {
             )
         });
         // Health first: whoever sees the new session also sees it connected.
-        shared.health.send_replace(Health::Connected);
+        shared.metrics.established.increment(1);
+        shared.set_health(Health::Connected);
         shared.problem.send_replace(None);
         shared.current.send_replace(Some(Arc::new(Generation {
             client,
@@ -846,18 +942,20 @@ async fn supervise(shared: Arc<Shared>, mut shutdown: watch::Receiver<()>) {
                         hosts = cfg.hosts(),
                         "ZooKeeper connection lost; reconnecting, members kept"
                     );
-                    shared.health.send_replace(Health::Disconnected);
+                    shared.set_health(Health::Disconnected);
                 }
                 zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
                     tracing::info!(hosts = cfg.hosts(), "ZooKeeper connection restored");
-                    shared.health.send_replace(Health::Connected);
+                    shared.metrics.reconnects.increment(1);
+                    shared.set_health(Health::Connected);
                 }
                 zk::SessionState::Expired | zk::SessionState::Closed => {
                     tracing::warn!(
                         session = format_args!("{session_id:#x}"),
                         "ZooKeeper session expired; opening a new one and restoring members and watches"
                     );
-                    shared.health.send_replace(Health::Expired);
+                    shared.metrics.expiries.increment(1);
+                    shared.set_health(Health::Expired);
                     break;
                 }
                 zk::SessionState::AuthFailed => {
@@ -865,7 +963,7 @@ async fn supervise(shared: Arc<Shared>, mut shutdown: watch::Receiver<()>) {
                         hosts = cfg.hosts(),
                         "ZooKeeper authentication failed; retrying"
                     );
-                    shared.health.send_replace(Health::AuthFailed);
+                    shared.set_health(Health::AuthFailed);
                     break;
                 }
             }

@@ -168,7 +168,8 @@ impl WatchBuilder {
             rejected: Mutex::new(BTreeMap::new()),
             malformed_total: AtomicU64::new(0),
             resyncs: AtomicU64::new(0),
-            reader: Reader::new(self.multi_read),
+            reader: Reader::with_metrics(self.multi_read, &self.set.inner.path),
+            metrics: WatchMetrics::new(&self.set.inner.path),
             ready,
             last_error: Mutex::new(None),
         });
@@ -235,6 +236,131 @@ struct Ctx {
     reader: Arc<Reader>,
     ready: watch::Sender<bool>,
     last_error: Mutex<Option<String>>,
+    /// Metric handles, registered once when the watch starts.
+    metrics: WatchMetrics,
+}
+
+/// Why a child is in `rejected()`, as the `reason` label of
+/// `serversets_watch_rejected`.
+const REJECTION_REASONS: [&str; 6] = [
+    "malformed",
+    "not_served",
+    "drained",
+    "not_a_member",
+    "unreadable",
+    "invalid_vector",
+];
+
+/// The `reason` label (an index into [`REJECTION_REASONS`]) of a
+/// `rejected()` entry.
+fn rejection_reason(why: &str) -> usize {
+    if why.starts_with("malformed: ") {
+        0
+    } else if why == DRAINED {
+        2
+    } else if why == NOT_A_MEMBER {
+        3
+    } else if why.starts_with("unreadable: ") {
+        4
+    } else if why.starts_with("invalid vector: ") {
+        5
+    } else {
+        1
+    }
+}
+
+/// A watch's metrics, labelled `set` with its path. Registered once per
+/// watch, so an update is an atomic store or add.
+struct WatchMetrics {
+    /// `serversets_watch_members`: members served now.
+    members: metrics::Gauge,
+    /// `serversets_watch_rejected{reason}`: children present but not
+    /// served, by [`REJECTION_REASONS`].
+    rejected: [metrics::Gauge; 6],
+    /// `serversets_watch_resyncs_total`: full re-reads.
+    resyncs: metrics::Counter,
+    /// `serversets_watch_malformed_total`: malformed members read.
+    malformed: metrics::Counter,
+    /// `serversets_watch_propagation_seconds`: from a notification to the
+    /// snapshot that includes it.
+    propagation: metrics::Histogram,
+    /// `serversets_watch_reads_per_change`: ZooKeeper read requests one
+    /// published change took.
+    reads_per_change: metrics::Histogram,
+}
+
+/// A change under way: when its first notification arrived, and the read
+/// requests sent before it.
+struct Change {
+    at: std::time::Instant,
+    reads: u64,
+}
+
+impl WatchMetrics {
+    fn new(path: &str) -> WatchMetrics {
+        metrics::describe_gauge!("serversets_watch_members", "Members a watch serves now");
+        metrics::describe_gauge!(
+            "serversets_watch_rejected",
+            "Children of a watched set present but not served, by reason"
+        );
+        metrics::describe_counter!(
+            "serversets_watch_resyncs_total",
+            "Full re-reads of a watched set (start, reconnects, new sessions)"
+        );
+        metrics::describe_counter!(
+            "serversets_watch_malformed_total",
+            "Malformed members read by a watch"
+        );
+        metrics::describe_histogram!(
+            "serversets_watch_propagation_seconds",
+            metrics::Unit::Seconds,
+            "From a ZooKeeper notification to the watch's snapshot that includes it"
+        );
+        metrics::describe_histogram!(
+            "serversets_watch_reads_per_change",
+            "ZooKeeper read requests one published change of a watch took"
+        );
+        let set = path.to_string();
+        let rejected = REJECTION_REASONS.map(|reason| {
+            metrics::gauge!("serversets_watch_rejected", "set" => set.clone(), "reason" => reason)
+        });
+        WatchMetrics {
+            members: metrics::gauge!("serversets_watch_members", "set" => set.clone()),
+            rejected,
+            resyncs: metrics::counter!("serversets_watch_resyncs_total", "set" => set.clone()),
+            malformed: metrics::counter!("serversets_watch_malformed_total", "set" => set.clone()),
+            propagation: metrics::histogram!("serversets_watch_propagation_seconds", "set" => set.clone()),
+            reads_per_change: metrics::histogram!("serversets_watch_reads_per_change", "set" => set),
+        }
+    }
+
+    /// A change starts with this notification.
+    fn change(reader: &Reader) -> Change {
+        Change {
+            at: std::time::Instant::now(),
+            reads: reader.requests(),
+        }
+    }
+
+    /// `change` is published: its time and reads, and the gauges.
+    fn published(&self, ctx: &Ctx, change: Change) {
+        self.propagation.record(change.at.elapsed().as_secs_f64());
+        let reads = ctx.reader.requests().saturating_sub(change.reads);
+        self.reads_per_change.record(reads as f64);
+        self.refresh(ctx);
+    }
+
+    /// Sets the gauges from the snapshot and `rejected()`.
+    fn refresh(&self, ctx: &Ctx) {
+        self.members.set(ctx.publisher.snapshot().len() as f64);
+        let mut counts = [0usize; 6];
+        for why in lock(&ctx.rejected).values() {
+            counts[rejection_reason(why)] += 1;
+        }
+        for (gauge, n) in self.rejected.iter().zip(counts) {
+            gauge.set(n as f64);
+        }
+    }
 }
 
 /// Counters describing a watch, for metrics and troubleshooting.
@@ -475,8 +601,14 @@ async fn follow_events(
     // Names whose events have arrived; read together once no more events
     // are ready, so a burst of new members costs a few multi-reads.
     let mut wanted: Vec<Wanted> = Vec::new();
+    // The change under way, for the propagation and reads metrics.
+    let mut change: Option<Change> = None;
     loop {
         let dirty = !batch.added.is_empty() || !batch.removed.is_empty();
+        if !dirty && wanted.is_empty() && reads.is_empty() && change.take().is_some() {
+            // Settled without a new snapshot (a child not served, say).
+            ctx.metrics.refresh(ctx);
+        }
         tokio::select! {
             biased;
             _ = stop.changed() => return Ok(Exit::Stop),
@@ -493,6 +625,7 @@ async fn follow_events(
                         _ => return Ok(Exit::Again),
                     },
                     zk::EventType::NodeCreated | zk::EventType::NodeDataChanged => {
+                        change.get_or_insert_with(|| WatchMetrics::change(&ctx.reader));
                         if event.path == ctx.path {
                             flush(ctx, batch);
                             pending.clear();
@@ -516,6 +649,7 @@ async fn follow_events(
                         }
                     }
                     zk::EventType::NodeDeleted => {
+                        change.get_or_insert_with(|| WatchMetrics::change(&ctx.reader));
                         if event.path == ctx.path {
                             pending.clear();
                             vectors_pending.clear();
@@ -546,7 +680,12 @@ async fn follow_events(
                     reads.push(ctx.reader.read(&generation.client, &ctx.path, names));
                 }
             }
-            _ = std::future::ready(()), if dirty && vectors_pending.is_empty() => flush(ctx, batch),
+            _ = std::future::ready(()), if dirty && vectors_pending.is_empty() => {
+                flush(ctx, batch);
+                if let Some(change) = change.take() {
+                    ctx.metrics.published(ctx, change);
+                }
+            }
         }
     }
 }
@@ -591,6 +730,7 @@ async fn follow_children(
     stop: &mut watch::Receiver<()>,
 ) -> std::result::Result<Exit, zk::Error> {
     ctx.resyncs.fetch_add(1, Ordering::Relaxed);
+    ctx.metrics.resyncs.increment(1);
     loop {
         let watcher = match generation.client.get_and_watch_children(&ctx.path).await {
             Ok((children, _, watcher)) => {
@@ -624,6 +764,7 @@ async fn follow_children(
 /// Lists the children and brings the cache and snapshot in line.
 async fn resync(ctx: &Ctx, generation: &Generation) -> std::result::Result<(), zk::Error> {
     ctx.resyncs.fetch_add(1, Ordering::Relaxed);
+    ctx.metrics.resyncs.increment(1);
     let children = match generation.client.list_children(&ctx.path).await {
         Ok(c) => c,
         Err(zk::Error::NoNode) => Vec::new(),
@@ -636,6 +777,12 @@ async fn resync(ctx: &Ctx, generation: &Generation) -> std::result::Result<(), z
 
 /// Given the full list of children: forget the ones that are gone, read the
 /// new ones (pipelined), publish once from the cache.
+#[tracing::instrument(name = "watch_resync", level = "info", skip_all, fields(
+    set = %ctx.path,
+    generation = generation.number,
+    session = format_args!("{:#x}", generation.session_id),
+    children = children.len(),
+))]
 async fn apply_children(
     ctx: &Ctx,
     generation: &Generation,
@@ -698,6 +845,7 @@ fn republish(ctx: &Ctx) {
         })
         .collect();
     ctx.publisher.publish(served);
+    ctx.metrics.refresh(ctx);
 }
 
 /// The name of a direct child of the set (member or not), from an event path.
@@ -754,6 +902,7 @@ fn learn(ctx: &Ctx, name: &str, data: &[u8], batch: &mut Changes) {
         }
         Verdict::Malformed(e) => {
             ctx.malformed_total.fetch_add(1, Ordering::Relaxed);
+            ctx.metrics.malformed.increment(1);
             tracing::warn!(path = %ctx.path, member = name, error = %e, "skipping malformed member");
             lock(&ctx.rejected).insert(name.to_string(), format!("malformed: {e}"));
             Entry::Skipped

@@ -22,6 +22,7 @@ mod memcached;
 mod pki;
 mod ports;
 mod process;
+pub mod prometheus;
 mod proxy;
 pub mod znodes;
 mod zookeeper;
