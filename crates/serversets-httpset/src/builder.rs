@@ -1,5 +1,6 @@
 //! Options for an [`HttpSet`], with their defaults in one place.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::Scheme;
@@ -62,6 +63,8 @@ pub(crate) struct Config {
     pub(crate) attempt_timeout: Option<Duration>,
     pub(crate) pool_idle_timeout: Option<Duration>,
     pub(crate) pool_max_idle_per_endpoint: usize,
+    /// The `set` label of the metrics and spans.
+    pub(crate) metrics_set: Arc<str>,
 }
 
 impl Default for Config {
@@ -82,6 +85,7 @@ impl Default for Config {
             attempt_timeout: None,
             pool_idle_timeout: Some(DEFAULT_POOL_IDLE_TIMEOUT),
             pool_max_idle_per_endpoint: usize::MAX,
+            metrics_set: Arc::from(crate::metrics::UNNAMED),
         }
     }
 }
@@ -414,6 +418,25 @@ impl<C> Builder<C> {
     /// ```
     pub fn pool_max_idle_per_endpoint(mut self, max: usize) -> Self {
         self.config.pool_max_idle_per_endpoint = max;
+        self
+    }
+
+    /// Names the set in metrics and spans: the `set` label of every
+    /// `serversets_http_*` metric (default `unnamed`). Give it the server
+    /// set's path, as `serversets-core` labels its watches, so one
+    /// dashboard joins them. See `docs/metrics.md` for every metric.
+    ///
+    /// ```
+    /// # use serversets_fixedset::FixedSet;
+    /// # use serversets_httpset::HttpSet;
+    /// let set = HttpSet::builder()
+    ///     .metrics_set("/discovery/prod/users")
+    ///     .build(FixedSet::new(["127.0.0.1:8080"])?)?;
+    /// # drop(set);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn metrics_set(mut self, name: &str) -> Self {
+        self.config.metrics_set = Arc::from(name);
         self
     }
 

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::request::Parts;
 use http::uri::{PathAndQuery, Scheme};
@@ -23,6 +23,7 @@ use crate::body::{BodySource, SendBody};
 use crate::deadline::{Timer, WithDeadline};
 use serversets_core::HostPort;
 
+use crate::metrics::Failure;
 use crate::set::Inner;
 use crate::table::Endpoint;
 use crate::Error;
@@ -93,6 +94,11 @@ struct Attempt<C> {
     /// The endpoint's ejection epoch when the attempt was sent.
     epoch: u64,
     fut: WithDeadline<hyper_util::client::legacy::ResponseFuture>,
+    /// When it was sent, for `serversets_http_attempt_seconds`.
+    sent: Instant,
+    /// `http_attempt{set,endpoint,attempt,method}` at debug level, entered
+    /// while the attempt is polled (disabled, it costs a level check).
+    span: tracing::Span,
 }
 
 impl<C> Drop for Attempt<C> {
@@ -191,10 +197,12 @@ where
             Some(after) if this.timer.poll_expired(after, cx) => {
                 // Dropping the attempt cancels it and releases its endpoint.
                 call.step = Step::Finished;
-                Poll::Ready(Err(Error::Timeout {
+                let timeout = Err(Error::Timeout {
                     endpoint: None,
                     after,
-                }))
+                });
+                call.set.metrics().finished(&timeout);
+                Poll::Ready(timeout)
             }
             _ => Poll::Pending,
         }
@@ -250,7 +258,11 @@ where
                 }
                 Step::Sending(attempt) => {
                     let limit = self.set.config().attempt_timeout.unwrap_or_default();
-                    let outcome = match ready!(attempt.fut.poll_within(limit, cx)) {
+                    let polled = {
+                        let _entered = attempt.span.enter();
+                        attempt.fut.poll_within(limit, cx)
+                    };
+                    let outcome = match ready!(polled) {
                         Some(Ok(resp)) => Outcome::Answered(resp),
                         Some(Err(e)) => Outcome::Failed(e),
                         None => Outcome::TimedOut,
@@ -260,7 +272,11 @@ where
                         // We matched Sending just above; nothing else can be here.
                         return Poll::Pending;
                     };
-                    if let Some(result) = self.judge(attempt, outcome) {
+                    // The verdict's events (retries, ejections) belong to
+                    // the attempt's span too.
+                    let span = attempt.span.clone();
+                    let judged = span.in_scope(|| self.judge(attempt, outcome));
+                    if let Some(result) = judged {
                         return self.finish(result);
                     }
                 }
@@ -274,6 +290,7 @@ where
         result: Result<Response<Incoming>, Error>,
     ) -> Poll<Result<Response<Incoming>, Error>> {
         self.step = Step::Finished;
+        self.set.metrics().finished(&result);
         Poll::Ready(result)
     }
 
@@ -298,10 +315,24 @@ where
                     source,
                 }
             })?;
+        let span = tracing::debug_span!(
+            "http_attempt",
+            set = %self.set.metrics().name,
+            endpoint = %ep.addr,
+            attempt = self.attempts,
+            method = %self.head.method,
+        );
         let epoch = ep.health.epoch();
         ep.health.enter();
+        ep.metrics.attempts.increment(1);
         let fut = WithDeadline::new(ep.client.request(req), config.attempt_timeout.is_some());
-        self.step = Step::Sending(Attempt { ep, epoch, fut });
+        self.step = Step::Sending(Attempt {
+            ep,
+            epoch,
+            fut,
+            sent: Instant::now(),
+            span,
+        });
         Ok(())
     }
 
@@ -331,6 +362,9 @@ where
         };
         match outcome {
             Outcome::Answered(resp) => {
+                ep.metrics
+                    .latency
+                    .record(attempt.sent.elapsed().as_secs_f64());
                 ep.health.on_success(&ep.addr, attempt.epoch);
                 let status = resp.status();
                 if !retry_with_body(
@@ -342,6 +376,7 @@ where
                 self.reached = Some(ep.addr.clone());
             }
             Outcome::TimedOut => {
+                ep.metrics.failed(Failure::Timeout);
                 self.set.failed(ep);
                 if !retry_with_body(late_retries && more) {
                     return Some(Err(Error::Timeout {
@@ -353,6 +388,7 @@ where
                 self.reached = Some(ep.addr.clone());
             }
             Outcome::Failed(e) if e.is_connect() => {
+                ep.metrics.failed(Failure::Connect);
                 self.set.failed(ep);
                 if !retry_with_body(more) {
                     // The error covers the whole request, not only this
@@ -374,6 +410,7 @@ where
                 tracing::debug!(endpoint = %ep.addr, attempt = n, error = %e, "connect failed; retrying");
             }
             Outcome::Failed(e) => {
+                ep.metrics.failed(Failure::Request);
                 if !retry_with_body(late_retries && more) {
                     return Some(Err(Error::Request {
                         endpoint: ep.addr.clone(),
@@ -385,6 +422,7 @@ where
                 self.reached = Some(ep.addr.clone());
             }
         }
+        ep.metrics.retries.increment(1);
         self.previous = Some(attempt.ep.clone());
         None
     }

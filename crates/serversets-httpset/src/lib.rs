@@ -131,6 +131,7 @@ mod call;
 mod deadline;
 mod error;
 mod health;
+mod metrics;
 mod select;
 mod service;
 mod set;

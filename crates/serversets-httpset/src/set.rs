@@ -18,6 +18,7 @@ use tokio::sync::watch;
 
 use crate::builder::{Builder, Config};
 use crate::health::{Clock, EndpointHealth, LazyNow};
+use crate::metrics::SetMetrics;
 use crate::select::pick;
 use crate::table::{Endpoint, Table};
 use crate::{Error, ResponseFuture};
@@ -100,6 +101,8 @@ pub(crate) struct Inner<C> {
     follower: AtomicBool,
     /// Dropped with the set, which stops the follower task.
     stop: watch::Sender<()>,
+    /// The set's metric handles (each endpoint holds its own).
+    metrics: SetMetrics,
 }
 
 impl HttpSet<HttpConnector> {
@@ -151,13 +154,16 @@ where
             .pool_idle_timeout(config.pool_idle_timeout)
             .pool_max_idle_per_host(config.pool_max_idle_per_endpoint);
         let watcher: Arc<dyn Watcher> = Arc::new(watcher);
+        let metrics = SetMetrics::new(&config.metrics_set);
         let first = Table::follow(
             &Table::empty(),
             &watcher.snapshot(),
             &config.scheme,
             &clients,
             &connector,
+            &metrics,
         );
+        metrics.endpoints.set(first.endpoints.len() as f64);
         let (stop, _) = watch::channel(());
         let inner = Arc::new(Inner {
             watcher,
@@ -170,6 +176,7 @@ where
             rebuild: Mutex::new(()),
             follower: AtomicBool::new(false),
             stop,
+            metrics,
         });
         inner.ensure_follower();
         HttpSet { inner }
@@ -290,6 +297,10 @@ where
         &self.config
     }
 
+    pub(crate) fn metrics(&self) -> &SetMetrics {
+        &self.metrics
+    }
+
     /// The table matching the watcher's newest snapshot: one snapshot load
     /// and one table load on the common path, a rebuild when they differ.
     ///
@@ -346,7 +357,9 @@ where
             &self.config.scheme,
             &self.clients,
             &self.connector,
+            &self.metrics,
         );
+        self.metrics.endpoints.set(next.endpoints.len() as f64);
         tracing::debug!(
             version = next.version,
             endpoints = next.endpoints.len(),
@@ -457,12 +470,15 @@ where
     /// Records a connect failure or attempt timeout against `ep`.
     pub(crate) fn failed(&self, ep: &Endpoint<C>) {
         let table = self.table.load();
-        ep.health.on_failure(
+        let ejected = ep.health.on_failure(
             &ep.addr,
             self.config.eject,
             &self.clock,
             table.endpoints.iter().map(|e| &e.health),
         );
+        if ejected {
+            ep.metrics.ejections.increment(1);
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use serversets_core::{HostPort, MemberId, Snapshot};
 
 use crate::body::SendBody;
 use crate::health::Health;
+use crate::metrics::{EndpointMetrics, SetMetrics};
 use crate::weights::Weights;
 
 /// One member of the set, ready to take requests.
@@ -28,6 +29,8 @@ pub(crate) struct Endpoint<C> {
     pub(crate) host: HeaderValue,
     pub(crate) client: Client<C, SendBody>,
     pub(crate) health: Health,
+    /// Its metric handles, registered when it joined the set.
+    pub(crate) metrics: EndpointMetrics,
 }
 
 impl<C> Drop for Endpoint<C> {
@@ -59,6 +62,7 @@ where
         scheme: &Scheme,
         clients: &ClientBuilder,
         connector: &C,
+        metrics: &SetMetrics,
     ) -> Table<C> {
         let mut kept: HashMap<&MemberId, &Arc<Endpoint<C>>> =
             old.endpoints.iter().map(|e| (&e.id, e)).collect();
@@ -85,6 +89,7 @@ where
                 host,
                 client: clients.build(connector.clone()),
                 health: Health::default(),
+                metrics: EndpointMetrics::new(metrics, member.addr()),
             }));
             weights.push(member.weight());
         }

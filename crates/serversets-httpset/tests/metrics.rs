@@ -1,0 +1,96 @@
+//! What an HttpSet reports through the `metrics` facade, read back from the
+//! Prometheus recorder (what `serversets --metrics-addr` installs).
+
+mod support;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serversets_fixedset::FixedSet;
+use serversets_httpset::{Error, HttpSet};
+use support::{dead_endpoint, eventually, Mode, TestServer};
+use testkit::prometheus::Samples;
+
+fn recorder() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        PrometheusBuilder::new()
+            .install_recorder()
+            .expect("the only recorder of this binary")
+    })
+}
+
+fn sum(name: &str, labels: &[(&str, &str)]) -> f64 {
+    Samples::parse(&recorder().render()).sum(name, labels)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_attempts_retries_ejections_and_latency_are_counted_per_endpoint() {
+    recorder();
+    let live = TestServer::start("live", Mode::Normal).await;
+    let dead = dead_endpoint();
+    let live_ep = live.endpoint();
+    let members = Arc::new(FixedSet::new([dead.clone(), live_ep.clone()]).unwrap());
+    let set = HttpSet::builder()
+        .metrics_set("/t/http")
+        .eject_after(1)
+        .ejection_cooldown(Duration::from_secs(60))
+        .build(members.clone())
+        .unwrap();
+    let labels = |ep: &str| [("set", "/t/http"), ("endpoint", ep)].map(|(k, v)| (k, v.to_string()));
+    assert_eq!(sum("serversets_http_endpoints", &[("set", "/t/http")]), 2.0);
+
+    for _ in 0..10 {
+        let resp = set.get("/").await.unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let l = labels(&live_ep);
+    let live_labels = [(l[0].0, l[0].1.as_str()), (l[1].0, l[1].1.as_str())];
+    let d = labels(&dead);
+    let dead_labels = [(d[0].0, d[0].1.as_str()), (d[1].0, d[1].1.as_str())];
+    let response = [("set", "/t/http"), ("outcome", "response")];
+    assert_eq!(sum("serversets_http_requests_total", &response), 10.0);
+    assert_eq!(sum("serversets_http_attempts_total", &live_labels), 10.0);
+    assert_eq!(
+        sum("serversets_http_attempt_seconds_count", &live_labels),
+        10.0
+    );
+    // The dead endpoint was tried once, failed to connect, the request was
+    // retried on the live one, and the failure ejected it.
+    assert_eq!(sum("serversets_http_attempts_total", &dead_labels), 1.0);
+    assert_eq!(sum("serversets_http_retries_total", &dead_labels), 1.0);
+    assert_eq!(sum("serversets_http_ejections_total", &dead_labels), 1.0);
+    let connect = [dead_labels[0], dead_labels[1], ("kind", "connect")];
+    assert_eq!(sum("serversets_http_attempt_failures_total", &connect), 1.0);
+    assert_eq!(sum("serversets_http_retries_total", &live_labels), 0.0);
+    assert_eq!(
+        sum("serversets_http_attempt_seconds_count", &dead_labels),
+        0.0
+    );
+
+    // Membership changes move the endpoint gauge.
+    members.set_endpoints([live_ep.clone()]).unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            sum("serversets_http_endpoints", &[("set", "/t/http")]) == 1.0
+        })
+        .await
+    );
+    members.set_endpoints(Vec::<String>::new()).unwrap();
+    assert!(matches!(set.get("/").await, Err(Error::NoServers { .. })));
+    let none = [("set", "/t/http"), ("outcome", "no_servers")];
+    assert_eq!(sum("serversets_http_requests_total", &none), 1.0);
+    assert_eq!(sum("serversets_http_endpoints", &[("set", "/t/http")]), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unnamed_set_is_labelled_unnamed() {
+    recorder();
+    let live = TestServer::start("live", Mode::Normal).await;
+    let set = HttpSet::new(FixedSet::new([live.endpoint()]).unwrap());
+    set.get("/").await.unwrap();
+    let ep = live.endpoint();
+    let labels = [("set", "unnamed"), ("endpoint", ep.as_str())];
+    assert!(sum("serversets_http_attempts_total", &labels) >= 1.0);
+}
