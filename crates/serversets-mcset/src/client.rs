@@ -218,6 +218,7 @@ impl McSet {
     fn client_for(&self, key: &[u8]) -> Result<Arc<ServerClient>, McSetError> {
         let routing = self.routing();
         let index = routing.ring.pick_index(key).ok_or(McSetError::NoServers)?;
+        routing.picked(index);
         routing
             .clients
             .get(index)

@@ -28,16 +28,100 @@ pub(crate) struct Routing {
     pub(crate) ring: Arc<Ring>,
     #[cfg(feature = "client")]
     pub(crate) clients: Box<[Arc<crate::client::ServerClient>]>,
+    /// `serversets_mc_picks_total` of each ring node, by node index, when
+    /// [`McSetBuilder::count_picks`] is on; `None` (nothing to do per
+    /// pick) otherwise.
+    picks: Option<Box<[metrics::Counter]>>,
 }
 
 impl Routing {
-    fn new(ring: Ring, _previous: Option<&Routing>, _options: &ClientOptions) -> Routing {
+    fn new(
+        ring: Ring,
+        _previous: Option<&Routing>,
+        _options: &ClientOptions,
+        metrics: &McMetrics,
+    ) -> Routing {
         #[cfg(feature = "client")]
         let clients = crate::client::clients_for(&ring, _previous, *_options);
+        let picks = metrics.count_picks.then(|| {
+            ring.nodes()
+                .iter()
+                .map(|node| {
+                    metrics::counter!(
+                        "serversets_mc_picks_total",
+                        "set" => metrics.name.to_string(),
+                        "endpoint" => node.addr().to_string()
+                    )
+                })
+                .collect()
+        });
+        metrics.nodes.set(ring.len() as f64);
+        metrics.points.set(ring.point_count() as f64);
         Routing {
             ring: Arc::new(ring),
             #[cfg(feature = "client")]
             clients,
+            picks,
+        }
+    }
+
+    /// Counts a pick of node `index` (when picks are counted).
+    #[inline]
+    pub(crate) fn picked(&self, index: usize) {
+        if let Some(counter) = self.picks.as_ref().and_then(|p| p.get(index)) {
+            counter.increment(1);
+        }
+    }
+}
+
+/// The `set` label when none was given ([`McSetBuilder::metrics_set`]).
+const UNNAMED: &str = "unnamed";
+
+/// A McSet's metrics, labelled `set`; registered when it is built.
+struct McMetrics {
+    name: Arc<str>,
+    count_picks: bool,
+    /// `serversets_mc_rebuilds_total`: rings built and installed after a
+    /// membership change.
+    rebuilds: metrics::Counter,
+    /// `serversets_mc_rebuild_failures_total`: rebuilds that failed (the
+    /// previous ring stays).
+    rebuild_failures: metrics::Counter,
+    /// `serversets_mc_ring_nodes`: servers on the ring now.
+    nodes: metrics::Gauge,
+    /// `serversets_mc_ring_points`: points on the continuum now.
+    points: metrics::Gauge,
+}
+
+impl McMetrics {
+    fn new(name: Arc<str>, count_picks: bool) -> McMetrics {
+        metrics::describe_counter!(
+            "serversets_mc_rebuilds_total",
+            "Memcache rings rebuilt and installed after a membership change"
+        );
+        metrics::describe_counter!(
+            "serversets_mc_rebuild_failures_total",
+            "Memcache ring rebuilds that failed (the previous ring stays in service)"
+        );
+        metrics::describe_gauge!("serversets_mc_ring_nodes", "Servers on the memcache ring");
+        metrics::describe_gauge!(
+            "serversets_mc_ring_points",
+            "Points on the memcache ring's continuum"
+        );
+        if count_picks {
+            metrics::describe_counter!(
+                "serversets_mc_picks_total",
+                "Keys routed to each memcache server (McSetBuilder::count_picks)"
+            );
+        }
+        let set = name.to_string();
+        McMetrics {
+            rebuilds: metrics::counter!("serversets_mc_rebuilds_total", "set" => set.clone()),
+            rebuild_failures: metrics::counter!("serversets_mc_rebuild_failures_total", "set" => set.clone()),
+            nodes: metrics::gauge!("serversets_mc_ring_nodes", "set" => set.clone()),
+            points: metrics::gauge!("serversets_mc_ring_points", "set" => set),
+            name,
+            count_picks,
         }
     }
 }
@@ -85,6 +169,8 @@ struct Shared {
     /// Set by `McSet::drop` before it aborts the task, so the task's exit
     /// guard can tell an orderly stop from a failure.
     dropping: AtomicBool,
+    /// Metric handles; per-node pick counters live in [`Routing`].
+    metrics: McMetrics,
 }
 
 impl Shared {
@@ -109,10 +195,13 @@ impl Shared {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
 /// ```
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct McSetBuilder {
     ring: RingBuilder,
     client: ClientOptions,
+    /// The `set` label of the metrics (`None`: [`UNNAMED`]).
+    metrics_set: Option<Arc<str>>,
+    count_picks: bool,
 }
 
 impl McSetBuilder {
@@ -167,6 +256,49 @@ impl McSetBuilder {
         self
     }
 
+    /// Names the set in metrics: the `set` label of every `serversets_mc_*`
+    /// metric (default `unnamed`). Give it the server set's path, as
+    /// `serversets-core` labels its watches. See `docs/metrics.md`.
+    ///
+    /// ```
+    /// use serversets_mcset::McSet;
+    /// use serversets_fixedset::FixedSet;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let set = McSet::builder()
+    ///     .metrics_set("/discovery/prod/memcache")
+    ///     .build(FixedSet::new(["10.0.0.1:11211"])?)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn metrics_set(mut self, name: &str) -> Self {
+        self.metrics_set = Some(Arc::from(name));
+        self
+    }
+
+    /// Counts the keys routed to each server in
+    /// `serversets_mc_picks_total{set,endpoint}` (default off). On, each
+    /// pick adds to a counter registered when the ring was built (an atomic
+    /// add on a line all pickers share); off, a pick does nothing for
+    /// metrics and allocates nothing.
+    ///
+    /// ```
+    /// use serversets_mcset::McSet;
+    /// use serversets_fixedset::FixedSet;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let set = McSet::builder()
+    ///     .count_picks(true)
+    ///     .build(FixedSet::new(["10.0.0.1:11211"])?)?;
+    /// set.pick_server("user:42")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn count_picks(mut self, on: bool) -> Self {
+        self.count_picks = on;
+        self
+    }
+
     /// Builds the first ring from the watcher's current snapshot, then
     /// follows it on a Tokio task. Must be called inside a Tokio runtime.
     ///
@@ -200,11 +332,16 @@ impl McSetBuilder {
             version: ring.version(),
             state: SyncState::Following,
         });
+        let metrics = McMetrics::new(
+            self.metrics_set.unwrap_or_else(|| Arc::from(UNNAMED)),
+            self.count_picks,
+        );
         let shared = Arc::new(Shared {
-            routing: ArcSwap::from_pointee(Routing::new(ring, None, &self.client)),
+            routing: ArcSwap::from_pointee(Routing::new(ring, None, &self.client, &metrics)),
             client: self.client,
             progress,
             dropping: AtomicBool::new(false),
+            metrics,
         });
         // The guard is built here, not inside the task, so it also reports a
         // task that is dropped before it ever ran.
@@ -290,7 +427,11 @@ impl McSet {
     #[inline]
     pub fn pick_server(&self, key: impl AsRef<[u8]>) -> Result<Member, McSetError> {
         let routing = self.shared.routing.load();
-        match routing.ring.pick(key) {
+        let Some(index) = routing.ring.pick_index(key.as_ref()) else {
+            return Err(McSetError::NoServers);
+        };
+        routing.picked(index);
+        match routing.ring.nodes().get(index) {
             Some(node) => Ok(node.member().clone()),
             None => Err(McSetError::NoServers),
         }
@@ -477,6 +618,7 @@ async fn follow(
                 return;
             }
             Err(err) => {
+                shared.metrics.rebuild_failures.increment(1);
                 tracing::error!(error = %err, "building the memcache ring failed; keeping the previous ring");
             }
         }
@@ -496,9 +638,10 @@ fn install(shared: &Shared, ring: Ring) {
     let version = ring.version();
     let servers = ring.len();
     let previous = shared.routing.load();
-    let routing = Routing::new(ring, Some(&previous), &shared.client);
+    let routing = Routing::new(ring, Some(&previous), &shared.client, &shared.metrics);
     drop(previous);
     shared.routing.store(Arc::new(routing));
+    shared.metrics.rebuilds.increment(1);
     shared.progress.send_modify(|p| p.version = version);
     tracing::debug!(version, servers, "memcache ring rebuilt");
 }
