@@ -1,5 +1,6 @@
 //! Pool options and their builder.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serversets_core::Watcher;
@@ -114,6 +115,8 @@ pub(crate) struct Config {
     pub(crate) transport: Transport,
     pub(crate) protocol: Protocol,
     pub(crate) check_idle: bool,
+    /// The `set` label of the metrics.
+    pub(crate) metrics_set: Arc<str>,
 }
 
 impl Default for Config {
@@ -130,6 +133,7 @@ impl Default for Config {
             transport: Transport::Framed,
             protocol: Protocol::Binary,
             check_idle: true,
+            metrics_set: Arc::from(crate::metrics::UNNAMED),
         }
     }
 }
@@ -324,6 +328,20 @@ impl Builder {
     /// ```
     pub fn check_idle(mut self, check: bool) -> Builder {
         self.config.check_idle = check;
+        self
+    }
+
+    /// Names the set in metrics: the `set` label of every
+    /// `serversets_thrift_*` metric (default `unnamed`). Give it the server
+    /// set's path, as `serversets-core` labels its watches. See
+    /// `docs/metrics.md` for every metric.
+    ///
+    /// ```
+    /// let b = serversets_thriftset::ThriftSet::builder().metrics_set("/discovery/prod/search");
+    /// # let _ = b;
+    /// ```
+    pub fn metrics_set(mut self, name: &str) -> Builder {
+        self.config.metrics_set = Arc::from(name);
         self
     }
 

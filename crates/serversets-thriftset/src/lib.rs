@@ -48,6 +48,7 @@ mod exchange;
 mod follower;
 mod framed;
 mod link;
+mod metrics;
 mod pool;
 mod set;
 

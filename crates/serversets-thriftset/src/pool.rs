@@ -13,6 +13,7 @@ use serversets_core::{HostPort, Snapshot, Watcher};
 
 use crate::config::Config;
 use crate::link::Link;
+use crate::metrics::{HostMetrics, PoolMetrics};
 use crate::{Error, HostStats};
 
 /// Everything a set, its guards and its follower thread share.
@@ -29,6 +30,8 @@ pub(crate) struct Shared {
     /// Wakes the follower thread when the set closes.
     pub(crate) stop: tokio::sync::Notify,
     next_host_id: AtomicU64,
+    /// The pool's metric handles (each host holds its own).
+    metrics: PoolMetrics,
 }
 
 struct State {
@@ -63,6 +66,8 @@ struct Host {
     /// compares (outstanding per unit of weight, in fixed point), one
     /// integer multiplication per host. Set by [`Shared::apply`].
     scale: u64,
+    /// Its metric handles, registered when it joined.
+    metrics: HostMetrics,
     /// The weight as an integer share of the set's heaviest (2^16 for it,
     /// at least 1; 1 for weight 0), for tie-breaks: integer sums keep the
     /// scan as fast as the unweighted one (a float sum is a chain of
@@ -97,6 +102,12 @@ impl Host {
         self.ejected_until.is_some_and(|t| t > now)
     }
 
+    /// Brings the host's `active` and `idle` gauges up to date; called
+    /// under the pool's lock after every change of either.
+    fn report(&self) {
+        self.metrics.counts(self.active, self.idle.len());
+    }
+
     fn set_weight(&mut self, weight: f64) {
         self.weight = if weight.is_finite() && weight > 0.0 {
             weight
@@ -124,7 +135,9 @@ fn set_shares(hosts: &mut [Host]) {
 
 impl Shared {
     pub(crate) fn new(config: Config, watcher: Box<dyn Watcher>) -> Shared {
+        let metrics = PoolMetrics::new(&config.metrics_set);
         Shared {
+            metrics,
             config,
             watcher,
             state: Mutex::new(State {
@@ -182,6 +195,8 @@ impl Shared {
                     tracing::info!(addr = %h.addr, idle = h.idle.len(), in_flight = h.active,
                         "thriftset: host left the set");
                     doomed.extend(h.idle.drain(..).map(|i| i.link));
+                    // Gone from the pool: nothing of it is counted any more.
+                    h.metrics.counts(0, 0);
                 }
                 keep
             });
@@ -202,13 +217,16 @@ impl Shared {
                         weight: 1.0,
                         scale: 1 << 32,
                         share: 1,
+                        metrics: HostMetrics::new(&self.metrics, addr),
                     };
+                    host.report();
                     host.set_weight(weight);
                     state.hosts.push(host);
                     added += 1;
                 }
             }
             set_shares(&mut state.hosts);
+            self.metrics.hosts.set(state.hosts.len() as f64);
             state.weighted = state.hosts.first().is_some_and(|first| {
                 state
                     .hosts
@@ -288,9 +306,19 @@ impl Shared {
     }
 
     /// True while the host is in the set and the pool is open.
+    /// Counts the checkout when it is handed out (so, on a member).
     fn still_member(&self, host_id: u64, hint: usize) -> bool {
         let mut state = self.lock();
-        !state.closed && find(&mut state.hosts, host_id, hint).is_some()
+        if state.closed {
+            return false;
+        }
+        match find(&mut state.hosts, host_id, hint) {
+            Some(host) => {
+                host.metrics.checkouts.increment(1);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Reserves a slot on the best host, waiting for one while every host is
@@ -332,6 +360,7 @@ impl Shared {
                             link = Some(idle.link);
                         }
                     }
+                    host.report();
                     break Ok(Reservation {
                         host_id: host.id,
                         index,
@@ -345,15 +374,18 @@ impl Shared {
                         .get_or_insert_with(|| later(now, self.config.checkout_timeout)))
                     .min(overall);
                     if now >= until {
+                        self.metrics.timeouts.increment(1);
                         break Err(Error::Exhausted(self.config.checkout_timeout));
                     }
                     state.waiters += 1;
+                    self.metrics.waiting.set(state.waiters as f64);
                     state = self
                         .freed
                         .wait_timeout(state, until - now)
                         .map(|(s, _)| s)
                         .unwrap_or_else(|p| p.into_inner().0);
                     state.waiters -= 1;
+                    self.metrics.waiting.set(state.waiters as f64);
                 }
             }
         };
@@ -394,6 +426,9 @@ impl Shared {
             Ok(link) => Ok((link, r.index)),
             Err(source) => {
                 tracing::warn!(addr = %r.addr, error = %source, "thriftset: connect failed");
+                if let Some(host) = find(&mut self.lock().hosts, r.host_id, r.index) {
+                    host.metrics.connect_failures.increment(1);
+                }
                 self.release(r.host_id, r.index, None, Outcome::Failed);
                 Err((
                     r.host_id,
@@ -419,6 +454,7 @@ impl Shared {
         let Some(idle) = host.idle.pop() else {
             return NextIdle::None;
         };
+        host.report();
         let stale = self
             .config
             .idle_timeout
@@ -478,6 +514,7 @@ impl Shared {
                         Some(link) => doomed.push(link),
                         None => {}
                     }
+                    host.report();
                 }
                 // The host left the set: its connections are never reused.
                 None => doomed.extend(link),
@@ -506,6 +543,7 @@ impl Shared {
             return;
         }
         host.ejected_until = Some(later(now, self.config.eject_for));
+        host.metrics.ejections.increment(1);
         tracing::warn!(addr = %host.addr, failures = host.failures,
             period = ?self.config.eject_for, "thriftset: host ejected");
     }
@@ -527,6 +565,9 @@ impl Shared {
                     .take_while(|i| now.duration_since(i.since) >= timeout)
                     .count();
                 doomed.extend(host.idle.drain(..stale).map(|i| i.link));
+                if stale > 0 {
+                    host.report();
+                }
             }
         }
         if !doomed.is_empty() {
@@ -547,6 +588,7 @@ impl Shared {
             state.closed = true;
             for host in &mut state.hosts {
                 doomed.extend(host.idle.drain(..).map(|i| i.link));
+                host.report();
             }
         }
         self.freed.notify_all();
@@ -786,6 +828,10 @@ mod tests {
             weight: 1.0,
             scale: 1 << 32,
             share: 1,
+            metrics: HostMetrics::new(
+                &PoolMetrics::new(&Arc::from("test")),
+                &HostPort::new("h", id as u16).unwrap(),
+            ),
         }
     }
 
