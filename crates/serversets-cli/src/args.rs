@@ -306,6 +306,9 @@ pub struct WatchArgs {
     /// Print the current members and exit
     #[arg(long)]
     pub once: bool,
+    /// Serve metrics (Prometheus text over HTTP) on this address
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_listen)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// `serversets register`.
@@ -347,6 +350,9 @@ pub struct RegisterArgs {
     /// --digest, --sasl-user or --tls-cert, open without)
     #[arg(long, value_enum)]
     pub acl: Option<AclArg>,
+    /// Serve metrics (Prometheus text over HTTP) on this address
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_listen)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// ACL choices for `register --acl`.
@@ -589,6 +595,21 @@ fn parse_weight(s: &str) -> Result<f64, String> {
         ));
     }
     Ok(w)
+}
+
+/// An address to listen on: `IP:PORT`, or a name that resolves (the
+/// first address it resolves to), such as `localhost:9100`.
+fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    let mut addrs = s
+        .to_socket_addrs()
+        .map_err(|e| format!("expected HOST:PORT to listen on: {e}"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("{s} resolves to no address"))
 }
 
 fn parse_addr(s: &str) -> Result<HostPort, String> {

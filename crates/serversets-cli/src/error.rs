@@ -40,6 +40,15 @@ pub enum CliError {
     /// this: its output is a log, and it carries on without it.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+    /// `--metrics-addr` could not be served: the address is in use or not
+    /// local, or metrics were already set up in this process (exit 1).
+    #[error("cannot serve metrics on {addr}: {reason}")]
+    Metrics {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl CliError {

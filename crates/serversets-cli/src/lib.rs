@@ -34,6 +34,7 @@ mod check;
 mod cmd;
 mod duration;
 mod error;
+mod metrics;
 mod output;
 mod render;
 mod signals;

@@ -22,6 +22,9 @@ pub(crate) async fn run(
     out: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
     let addr = HostPort::new(a.host.clone(), a.port).map_err(serversets_core::Error::from)?;
+    if let Some(metrics) = a.metrics_addr {
+        crate::metrics::serve(metrics)?;
+    }
     let check = if a.check_tcp {
         Some(Check::Tcp(addr.clone()))
     } else if let Some(url) = &a.check_http {

@@ -19,6 +19,9 @@ pub(crate) async fn run(
     a: &WatchArgs,
     out: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
+    if let Some(addr) = a.metrics_addr {
+        crate::metrics::serve(addr)?;
+    }
     let set = server_set(g)?;
     let mut signals = Signals::install()?;
     let result = watch(a, &set, &mut signals, out).await;
