@@ -6,6 +6,13 @@
 //!   watch (what no watcher can beat), and `core.propagation_read_floor`,
 //!   that notification plus the one read of the new member's data that any
 //!   watcher serving member data must make (ZooKeeper events carry no data).
+//! - `core.propagation_recorded`: `core.propagation` (its baseline) with a
+//!   metrics recorder (the Prometheus one `serversets --metrics-addr`
+//!   installs) recording the watch's metrics: members, propagation time,
+//!   reads per change. The watch is restarted in alternating blocks of
+//!   creates, recorded or not, so the two never share the machine or the
+//!   session at the same time; the limit and read floor are measured on
+//!   every create of both.
 //! - `core.propagation_naive`: go.serversets' strategy, a children watch that
 //!   re-reads every member one by one on each change.
 //! - `core.cold_start`: `watch()` returning with every member read, against
@@ -29,6 +36,9 @@ use serversets_core::zookeeper_client as zk;
 use serversets_core::{codec, Environment, ServerSet, Watcher};
 use testkit::bench::{emit, micros, wanted, Record};
 use testkit::{ZkCluster, ZkOptions};
+
+#[path = "support/recorder.rs"]
+mod recorder;
 
 /// Counts live heap bytes so memory per member can be measured exactly.
 struct Counting;
@@ -94,6 +104,8 @@ async fn populate(client: &zk::Client, path: &str, n: usize) {
 }
 
 fn main() {
+    // Installed (switched off) before any session or watch exists.
+    recorder::install();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -314,67 +326,89 @@ async fn resync(zk: &ZkCluster, writer: &zk::Client, service: &str, path: &str, 
     ));
 }
 
+/// Blocks of watches alternating between unrecorded and recorded.
+const BLOCKS: usize = 10;
+/// Creates at the start of each block that only warm the new watch up.
+const BLOCK_WARMUP: usize = 4;
+
 /// Creates one member at a time; our watch and a bare persistent watch see
 /// the same create, and each one's delay from the create call is recorded.
+/// Our watch is restarted for each of [`BLOCKS`] blocks, with the metrics
+/// recorder off and on in turn (`core.propagation`,
+/// `core.propagation_recorded`).
 async fn propagation(set: &ServerSet, writer: &zk::Client, cs: &str, path: &str, n: usize) {
-    let watch = set.watch().await.expect("watch");
-    assert_eq!(watch.snapshot().len(), n);
     let observer = connect(cs).await;
     let mut bare = observer
         .watch(path, zk::AddWatchMode::PersistentRecursive)
         .await
         .expect("persistent watch");
-    let mut sub = watch.subscribe();
     let opts = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
     let prefix = format!("{path}/member_");
     let samples = if n >= 10_000 { 150 } else { 300 };
+    let per_block = samples / (BLOCKS / 2);
     let mut ours = Vec::new();
+    let mut ours_recorded = Vec::new();
     let mut limit = Vec::new();
     let mut read_floor = Vec::new();
-    for i in 0..samples + 20 {
-        let start = Instant::now();
-        let (_, seq) = writer
-            .create(&prefix, &member_json(n + i), &opts)
-            .await
-            .expect("create");
-        let name = format!("member_{seq}");
-        let bare_wait = async {
+    let mut i = 0;
+    for block in 0..BLOCKS {
+        let with_recorder = block % 2 == 1;
+        recorder::set_on(with_recorder);
+        let watch = set.watch().await.expect("watch");
+        recorder::set_on(false);
+        assert_eq!(watch.snapshot().len(), n);
+        let mut sub = watch.subscribe();
+        for k in 0..per_block + BLOCK_WARMUP {
+            i += 1;
+            let start = Instant::now();
+            let (_, seq) = writer
+                .create(&prefix, &member_json(n + i), &opts)
+                .await
+                .expect("create");
+            let name = format!("member_{seq}");
+            let bare_wait = async {
+                loop {
+                    let e = bare.changed().await;
+                    if e.event_type == zk::EventType::NodeCreated && e.path.ends_with(&name) {
+                        let notified = start.elapsed();
+                        // What any watcher that serves member data must do
+                        // next: read the new member.
+                        observer.get_data(&e.path).await.expect("read new member");
+                        return (notified, start.elapsed());
+                    }
+                }
+            };
+            let ours_wait = async {
+                loop {
+                    let s = sub.changed().await.expect("open");
+                    if s.len() == n + 1 {
+                        return start.elapsed();
+                    }
+                }
+            };
+            let ((b, r), o) = tokio::join!(bare_wait, ours_wait);
+            if k >= BLOCK_WARMUP {
+                limit.push(micros(b));
+                read_floor.push(micros(r));
+                if with_recorder {
+                    ours_recorded.push(micros(o));
+                } else {
+                    ours.push(micros(o));
+                }
+            }
+            writer
+                .delete(&format!("{path}/{name}"), None)
+                .await
+                .expect("delete");
             loop {
                 let e = bare.changed().await;
-                if e.event_type == zk::EventType::NodeCreated && e.path.ends_with(&name) {
-                    let notified = start.elapsed();
-                    // What any watcher that serves member data must do next:
-                    // read the new member.
-                    observer.get_data(&e.path).await.expect("read new member");
-                    return (notified, start.elapsed());
+                if e.event_type == zk::EventType::NodeDeleted {
+                    break;
                 }
             }
-        };
-        let ours_wait = async {
-            loop {
-                let s = sub.changed().await.expect("open");
-                if s.len() == n + 1 {
-                    return start.elapsed();
-                }
-            }
-        };
-        let ((b, r), o) = tokio::join!(bare_wait, ours_wait);
-        if i >= 20 {
-            limit.push(micros(b));
-            read_floor.push(micros(r));
-            ours.push(micros(o));
+            while sub.changed().await.expect("open").len() != n {}
         }
-        writer
-            .delete(&format!("{path}/{name}"), None)
-            .await
-            .expect("delete");
-        loop {
-            let e = bare.changed().await;
-            if e.event_type == zk::EventType::NodeDeleted {
-                break;
-            }
-        }
-        while sub.changed().await.expect("open").len() != n {}
+        drop(watch);
     }
     let params = json!({ "members": n });
     emit(&Record::from_samples(
@@ -391,13 +425,30 @@ async fn propagation(set: &ServerSet, writer: &zk::Client, cs: &str, path: &str,
         &read_floor,
         Some("core.propagation_limit"),
     ));
-    emit(&Record::from_samples(
+    let base = Record::from_samples(
         "core.propagation",
-        params,
+        params.clone(),
         "us",
         &ours,
         Some("core.propagation_limit"),
-    ));
+    );
+    emit(&base);
+    let recorded = Record::from_samples(
+        "core.propagation_recorded",
+        params,
+        "us",
+        &ours_recorded,
+        Some("core.propagation"),
+    );
+    emit(&recorded);
+    let changes = testkit::prometheus::Samples::parse(&recorder::render()).sum(
+        "serversets_watch_propagation_seconds_count",
+        &[("set", path)],
+    );
+    eprintln!(
+        "core.propagation_recorded / core.propagation, {n} members: {:.3} ({changes} changes recorded)",
+        recorded.median / base.median
+    );
 }
 
 /// go.serversets' way: on each children-watch fire, list and read every

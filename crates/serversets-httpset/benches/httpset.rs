@@ -12,6 +12,11 @@
 //!   hyper-util's client with a clone of that connector, to a hyper TLS
 //!   backend (h1 and h2) whose certificate comes from a test CA made at
 //!   start (`testkit::TestPki`, openssl).
+//! - `httpset.request_recorded`: `httpset.request` (its baseline) through a
+//!   second HttpSet built while a metrics recorder (the Prometheus one
+//!   `serversets --metrics-addr` installs) was on, so its endpoint records
+//!   attempts and latency for real; the first set's handles are no-ops. Its
+//!   rounds alternate with the other two.
 //! - `httpset.wall_per_request` / `..._direct`: round wall time divided by
 //!   requests (inverse throughput), one sample per round.
 //! - `httpset.select`: nanoseconds to pick an endpoint (and clone its
@@ -40,6 +45,9 @@ use serversets_core::{HostPort, Member};
 use serversets_fixedset::FixedSet;
 use serversets_httpset::{Balance, HttpSet, DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_IDLE_TIMEOUT};
 use testkit::bench::{emit, micros, time_per_call, Record};
+
+#[path = "support/recorder.rs"]
+mod recorder;
 
 const CONCURRENCY: usize = 16;
 const PER_TASK: usize = 50;
@@ -148,9 +156,18 @@ fn request_bench() {
         .enable_all()
         .build()
         .expect("client runtime");
+    // Installed (switched off) before any set exists.
+    recorder::install();
     rt.block_on(async move {
         // HttpSet with its defaults.
         let set = HttpSet::new(FixedSet::new([backend.to_string()]).expect("endpoint"));
+        // The same, its metrics recorded (handles registered at build).
+        let recorded = recorder::recorded(|| {
+            HttpSet::builder()
+                .metrics_set("/bench/httpset")
+                .build(FixedSet::new([backend.to_string()]).expect("endpoint"))
+                .expect("set")
+        });
         // hyper-util's client with the same connector and pool settings.
         let mut tcp = HttpConnector::new();
         tcp.set_nodelay(true);
@@ -171,6 +188,15 @@ fn request_bench() {
                 async move { sent.await.expect("httpset request") }
             }
         };
+        let via_recorded = {
+            let set = recorded.clone();
+            let path = Uri::from_static("/");
+            move || {
+                let req = Request::get(path.clone()).body(Empty::<Bytes>::new()).expect("request");
+                let sent = set.request(req);
+                async move { sent.await.expect("recorded httpset request") }
+            }
+        };
         let via_direct = {
             let direct = direct.clone();
             move || {
@@ -182,18 +208,22 @@ fn request_bench() {
 
         // Warm up both pools and the backend.
         round(via_set.clone()).await;
+        round(via_recorded.clone()).await;
         round(via_direct.clone()).await;
 
-        let (mut lat_set, mut lat_direct) = (Vec::new(), Vec::new());
+        let (mut lat_set, mut lat_direct, mut lat_recorded) = (Vec::new(), Vec::new(), Vec::new());
         let (mut wall_set, mut wall_direct) = (Vec::new(), Vec::new());
         let per_round = (CONCURRENCY * PER_TASK) as f64;
         for r in 0..ROUNDS {
-            // Alternate which goes first so neither always runs warmer.
-            for which in [r % 2, 1 - r % 2] {
+            // Rotate which goes first so none always runs warmer.
+            for which in [r % 3, (r + 1) % 3, (r + 2) % 3] {
                 if which == 0 {
                     let (lat, wall) = round(via_set.clone()).await;
                     lat_set.extend(lat);
                     wall_set.push(micros(wall) / per_round);
+                } else if which == 2 {
+                    let (lat, _) = round(via_recorded.clone()).await;
+                    lat_recorded.extend(lat);
                 } else {
                     let (lat, wall) = round(via_direct.clone()).await;
                     lat_direct.extend(lat);
@@ -219,6 +249,22 @@ fn request_bench() {
                 emit(r);
             }
         }
+        let with_recorder = Record::from_samples(
+            "httpset.request_recorded",
+            json!({"concurrency": CONCURRENCY, "backends": 1, "requests": ROUNDS * CONCURRENCY * PER_TASK}),
+            "us",
+            &lat_recorded,
+            Some("httpset.request"),
+        );
+        if testkit::bench::wanted(&with_recorder.name) {
+            emit(&with_recorder);
+        }
+        let attempts = testkit::prometheus::Samples::parse(&recorder::render())
+            .sum("serversets_http_attempts_total", &[("set", "/bench/httpset")]);
+        eprintln!(
+            "httpset: with a recorder / without: {:.3} (median), {attempts} attempts recorded",
+            with_recorder.median / records[1].median
+        );
         let ratio = |a: &Record, b: &Record| a.median / b.median;
         eprintln!(
             "httpset: latency median ratio {:.3}, p99 overhead {:.1} us; throughput ratio {:.3} ({:.0} vs {:.0} req/s)",

@@ -7,6 +7,12 @@
 //! * `mcset.pick_weighted` (ns): the same over the same servers with vector
 //!   weights (`Member::weight`) 1, 2, 3, 0.5 cycled, its baseline
 //!   `mcset.pick`; its samples alternate with the other two.
+//! * `mcset.pick_recorded` (ns): `mcset.pick` (its baseline) on a McSet
+//!   built while a metrics recorder (the Prometheus one `serversets
+//!   --metrics-addr` installs) was on, per-node pick counts off (the
+//!   default); `mcset.pick_counted`: the same with
+//!   `McSetBuilder::count_picks(true)`, one counter add per pick. Their
+//!   samples alternate with the others.
 //! * `mcset.rebuild` (ms): building the ketama ring for 1000 servers.
 //! * `mcset.moved` (fraction): share of 1,000,000 keys that change server
 //!   when one of 100 equal servers leaves.
@@ -19,6 +25,9 @@ use serversets_core::{HostPort, Member};
 use serversets_fixedset::FixedSet;
 use serversets_mcset::{McSet, Ring, WeightedNode};
 use testkit::bench::{emit, wanted, Record};
+
+#[path = "support/recorder.rs"]
+mod recorder;
 
 const SAMPLES: usize = 40;
 /// Vector weights for `mcset.pick_weighted`, cycled over the servers.
@@ -77,9 +86,24 @@ fn bench_pick(runtime: &tokio::runtime::Runtime) {
             let _entered = runtime.enter();
             McSet::new(weighted_source).expect("inside a runtime")
         };
+        // The same servers, with a recorder on: picks not counted, then
+        // counted per node.
+        let recorded_set = |count_picks: bool| {
+            let _entered = runtime.enter();
+            let source = FixedSet::new(addresses(servers)).expect("valid addresses");
+            recorder::recorded(|| {
+                McSet::builder()
+                    .metrics_set("/bench/mcset")
+                    .count_picks(count_picks)
+                    .build(source)
+                    .expect("inside a runtime")
+            })
+        };
+        let (recorded, counted) = (recorded_set(false), recorded_set(true));
 
         let (mut pick, mut floor, mut weighted) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut i, mut j, mut k) = (0usize, 0usize, 0usize);
+        let (mut with_recorder, mut with_counts) = (Vec::new(), Vec::new());
+        let (mut i, mut j, mut k, mut r, mut c) = (0usize, 0usize, 0usize, 0usize, 0usize);
         for round in 0..=SAMPLES {
             let p = sample(|| {
                 i = (i + 1) & mask;
@@ -93,11 +117,21 @@ fn bench_pick(runtime: &tokio::runtime::Runtime) {
                 k = (k + 1) & mask;
                 black_box(weighted_set.pick_server(black_box(&keys[k])).ok());
             });
+            let rec = sample(|| {
+                r = (r + 1) & mask;
+                black_box(recorded.pick_server(black_box(&keys[r])).ok());
+            });
+            let cnt = sample(|| {
+                c = (c + 1) & mask;
+                black_box(counted.pick_server(black_box(&keys[c])).ok());
+            });
             // Round 0 warms caches and branch predictors.
             if round > 0 {
                 pick.push(p);
                 floor.push(f);
                 weighted.push(w);
+                with_recorder.push(rec);
+                with_counts.push(cnt);
             }
         }
         let params = json!({ "servers": servers });
@@ -116,6 +150,20 @@ fn bench_pick(runtime: &tokio::runtime::Runtime) {
             Some("mcset.pick_floor"),
         );
         emit(&base);
+        for (name, samples) in [
+            ("mcset.pick_recorded", &with_recorder),
+            ("mcset.pick_counted", &with_counts),
+        ] {
+            if wanted(name) {
+                let rec =
+                    Record::from_samples(name, params.clone(), "ns", samples, Some("mcset.pick"));
+                emit(&rec);
+                eprintln!(
+                    "{name} / mcset.pick, {servers} servers: {:.3}",
+                    rec.median / base.median
+                );
+            }
+        }
         if wanted("mcset.pick_weighted") {
             let w = Record::from_samples(
                 "mcset.pick_weighted",
