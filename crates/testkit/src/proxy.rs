@@ -31,7 +31,7 @@
 //! |---|---|---|
 //! | [`reset_all`](FaultProxy::reset_all) | `Error::Custom` whose source is an `io::Error` of kind `ConnectionReset` ("Connection reset by peer (os error 104)"); **not** `ConnectionLoss` | the client reconnects at once, same session |
 //! | [`stall`](FaultProxy::stall) longer than the client's connection timeout | `Error::Custom("no response from connection in {N}ms")` after N ms, N being the connection timeout (by default 2/5 of the session timeout) | the client reconnects; its new connections are stalled too, so requests succeed only after the stall, same session if the stall was shorter than it. Right after the stall one more request may fail (a reset or `ConnectionLoss`): the held bytes of connections the client gave up on are delivered, and their `ConnectRequest` makes ZooKeeper close the session's newer connection (`ZooKeeperServer.processConnectRequest` closes a session's other connections) |
-//! | [`set_blackhole`](FaultProxy::set_blackhole) | `Error::Custom("no response from connection in {N}ms")`, as for a stall | every reconnect is accepted and starved; requests made meanwhile neither fail nor get answers until the blackhole ends (or the session expires) |
+//! | [`set_blackhole`](FaultProxy::set_blackhole) | `Error::Custom("no response from connection in {N}ms")`, as for a stall | every reconnect is accepted and starved; requests made meanwhile neither fail nor get answers until the blackhole ends (or the session expires); then every connection that lost bytes is reset |
 //! | [`lose_replies`](FaultProxy::lose_replies) | `Error::Custom` over an `io::Error` of kind `ConnectionReset`, **although the server applied the request**: the node exists; retrying the create gives `NodeExists`, and retrying a sequential create makes a second node | the client reconnects at once, same session |
 //! | [`refuse`](FaultProxy::refuse) | nothing by itself (open connections are kept); a request sent on a connection just reset fails as for `reset_all` | every reconnect is reset; requests made meanwhile wait, as in a blackhole, and are answered once refusing stops |
 //! | server killed while idle (`ZkCluster::kill`) | `Error::ConnectionLoss` (the kernel closes the socket cleanly and the proxy passes the FIN on): the only fault that gives it | requests made while the server is down wait for it |
@@ -278,9 +278,11 @@ impl FaultProxy {
     /// Switches the blackhole on or off. While on, connections (open and new)
     /// are kept open but nothing is forwarded either way: every frame that
     /// starts is read and discarded, and a close by either side is not passed
-    /// on. Connections are never closed by the blackhole; when it is switched
-    /// off they carry on from the next frame (a peer that missed frames may
-    /// then close the connection itself) and held closes are passed on.
+    /// on. Connections are never closed while it lasts. When it is switched
+    /// off, a connection that lost bytes in it is reset (TCP never delivers
+    /// later bytes after losing earlier ones: it retransmits or gives the
+    /// connection up, so resuming it would fake a fault no network makes);
+    /// one that lost nothing carries on, and held closes are passed on.
     pub fn set_blackhole(&self, on: bool) {
         let was = self.shared.blackhole.swap(on, Ordering::SeqCst);
         if on && !was {
@@ -468,6 +470,11 @@ struct Conn {
     client: TcpStream,
     upstream: Option<TcpStream>,
     doomed: AtomicBool,
+    /// The blackhole discarded some of its bytes: no longer a TCP stream a
+    /// peer could trust. TCP never delivers later bytes after losing
+    /// earlier ones (it retransmits, or gives the connection up), so when
+    /// the blackhole ends the connection is reset rather than resumed.
+    broken: AtomicBool,
     /// Threads still running for this connection.
     pumps: AtomicUsize,
     /// Xids of forwarded requests whose replies are to be lost.
@@ -613,6 +620,7 @@ fn serve(client: TcpStream, shared: &Arc<Shared>, peer: u16) {
             client,
             upstream,
             doomed: AtomicBool::new(false),
+            broken: AtomicBool::new(false),
             armed: Mutex::new(Vec::new()),
         });
         state.conns.insert(conn.id, Arc::clone(&conn));
@@ -774,6 +782,7 @@ impl Framer {
                     }
                     if blackhole {
                         shared.lock().counts.blackholed_frames += 1;
+                        conn.broken.store(true, Ordering::SeqCst);
                     }
                     self.discard = blackhole;
                     self.started = true;
@@ -888,6 +897,11 @@ fn pump_from(shared: &Shared, conn: &Conn, dir: Dir, mut src: &TcpStream, dst: O
         }
         if conn.doomed() || shared.stalled() {
             continue;
+        }
+        if !shared.blackholed() && conn.broken.load(Ordering::SeqCst) {
+            // The blackhole is over and this stream lost bytes in it.
+            conn.reset(shared);
+            return;
         }
         let Some(dst) = dst else {
             // No server behind this connection: only a blackhole holds it.

@@ -176,6 +176,11 @@ fn blackhole_discards_whole_frames_and_never_closes() {
     let connect_frame = frame(b"connect-request");
     c.write_all(&connect_frame).unwrap();
     assert_eq!(read_exact(&mut s, connect_frame.len()), connect_frame);
+    // A second connection that stays quiet through the blackhole.
+    let mut quiet_c = connect(&p);
+    let mut quiet_s = accept(&rx);
+    quiet_c.write_all(&connect_frame).unwrap();
+    assert_eq!(read_exact(&mut quiet_s, connect_frame.len()), connect_frame);
 
     // A frame that starts before the blackhole is forwarded whole.
     let big = request(1, zk_op::SET_DATA, &[0xab; 1000]);
@@ -199,17 +204,22 @@ fn blackhole_discards_whole_frames_and_never_closes() {
         matches!(&held, Err(e) if e.kind() == ErrorKind::WouldBlock),
         "nothing, not even the close, gets through: {held:?}"
     );
-    assert_eq!(p.connections(), 1);
+    assert_eq!(p.connections(), 2);
 
-    // Out of the blackhole: the next frame is forwarded, then the held close.
+    // Out of the blackhole: the connection that lost frames is no stream a
+    // peer can trust any more, so both its sides are reset; the quiet one
+    // carries on.
     p.set_blackhole(false);
-    let next = reply(3, b"after");
-    s.write_all(&next).unwrap();
-    assert_eq!(read_exact(&mut c, next.len()), next);
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let (rest, end) = read_to_end(&mut s);
     assert!(rest.is_empty(), "the discarded request never arrives");
-    assert!(end.is_ok(), "the client's close arrives as EOF: {end:?}");
+    assert!(
+        matches!(&end, Err(e) if e.kind() == ErrorKind::ConnectionReset),
+        "a stream that lost bytes is reset: {end:?}"
+    );
+    let next = request(3, zk_op::GET_DATA, b"/after");
+    quiet_c.write_all(&next).unwrap();
+    assert_eq!(read_exact(&mut quiet_s, next.len()), next);
     let f = p.faults();
     assert_eq!((f.blackholes, f.blackholed_frames, f.resets), (1, 2, 0));
 }
