@@ -362,6 +362,7 @@ where
         };
         match outcome {
             Outcome::Answered(resp) => {
+                ep.answered_over(resp.version());
                 ep.metrics
                     .latency
                     .record(attempt.sent.elapsed().as_secs_f64());
@@ -428,8 +429,13 @@ where
     }
 }
 
+/// Header names from which a request's map may be near `HeaderMap`'s size
+/// limit (it cannot grow past 24,576 names); far above any real request.
+const CROWDED_HEADERS: usize = 1 << 14;
+
 /// A copy of the caller's head aimed at one endpoint, with the endpoint's
-/// `Host` unless the caller set one.
+/// `Host` unless the caller set one or the endpoint speaks HTTP/2 (see
+/// [`Endpoint::host_header`]).
 fn retarget<C>(
     head: &Parts,
     scheme: &Scheme,
@@ -443,10 +449,17 @@ fn retarget<C>(
     uri.path_and_query = Some(path.clone());
     let mut head = head.clone();
     head.uri = Uri::from_parts(uri)?;
-    // `try_entry`: a header map already at its size limit is an error for
-    // this request, not a panic.
-    head.headers
-        .try_entry(http::header::HOST)?
-        .or_try_insert_with(|| ep.host.clone())?;
+    // A map this crowded gets its `Host` here whatever the protocol: should
+    // it be too full to take one more header, that is an error for this
+    // request, where hyper-util's own insert would panic.
+    let crowded = head.headers.keys_len() >= CROWDED_HEADERS;
+    let host = ep.host_header().or(crowded.then_some(&ep.host));
+    if let Some(host) = host {
+        // `try_entry`: a header map already at its size limit is an error
+        // for this request, not a panic.
+        head.headers
+            .try_entry(http::header::HOST)?
+            .or_try_insert_with(|| host.clone())?;
+    }
     Ok(Request::from_parts(head, body))
 }

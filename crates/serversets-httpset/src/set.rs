@@ -29,7 +29,9 @@ use crate::{Error, ResponseFuture};
 /// scheme and the authority of the endpoint it picks. A URI that does carry
 /// an authority (a placeholder such as `http://my-service/`) has it replaced.
 /// The `Host` header is left as the caller set it, and otherwise becomes the
-/// endpoint's `host:port` (just `host` on the scheme's default port).
+/// endpoint's `host:port` (just `host` on the scheme's default port). Over
+/// HTTP/2 none is added: the endpoint's authority goes as `:authority`, as
+/// hyper-util sends it (RFC 9113, section 8.3.1).
 ///
 /// Cloning is cheap and clones share everything: pools, health, rotation.
 ///

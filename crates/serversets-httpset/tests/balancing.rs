@@ -190,8 +190,13 @@ async fn host_header_is_kept_when_set_and_defaults_to_the_endpoint() {
     let server = TestServer::start("a", Mode::Normal).await;
     let set = HttpSet::new(FixedSet::new([server.endpoint()]).unwrap());
 
-    let resp = set.get("/host").await.unwrap();
-    assert_eq!(text(resp).await, server.endpoint());
+    // The first answer tells the set the endpoint speaks HTTP/1.1; from
+    // then on it adds the Host itself (hyper-util did before): the same
+    // single value either way.
+    for _ in 0..3 {
+        let resp = set.get("/host").await.unwrap();
+        assert_eq!(text(resp).await, server.endpoint());
+    }
 
     let req = Request::get("/host")
         .header("host", "api.example.com")
@@ -201,6 +206,31 @@ async fn host_header_is_kept_when_set_and_defaults_to_the_endpoint() {
         text(set.request(req).await.unwrap()).await,
         "api.example.com"
     );
+}
+
+#[tokio::test]
+async fn a_header_map_too_full_for_a_host_is_an_error_not_a_panic() {
+    // A live endpoint not yet known to speak HTTP/1.1, whose Host hyper-util
+    // would add (and panic on) if the set left it to hyper-util.
+    let server = TestServer::start("a", Mode::Normal).await;
+    let set = HttpSet::new(FixedSet::new([server.endpoint()]).unwrap());
+    let mut req = Request::get("/").body(Empty::<Bytes>::new()).unwrap();
+    // As many names as a HeaderMap can hold: no room for a Host.
+    for i in 0..24_576 {
+        let name = http::HeaderName::try_from(format!("x-{i}")).unwrap();
+        req.headers_mut()
+            .try_insert(name, http::HeaderValue::from_static("1"))
+            .unwrap();
+    }
+    assert!(req
+        .headers_mut()
+        .try_insert(http::header::HOST, http::HeaderValue::from_static("h"))
+        .is_err());
+    match set.request(req).await {
+        Err(Error::InvalidUri { .. }) => {}
+        other => panic!("expected InvalidUri, got {other:?}"),
+    }
+    assert_eq!(server.hits(), 0);
 }
 
 #[tokio::test]

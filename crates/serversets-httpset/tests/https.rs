@@ -17,7 +17,8 @@ use serversets_httpset::HttpSet;
 use testkit::TestPki;
 
 /// A hyper server (HTTP/1.1 and HTTP/2) behind TLS offering `alpn`; it
-/// answers with the HTTP version of the request.
+/// answers with the HTTP version of the request, or on `/host` with its
+/// Host headers and URI authority.
 async fn https_server(pki: &TestPki, alpn: &[&[u8]]) -> SocketAddr {
     let certs = CertificateDer::pem_file_iter(pki.server_cert())
         .expect("cert file")
@@ -45,7 +46,13 @@ async fn https_server(pki: &TestPki, alpn: &[&[u8]]) -> SocketAddr {
                     return;
                 };
                 let svc = hyper::service::service_fn(|req: http::Request<Incoming>| async move {
-                    let body = format!("{:?}", req.version());
+                    let body = if req.uri().path() == "/host" {
+                        let hosts: Vec<_> =
+                            req.headers().get_all(http::header::HOST).iter().collect();
+                        format!("host {hosts:?} authority {:?}", req.uri().authority())
+                    } else {
+                        format!("{:?}", req.version())
+                    };
                     Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(
                         body,
                     ))))
@@ -91,6 +98,35 @@ async fn https_speaks_http2_when_alpn_picks_it() {
         .expect("set");
     for _ in 0..3 {
         assert_eq!(get(&set).await, (Version::HTTP_2, "HTTP/2.0".to_string()));
+    }
+}
+
+/// What the server saw of the request's authority on `/host`.
+async fn authority_seen(set: &HttpSet<serversets_httpset::RustlsConnector>) -> String {
+    let response = set.get("/host").await.expect("https request");
+    let body = response.into_body().collect().await.expect("body");
+    String::from_utf8_lossy(&body.to_bytes()).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authority_goes_as_host_over_http1_and_only_as_authority_over_http2() {
+    let pki = TestPki::generate().expect("pki");
+    let h2 = https_server(&pki, &[b"h2"]).await;
+    let h1 = https_server(&pki, &[b"http/1.1"]).await;
+    for (server, want) in [
+        // As hyper-rustls sends it directly (RFC 9113, 8.3.1): no Host,
+        // not even on the first request, before the set knows the protocol.
+        (h2, format!("host [] authority Some({h2})")),
+        // Once, whether hyper-util adds it (the first request) or the set.
+        (h1, format!("host [\"{h1}\"] authority None")),
+    ] {
+        let set = HttpSet::builder()
+            .rustls(client_config(pki.ca_pem()))
+            .build(FixedSet::new([server.to_string()]).expect("members"))
+            .expect("set");
+        for _ in 0..3 {
+            assert_eq!(authority_seen(&set).await, want);
+        }
     }
 }
 

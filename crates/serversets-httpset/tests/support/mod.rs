@@ -243,11 +243,14 @@ async fn handle(
             state.bodies.lock().unwrap().push(bytes.clone());
             bytes
         }
+        // Every Host value, so a duplicate would show.
         "/host" => Bytes::from(
             req.headers()
-                .get(http::header::HOST)
-                .map(|h| h.to_str().unwrap().to_string())
-                .unwrap_or_default(),
+                .get_all(http::header::HOST)
+                .iter()
+                .map(|h| h.to_str().unwrap())
+                .collect::<Vec<_>>()
+                .join(", "),
         ),
         "/uri" => Bytes::from(req.uri().to_string()),
         p if p.starts_with("/sleep/") => {
