@@ -240,10 +240,12 @@ async fn scraped_metrics_follow_members_registration_state_and_zookeeper_outages
             })
             .await;
         let zk_label = [("zk", hosts.as_str())];
+        let reconnects = s.sum("serversets_session_reconnects_total", &zk_label);
+        let expiries = s.sum("serversets_session_expiries_total", &zk_label);
+        let later_sessions = s.sum("serversets_session_established_total", &zk_label) - 1.0;
         assert!(
-            s.sum("serversets_session_reconnects_total", &zk_label)
-                + s.sum("serversets_session_expiries_total", &zk_label)
-                >= 1.0
+            reconnects + expiries + later_sessions >= 1.0,
+            "the outage left no trace: reconnects {reconnects}, expiries {expiries}, sessions after the first {later_sessions}"
         );
     }
     scraper
