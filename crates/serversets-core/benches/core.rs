@@ -37,8 +37,7 @@ use serversets_core::{codec, Environment, ServerSet, Watcher};
 use testkit::bench::{emit, micros, wanted, Record};
 use testkit::{ZkCluster, ZkOptions};
 
-#[path = "support/recorder.rs"]
-mod recorder;
+use testkit::recorder;
 
 /// Counts live heap bytes so memory per member can be measured exactly.
 struct Counting;

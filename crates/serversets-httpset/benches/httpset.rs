@@ -46,8 +46,7 @@ use serversets_fixedset::FixedSet;
 use serversets_httpset::{Balance, HttpSet, DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_IDLE_TIMEOUT};
 use testkit::bench::{emit, micros, time_per_call, Record};
 
-#[path = "support/recorder.rs"]
-mod recorder;
+use testkit::recorder;
 
 const CONCURRENCY: usize = 16;
 const PER_TASK: usize = 50;

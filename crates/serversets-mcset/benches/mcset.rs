@@ -26,8 +26,7 @@ use serversets_fixedset::FixedSet;
 use serversets_mcset::{McSet, Ring, WeightedNode};
 use testkit::bench::{emit, wanted, Record};
 
-#[path = "support/recorder.rs"]
-mod recorder;
+use testkit::recorder;
 
 const SAMPLES: usize = 40;
 /// Vector weights for `mcset.pick_weighted`, cycled over the servers.

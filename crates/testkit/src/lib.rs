@@ -24,6 +24,7 @@ mod ports;
 mod process;
 pub mod prometheus;
 mod proxy;
+pub mod recorder;
 pub mod znodes;
 mod zookeeper;
 

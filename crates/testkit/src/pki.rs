@@ -48,7 +48,7 @@ pub enum Validity {
 
 /// Certificates, keys and Java stores for one test, in a temporary
 /// directory removed when the last clone is dropped. See the
-/// [module documentation](self).
+/// module documentation of `pki.rs`.
 #[derive(Debug, Clone)]
 pub struct TestPki {
     dir: Arc<tempfile::TempDir>,
