@@ -41,7 +41,9 @@ pub enum AddressError {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HostPort {
-    host: String,
+    // Shared, not copied: a member's served address is usually its
+    // service endpoint, and snapshots clone members often.
+    host: std::sync::Arc<str>,
     port: u16,
 }
 
@@ -66,7 +68,10 @@ impl HostPort {
         if port == 0 {
             return Err(AddressError::InvalidPort(shown()));
         }
-        Ok(HostPort { host, port })
+        Ok(HostPort {
+            host: host.into(),
+            port,
+        })
     }
 
     /// Builds an address from a host and a port given as a wider integer, as
@@ -147,7 +152,7 @@ impl FromStr for HostPort {
             return Err(AddressError::InvalidHost(s.to_string()));
         }
         Ok(HostPort {
-            host: host.to_string(),
+            host: host.into(),
             port,
         })
     }
