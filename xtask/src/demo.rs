@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use serversets_core::{Endpoint, Environment, Ping, ServerSet, Snapshot, Watch, Watcher};
+use serversets_core::{Environment, Ping, Registration, ServerSet, Snapshot, Watch, Watcher};
 use serversets_fixedset::FixedSet;
 use testkit::{four_letter_word, ZkCluster, ZkOptions};
 
@@ -80,7 +80,7 @@ pub struct Demo {
     /// The server set the backends register in.
     pub set: Option<ServerSet>,
     /// The backends' registrations.
-    pub endpoints: Vec<Endpoint>,
+    pub endpoints: Vec<Registration>,
     /// A client's watch on the set.
     pub watch: Option<Watch>,
 }

@@ -60,7 +60,7 @@ pub use error::{Error, Result};
 #[cfg(feature = "zookeeper")]
 pub use namespace::{validate_path, Environment, PathFn};
 #[cfg(feature = "zookeeper")]
-pub use registration::{Endpoint, Ping, RegistrationBuilder, RegistrationState};
+pub use registration::{Ping, Registration, RegistrationBuilder, RegistrationState};
 #[cfg(feature = "zookeeper")]
 pub use security::TlsProblem;
 #[cfg(feature = "tls")]

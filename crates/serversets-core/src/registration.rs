@@ -256,8 +256,8 @@ impl RegistrationBuilder {
 
     /// Validates, connects, and registers. Returns once the member exists (or
     /// the first health check has failed); the registration is then kept up
-    /// in the background until [`Endpoint::close`] or drop.
-    pub async fn register(self) -> Result<Endpoint> {
+    /// in the background until [`Registration::close`] or drop.
+    pub async fn register(self) -> Result<Registration> {
         let mut member = Member::builder("member", HostPort::new(self.host.clone(), self.port)?);
         for (name, host, port) in &self.additional {
             member = member.additional_endpoint(name.clone(), HostPort::new(host.clone(), *port)?);
@@ -312,7 +312,7 @@ impl RegistrationBuilder {
         let c = ctx.clone();
         spawn_supervised("serverset-registration", move || keep_registered(c.clone()));
 
-        let endpoint = Endpoint { ctx };
+        let endpoint = Registration { ctx };
         // One budget for connecting, the first health check and the create.
         let connect_timeout = (endpoint.ctx.session.config().connect_timeout + self.ping_timeout)
             .saturating_sub(started.elapsed())
@@ -522,13 +522,13 @@ impl Ctx {
     }
 }
 
-/// A registered member. Dropping it deregisters, like [`Endpoint::close`]
+/// A registered member. Dropping it deregisters, like [`Registration::close`]
 /// but without waiting.
-pub struct Endpoint {
+pub struct Registration {
     ctx: Arc<Ctx>,
 }
 
-impl Endpoint {
+impl Registration {
     /// The member's znode path while it is registered.
     pub fn path(&self) -> Option<String> {
         match &*self.ctx.state.borrow() {
@@ -596,15 +596,15 @@ impl Endpoint {
     }
 }
 
-impl Drop for Endpoint {
+impl Drop for Registration {
     fn drop(&mut self) {
         self.ctx.close.send_replace(true);
     }
 }
 
-impl fmt::Debug for Endpoint {
+impl fmt::Debug for Registration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Endpoint")
+        f.debug_struct("Registration")
             .field("addr", &self.ctx.addr)
             .field("state", &self.state())
             .finish()

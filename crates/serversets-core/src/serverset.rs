@@ -12,7 +12,7 @@ use crate::namespace::{
 use crate::registration::RegistrationBuilder;
 use crate::session::{Session, SessionBuilder, SessionConfig};
 use crate::watch::WatchBuilder;
-use crate::{Endpoint, Watch};
+use crate::{Registration, Watch};
 
 /// Who may touch the nodes this library creates.
 ///
@@ -220,7 +220,7 @@ impl ServerSet {
         host: &str,
         port: u16,
         ping: Option<crate::Ping>,
-    ) -> Result<Endpoint> {
+    ) -> Result<Registration> {
         let mut b = self.registration(host, port);
         if let Some(ping) = ping {
             b = b.ping(ping);

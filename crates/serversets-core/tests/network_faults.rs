@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::*;
 use serversets_core::zookeeper_client as zk;
-use serversets_core::{Endpoint, Watcher};
+use serversets_core::{Registration, Watcher};
 use testkit::{zk_op, FaultProxy, ZkCluster, ZkOptions};
 
 const T: Duration = Duration::from_secs(30);
@@ -105,7 +105,7 @@ async fn converges(watch: &impl Watcher, raw: &zk::Client, path: &str, what: &st
     }
 }
 
-async fn one_member_each(raw: &zk::Client, path: &str, endpoints: &[&Endpoint]) {
+async fn one_member_each(raw: &zk::Client, path: &str, endpoints: &[&Registration]) {
     let names = members_in_zk(raw, path).await;
     assert_eq!(
         names.len(),
@@ -286,7 +286,7 @@ async fn resets_and_stalls_on_an_ensemble_lose_nothing_and_duplicate_nothing() {
     for p in zk.proxies() {
         p.heal();
     }
-    let live: Vec<&Endpoint> = endpoints.iter().collect();
+    let live: Vec<&Registration> = endpoints.iter().collect();
     eventually(T, "registrations settle", || async {
         live.iter().all(|e| e.path().is_some())
             && members_in_zk(&raw, &path).await.len() == 800 + 12 * 20 + live.len()

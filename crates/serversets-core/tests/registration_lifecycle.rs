@@ -16,7 +16,7 @@ use testkit::ZkCluster;
 const T: Duration = Duration::from_secs(20);
 
 async fn wait_state(
-    ep: &serversets_core::Endpoint,
+    ep: &serversets_core::Registration,
     what: &str,
     pred: impl Fn(&RegistrationState) -> bool,
 ) -> RegistrationState {

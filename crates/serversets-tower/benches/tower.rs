@@ -43,7 +43,7 @@ use greeter::greeter_client::GreeterClient;
 use greeter::greeter_server::{Greeter, GreeterServer};
 use greeter::{HelloReply, HelloRequest};
 use serde_json::json;
-use serversets_core::{Endpoint as Registration, Environment, Member, ServerSet, Watch, Watcher};
+use serversets_core::{Environment, Member, Registration, ServerSet, Watch, Watcher};
 use serversets_fixedset::FixedSet;
 use serversets_tower::tonic::BalanceChannel;
 use serversets_tower::{FailFastLayer, MemberLoad, WatcherDiscover};

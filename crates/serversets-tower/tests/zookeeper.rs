@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serversets_core::{Endpoint as Registration, Environment, Member, ServerSet, Watch, Watcher};
+use serversets_core::{Environment, Member, Registration, ServerSet, Watch, Watcher};
 use serversets_tower::tonic::BalanceChannel;
 use serversets_tower::{Endpoints, FailFastLayer, MemberLoad, NoServers, WatcherDiscover};
 use support::greeter::greeter_client::GreeterClient;

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use serversets_core::{Endpoint, HostPort, RegistrationState, ServerSet};
+use serversets_core::{HostPort, Registration, RegistrationState, ServerSet};
 
 use crate::args::{GlobalArgs, RegisterArgs};
 use crate::check::Check;
@@ -122,7 +122,7 @@ const SETTLE_MARGIN: Duration = Duration::from_secs(5);
 /// its name) or the registration ends on its own (an error).
 async fn follow(
     set: &ServerSet,
-    endpoint: &Endpoint,
+    endpoint: &Registration,
     signals: &mut Signals,
     say: &mut Say<'_>,
 ) -> Result<&'static str, CliError> {
@@ -162,7 +162,7 @@ async fn follow(
 
 /// Removes the member; a second signal meanwhile gives up at once.
 async fn deregister(
-    endpoint: &Endpoint,
+    endpoint: &Registration,
     signals: &mut Signals,
     say: &mut Say<'_>,
 ) -> Result<(), CliError> {
