@@ -192,7 +192,7 @@ fn expect_locations(stdout: &str, want: &[(String, String)]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locate_go_mcset_over_nodes_matches_the_go_vectors() {
-    let want = vectors(include_str!("data/vectors-3-nodes.txt"));
+    let want = vectors(testkit::vectors::GO_3_NODES);
     assert_eq!(want.len(), 200);
     let mut argv = vec!["locate", "--ring", "go-mcset"];
     for n in ["10.0.0.3:11211", "10.0.0.1:11211", "10.0.0.2:11211"] {
@@ -207,7 +207,7 @@ async fn locate_go_mcset_over_nodes_matches_the_go_vectors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locate_ketama_over_weighted_nodes_matches_the_finagle_vectors() {
-    let text = include_str!("data/finagle-ketama-vectors.txt");
+    let text = testkit::vectors::FINAGLE_KETAMA;
     // The weighted node list is in the header comment.
     let nodes: Vec<String> = text
         .lines()

@@ -29,7 +29,7 @@ fn go_vectors(text: &str) -> (Vec<String>, Vec<(String, String)>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locate_go_mcset_gives_a_shared_point_to_the_larger_endpoint_as_go_does() {
-    let (mut nodes, want) = go_vectors(include_str!("data/vectors-collisions.txt"));
+    let (mut nodes, want) = go_vectors(testkit::vectors::GO_COLLISIONS);
     assert_eq!(nodes.len(), 220);
     assert_eq!(want.len(), 12);
     // Listed in reverse: placement must not depend on the order given.

@@ -12,9 +12,9 @@ use proptest::prelude::*;
 use serversets_core::{HostPort, Member, MemberId};
 use serversets_mcset::{Ring, RingKind, WeightedNode};
 
-const KETAMA: &str = include_str!("data/finagle-ketama-vectors.txt");
-const GO_3_NODES: &str = include_str!("data/vectors-3-nodes.txt");
-const GO_COLLISIONS: &str = include_str!("data/vectors-collisions.txt");
+const KETAMA: &str = testkit::vectors::FINAGLE_KETAMA;
+const GO_3_NODES: &str = testkit::vectors::GO_3_NODES;
+const GO_COLLISIONS: &str = testkit::vectors::GO_COLLISIONS;
 
 /// The weighted nodes in the ketama vectors' header (`#   host:port=w ...`).
 fn ketama_nodes() -> Vec<WeightedNode> {

@@ -6,9 +6,9 @@
 use serversets_core::{HostPort, Member, MemberId};
 use serversets_mcset::{NodeIdentity, Ring, RingKind, WeightedNode};
 
-const KETAMA: &str = include_str!("data/finagle-ketama-vectors.txt");
-const GO_MCSET: &str = include_str!("data/vectors-3-nodes.txt");
-const GO_COLLISIONS: &str = include_str!("data/vectors-collisions.txt");
+const KETAMA: &str = testkit::vectors::FINAGLE_KETAMA;
+const GO_MCSET: &str = testkit::vectors::GO_3_NODES;
+const GO_COLLISIONS: &str = testkit::vectors::GO_COLLISIONS;
 
 /// Node list from a header line: after `marker`, entries separated by
 /// spaces or commas, each `host:port[=weight]`.

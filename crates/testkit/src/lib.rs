@@ -25,6 +25,8 @@ mod process;
 pub mod prometheus;
 mod proxy;
 pub mod recorder;
+pub mod vectors;
+mod wait;
 pub mod znodes;
 mod zookeeper;
 
@@ -32,6 +34,7 @@ pub use memcached::Memcached;
 pub use pki::{TestPki, Validity, STORE_PASSWORD};
 pub use ports::free_port;
 pub use proxy::{zk_op, FaultCounts, FaultProxy};
+pub use wait::{eventually, eventually_blocking};
 pub use zookeeper::{four_letter_word, ClientAuth, ZkCluster, ZkOptions, ZkSasl, ZkTls};
 
 /// What went wrong starting or controlling a test server.
