@@ -360,7 +360,7 @@ fn fixedset_change(demo: &mut Demo) -> StepFuture<'_> {
         tokio::time::sleep(Duration::from_millis(50)).await;
         demo.say("a subscriber waits for the next change; now replace 10.0.0.2 by 10.0.0.4");
         let sent = Instant::now();
-        set.set_endpoints(["10.0.0.1:8080", "10.0.0.3:8080", "10.0.0.4:8080"])?;
+        set.set_addresses(["10.0.0.1:8080", "10.0.0.3:8080", "10.0.0.4:8080"])?;
         let (next, woke) = tokio::time::timeout(Duration::from_secs(5), waiter)
             .await
             .map_err(|_| "the subscriber was not woken within 5 s")??;
@@ -406,7 +406,7 @@ fn fixedset_close(demo: &mut Demo) -> StepFuture<'_> {
         )?;
         demo.check(set.is_closed(), "is_closed() is true")?;
         demo.check(
-            set.set_endpoints(["10.0.0.9:8080"]).is_err(),
+            set.set_addresses(["10.0.0.9:8080"]).is_err(),
             "a closed set refuses new lists",
         )?;
         demo.check(set.snapshot().len() == 3, "the last list stays readable")

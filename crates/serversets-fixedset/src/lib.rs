@@ -1,8 +1,8 @@
-//! A [`Watcher`] over a static list of endpoints.
+//! A [`Watcher`] over a static list of addresses.
 //!
 //! The serversets balancers consume any [`Watcher`]; this one needs no
 //! ZooKeeper, so it is what tests and ZooKeeper-free deployments use. The list
-//! can still change at run time with [`FixedSet::set_endpoints`], which wakes
+//! can still change at run time with [`FixedSet::set_addresses`], which wakes
 //! every subscriber exactly like a ZooKeeper change would.
 //!
 //! ```
@@ -13,7 +13,7 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let set = FixedSet::new(["h1:80", "h2:80"])?;
 //! let mut changes = set.subscribe();
-//! set.set_endpoints(["h1:80", "h3:80"])?;
+//! set.set_addresses(["h1:80", "h3:80"])?;
 //! let snap = changes.changed().await.ok_or("closed")?;
 //! let hosts: Vec<_> = snap.iter().map(|m| m.host().to_string()).collect();
 //! assert_eq!(hosts, ["h1", "h3"]);
@@ -27,10 +27,11 @@ use serversets_core::{
 
 /// Why a list was refused. Nothing is changed when an error is returned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FixedSetError {
-    /// One entry of the list is not a valid `host:port`.
-    #[error("invalid endpoint {entry:?} at position {index}: {source}")]
-    InvalidEndpoint {
+pub enum Error {
+    /// One entry of the list is not a valid `host:port`; `source()` says
+    /// what is wrong with it.
+    #[error("invalid address {entry:?} at position {index}")]
+    InvalidAddress {
         /// The entry as given.
         entry: String,
         /// Its zero-based position in the list.
@@ -44,7 +45,7 @@ pub enum FixedSetError {
     Closed,
 }
 
-/// A fixed, replaceable list of endpoints that implements [`Watcher`].
+/// A fixed, replaceable list of addresses that implements [`Watcher`].
 ///
 /// Each member's id is its address text (`"h1:80"`), so diffs between two
 /// lists are by address. Duplicate addresses collapse into one member.
@@ -58,23 +59,28 @@ impl FixedSet {
     /// A set over these `host:port` strings (IPv6 in brackets).
     ///
     /// ```
-    /// use serversets_fixedset::{FixedSet, FixedSetError};
+    /// use serversets_fixedset::{Error, FixedSet};
     ///
     /// let err = FixedSet::new(["h1:80", "h2"]).unwrap_err();
-    /// assert!(matches!(err, FixedSetError::InvalidEndpoint { index: 1, .. }));
+    /// assert!(matches!(err, Error::InvalidAddress { index: 1, .. }));
     /// assert!(err.to_string().contains("\"h2\""));
     /// ```
-    pub fn new<I, S>(endpoints: I) -> Result<FixedSet, FixedSetError>
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidAddress`] for the first entry that is not a valid
+    /// `host:port`.
+    pub fn new<I, S>(addrs: I) -> Result<FixedSet, Error>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
         let set = FixedSet::empty();
-        set.set_endpoints(endpoints)?;
+        set.set_addresses(addrs)?;
         Ok(set)
     }
 
-    /// A set holding no endpoints yet.
+    /// A set holding no members yet.
     pub fn empty() -> FixedSet {
         let publisher = Publisher::new();
         let feed = publisher.feed();
@@ -109,16 +115,21 @@ impl FixedSet {
     /// use serversets_fixedset::FixedSet;
     ///
     /// let set = FixedSet::new(["h1:80"])?;
-    /// assert!(set.set_endpoints(["h1:80", ":80"]).is_err());
+    /// assert!(set.set_addresses(["h1:80", ":80"]).is_err());
     /// assert_eq!(set.snapshot().len(), 1); // unchanged
-    /// # Ok::<(), serversets_fixedset::FixedSetError>(())
+    /// # Ok::<(), serversets_fixedset::Error>(())
     /// ```
-    pub fn set_endpoints<I, S>(&self, endpoints: I) -> Result<(), FixedSetError>
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidAddress`] for the first bad entry, [`Error::Closed`]
+    /// once the set is closed.
+    pub fn set_addresses<I, S>(&self, addrs: I) -> Result<(), Error>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let members = endpoints
+        let members = addrs
             .into_iter()
             .enumerate()
             .map(|(index, entry)| {
@@ -126,7 +137,7 @@ impl FixedSet {
                 entry
                     .parse::<HostPort>()
                     .map(Member::from_addr)
-                    .map_err(|source| FixedSetError::InvalidEndpoint {
+                    .map_err(|source| Error::InvalidAddress {
                         entry: entry.to_string(),
                         index,
                         source,
@@ -137,12 +148,23 @@ impl FixedSet {
     }
 
     /// Replaces the list with fully described members.
-    pub fn set_members(
-        &self,
-        members: impl IntoIterator<Item = Member>,
-    ) -> Result<(), FixedSetError> {
+    ///
+    /// ```
+    /// use serversets_core::{HostPort, Member, Watcher};
+    /// use serversets_fixedset::FixedSet;
+    ///
+    /// let set = FixedSet::new(["h1:80"])?;
+    /// set.set_members([Member::from_addr(HostPort::new("h2", 80)?)])?;
+    /// assert_eq!(set.snapshot().members()[0].addr().host(), "h2");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once the set is closed.
+    pub fn set_members(&self, members: impl IntoIterator<Item = Member>) -> Result<(), Error> {
         if self.publisher.is_closed() {
-            return Err(FixedSetError::Closed);
+            return Err(Error::Closed);
         }
         self.publisher.publish(members);
         Ok(())
@@ -159,8 +181,8 @@ impl FixedSet {
     /// set.close();
     /// set.close();
     /// assert!(set.is_closed());
-    /// assert!(set.set_endpoints(["h2:80"]).is_err());
-    /// # Ok::<(), serversets_fixedset::FixedSetError>(())
+    /// assert!(set.set_addresses(["h2:80"]).is_err());
+    /// # Ok::<(), serversets_fixedset::Error>(())
     /// ```
     pub fn close(&self) {
         self.publisher.close();
@@ -197,13 +219,18 @@ mod tests {
         for bad in ["host", ":80", "h:0", "h:65536", "", "h:-3", "h:x"] {
             let err = FixedSet::new(["ok:1", bad]).expect_err(bad);
             match &err {
-                FixedSetError::InvalidEndpoint { entry, index, .. } => {
+                Error::InvalidAddress { entry, index, .. } => {
                     assert_eq!(entry, bad);
                     assert_eq!(*index, 1);
                 }
                 other => panic!("{bad}: unexpected {other:?}"),
             }
             assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
+            // The cause is given once, as the source, not in the message too.
+            let source = std::error::Error::source(&err)
+                .expect("a source")
+                .to_string();
+            assert!(!err.to_string().contains(&source), "{err} repeats {source}");
         }
     }
 
@@ -214,14 +241,14 @@ mod tests {
         assert_eq!(ids, ["a:1", "b:2"]);
     }
 
-    #[tokio::test]
-    async fn set_endpoints_wakes_waiters_and_diff_is_by_address() {
+    #[tokio::test(start_paused = true)]
+    async fn set_addresses_wakes_waiters_and_diff_is_by_address() {
         let set = FixedSet::new(["a:1", "b:1"]).unwrap();
         let before = set.snapshot();
         let mut sub = set.subscribe();
         let waiter = tokio::spawn(async move { sub.changed().await });
         tokio::time::sleep(Duration::from_millis(10)).await;
-        set.set_endpoints(["b:1", "c:1"]).unwrap();
+        set.set_addresses(["b:1", "c:1"]).unwrap();
         let after = waiter.await.unwrap().expect("open");
         let diff = after.diff(&before);
         assert_eq!(
@@ -240,11 +267,11 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn unchanged_list_does_not_wake() {
         let set = FixedSet::new(["a:1"]).unwrap();
         let mut sub = set.subscribe();
-        set.set_endpoints(["a:1"]).unwrap();
+        set.set_addresses(["a:1"]).unwrap();
         let r = tokio::time::timeout(Duration::from_millis(30), sub.changed()).await;
         assert!(r.is_err(), "same list must not count as a change");
     }
@@ -256,10 +283,7 @@ mod tests {
         let mut sub = set.subscribe();
         set.close();
         assert!(sub.changed().await.is_none());
-        assert!(matches!(
-            set.set_endpoints(["b:1"]),
-            Err(FixedSetError::Closed)
-        ));
+        assert!(matches!(set.set_addresses(["b:1"]), Err(Error::Closed)));
 
         let set2 = FixedSet::new(["a:1"]).unwrap();
         let feed2 = set2.feed();

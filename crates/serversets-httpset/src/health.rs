@@ -208,7 +208,7 @@ impl Health {
 /// assert_eq!(health[0].addr.port(), 8080);
 /// assert!(!health[0].is_ejected());
 /// assert_eq!(health[0].consecutive_failures, 0);
-/// # Ok::<(), serversets_fixedset::FixedSetError>(())
+/// # Ok::<(), serversets_fixedset::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -235,7 +235,7 @@ impl EndpointHealth {
     /// # use serversets_httpset::HttpSet;
     /// let set = HttpSet::new(FixedSet::new(["127.0.0.1:8080"])?);
     /// assert!(set.health().iter().all(|h| !h.is_ejected()));
-    /// # Ok::<(), serversets_fixedset::FixedSetError>(())
+    /// # Ok::<(), serversets_fixedset::Error>(())
     /// ```
     pub fn is_ejected(&self) -> bool {
         self.ejected_for.is_some()

@@ -116,7 +116,7 @@ impl HttpSet<HttpConnector> {
     ///
     /// let set = HttpSet::new(FixedSet::new(["10.0.0.1:8080", "10.0.0.2:8080"])?);
     /// assert_eq!(set.health().len(), 2);
-    /// # Ok::<(), serversets_fixedset::FixedSetError>(())
+    /// # Ok::<(), serversets_fixedset::Error>(())
     /// ```
     pub fn new<W: Watcher + 'static>(watcher: W) -> HttpSet<HttpConnector> {
         let b = Builder::new();
@@ -256,11 +256,11 @@ where
     /// let members = std::sync::Arc::new(FixedSet::new(["127.0.0.1:1", "127.0.0.1:2"])?);
     /// let set = HttpSet::new(members.clone());
     /// assert_eq!(set.health().len(), 2);
-    /// members.set_endpoints(["127.0.0.1:2"])?;
+    /// members.set_addresses(["127.0.0.1:2"])?;
     /// let health = set.health();
     /// assert_eq!(health.len(), 1);
     /// assert_eq!(health[0].addr.port(), 2);
-    /// # Ok::<(), serversets_fixedset::FixedSetError>(())
+    /// # Ok::<(), serversets_fixedset::Error>(())
     /// ```
     pub fn health(&self) -> Vec<EndpointHealth> {
         let table = self.inner.current_exact();
@@ -284,7 +284,7 @@ where
     /// let ports: Vec<u16> = (0..4).map(|_| set.next_endpoint().unwrap().port()).collect();
     /// assert_eq!(ports, [1, 2, 1, 2]);
     /// assert!(HttpSet::new(FixedSet::empty()).next_endpoint().is_none());
-    /// # Ok::<(), serversets_fixedset::FixedSetError>(())
+    /// # Ok::<(), serversets_fixedset::Error>(())
     /// ```
     pub fn next_endpoint(&self) -> Option<HostPort> {
         self.inner.select_now(None).map(|e| e.addr.clone())
@@ -565,7 +565,7 @@ mod tests {
     fn requests_do_not_wait_for_a_rebuild_under_way() {
         let members = Arc::new(FixedSet::new(["127.0.0.1:1"]).unwrap());
         let set = HttpSet::new(members.clone()); // no runtime: no follower
-        members.set_endpoints(["127.0.0.1:2"]).unwrap();
+        members.set_addresses(["127.0.0.1:2"]).unwrap();
         {
             // Another thread is rebuilding (here: this one holds the lock).
             let _rebuild = set.inner.rebuild.lock().unwrap();
@@ -575,7 +575,7 @@ mod tests {
         }
         // The next request installs the newest snapshot.
         assert_eq!(set.next_endpoint().unwrap().port(), 2);
-        members.set_endpoints(["127.0.0.1:3"]).unwrap();
+        members.set_addresses(["127.0.0.1:3"]).unwrap();
         assert_eq!(set.health()[0].addr.port(), 3);
     }
 }

@@ -283,7 +283,7 @@ async fn empty_set_fails_at_once_or_waits_for_the_first_endpoint() {
         let endpoint = server.endpoint();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            members.set_endpoints([endpoint]).unwrap();
+            members.set_addresses([endpoint]).unwrap();
         })
     };
     let started = Instant::now();

@@ -93,7 +93,7 @@ async fn killed_server_is_retried_around_ejected_and_followed_back() {
 
     // It dies again and is dropped from the set: the set follows at once.
     b.kill().await;
-    members.set_endpoints([a.endpoint(), c.endpoint()]).unwrap();
+    members.set_addresses([a.endpoint(), c.endpoint()]).unwrap();
     let ports: Vec<u16> = set.health().iter().map(|h| h.addr.port()).collect();
     assert_eq!(ports.len(), 2);
     assert!(!ports.contains(&b.port()));

@@ -45,14 +45,14 @@ async fn membership_changes_mid_traffic_fail_no_request() {
     let pause = || tokio::time::sleep(Duration::from_millis(60));
 
     pause().await;
-    members.set_endpoints([ep(0), ep(1), ep(2), ep(3)]).unwrap(); // grow
+    members.set_addresses([ep(0), ep(1), ep(2), ep(3)]).unwrap(); // grow
     pause().await;
-    members.set_endpoints([ep(1), ep(2), ep(3)]).unwrap(); // s0 deregisters...
+    members.set_addresses([ep(1), ep(2), ep(3)]).unwrap(); // s0 deregisters...
     pause().await;
     servers[0].kill().await; // ...then shuts down
     let s0_hits = servers[0].hits();
     pause().await;
-    members.set_endpoints([ep(2), ep(3)]).unwrap(); // shrink again
+    members.set_addresses([ep(2), ep(3)]).unwrap(); // shrink again
     servers[1].kill().await; // and s1 goes away right after
     pause().await;
     let (s2_before, s3_before) = (servers[2].hits(), servers[3].hits());
@@ -92,7 +92,7 @@ async fn departed_endpoints_close_their_idle_connections_without_traffic() {
     assert_eq!((a.open_connections(), b.open_connections()), (1, 1));
 
     // No request is made after this: only the membership change acts.
-    members.set_endpoints([b.endpoint()]).unwrap();
+    members.set_addresses([b.endpoint()]).unwrap();
     assert!(
         eventually(Duration::from_secs(3), || a.open_connections() == 0).await,
         "the departed endpoint's idle connection stayed open"
@@ -113,11 +113,11 @@ async fn a_returning_endpoint_gets_a_fresh_state_and_a_closed_source_keeps_the_l
     let b = TestServer::start("b", Mode::Normal).await;
     let members = Arc::new(FixedSet::new([a.endpoint(), b.endpoint()]).unwrap());
     let set = HttpSet::new(members.clone());
-    members.set_endpoints([a.endpoint()]).unwrap();
+    members.set_addresses([a.endpoint()]).unwrap();
     for _ in 0..4 {
         assert_eq!(text(set.get("/").await.unwrap()).await, "a");
     }
-    members.set_endpoints([a.endpoint(), b.endpoint()]).unwrap();
+    members.set_addresses([a.endpoint(), b.endpoint()]).unwrap();
     let mut names = Vec::new();
     for _ in 0..4 {
         names.push(text(set.get("/").await.unwrap()).await);
@@ -167,7 +167,7 @@ fn a_follower_lost_with_its_runtime_is_restarted_by_the_next_request() {
         }
         assert_eq!((a.open_connections(), b.open_connections()), (1, 1));
         // ...which applies a change with no request at all.
-        members.set_endpoints([b.endpoint()]).unwrap();
+        members.set_addresses([b.endpoint()]).unwrap();
         assert!(
             eventually(Duration::from_secs(3), || a.open_connections() == 0).await,
             "no follower: the departed endpoint's idle connection stayed open"

@@ -70,14 +70,14 @@ async fn requests_attempts_retries_ejections_and_latency_are_counted_per_endpoin
     );
 
     // Membership changes move the endpoint gauge.
-    members.set_endpoints([live_ep.clone()]).unwrap();
+    members.set_addresses([live_ep.clone()]).unwrap();
     assert!(
         eventually(Duration::from_secs(10), || {
             sum("serversets_http_endpoints", &[("set", "/t/http")]) == 1.0
         })
         .await
     );
-    members.set_endpoints(Vec::<String>::new()).unwrap();
+    members.set_addresses(Vec::<String>::new()).unwrap();
     assert!(matches!(set.get("/").await, Err(Error::NoServers { .. })));
     let none = [("set", "/t/http"), ("outcome", "no_servers")];
     assert_eq!(sum("serversets_http_requests_total", &none), 1.0);

@@ -45,7 +45,7 @@ async fn a_request_waiting_for_servers_gets_one_as_soon_as_they_arrive() {
             })
         };
         tokio::task::yield_now().await;
-        source.set_endpoints(members(&server)).unwrap();
+        source.set_addresses(members(&server)).unwrap();
         let (out, took) = tokio::time::timeout(wait * 2, req).await.unwrap().unwrap();
         assert!(
             !matches!(out, Err(Error::NoServers { .. })),
@@ -68,7 +68,7 @@ async fn a_request_right_after_a_publish_never_sees_the_old_empty_set() {
         let set = HttpSet::builder().retries(0).build(source.clone()).unwrap();
         // Let the follower start and settle on the empty set.
         tokio::task::yield_now().await;
-        source.set_endpoints([server.endpoint()]).unwrap();
+        source.set_addresses([server.endpoint()]).unwrap();
         // Published: a request from here on must see the endpoint, whether
         // or not the follower is rebuilding at this very moment.
         let set2 = set.clone();

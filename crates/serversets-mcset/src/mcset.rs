@@ -496,7 +496,7 @@ impl McSet {
     /// let source = FixedSet::new(["a:11211"])?;
     /// let feed = source.feed();
     /// let set = McSet::new(feed.clone())?;
-    /// source.set_endpoints(["a:11211", "b:11211"])?;
+    /// source.set_addresses(["a:11211", "b:11211"])?;
     /// let ring = set.wait_for_version(feed.snapshot().version()).await?;
     /// assert_eq!(ring.len(), 2);
     /// # Ok::<(), Box<dyn std::error::Error>>(())

@@ -44,12 +44,12 @@ async fn ring_follows_additions_and_removals() {
     assert_eq!(set.ring().version(), source.snapshot().version());
     assert_same_placement(&set, &reference(&addrs(1..4)));
 
-    source.set_endpoints(addrs(1..6)).unwrap();
+    source.set_addresses(addrs(1..6)).unwrap();
     let ring = settle(&set, &source).await;
     assert_eq!(ring.len(), 5);
     assert_same_placement(&set, &reference(&addrs(1..6)));
 
-    source.set_endpoints(addrs(2..6)).unwrap();
+    source.set_addresses(addrs(2..6)).unwrap();
     settle(&set, &source).await;
     assert_same_placement(&set, &reference(&addrs(2..6)));
     let listed: Vec<String> = set.each().map(|m| m.addr().to_string()).collect();
@@ -64,14 +64,14 @@ async fn empty_set_is_a_typed_error_until_servers_arrive() {
     assert!(matches!(set.pick_server("k"), Err(McSetError::NoServers)));
     assert_eq!(set.each().len(), 0);
 
-    source.set_endpoints(["10.0.0.1:11211"]).unwrap();
+    source.set_addresses(["10.0.0.1:11211"]).unwrap();
     settle(&set, &source).await;
     assert_eq!(
         set.pick_server("k").unwrap().addr().to_string(),
         "10.0.0.1:11211"
     );
 
-    source.set_endpoints(Vec::<String>::new()).unwrap();
+    source.set_addresses(Vec::<String>::new()).unwrap();
     settle(&set, &source).await;
     assert!(matches!(set.pick_server("k"), Err(McSetError::NoServers)));
 }
@@ -239,7 +239,7 @@ async fn readers_never_fail_during_rebuilds() {
         })
         .collect();
     for round in 0..30 {
-        source.set_endpoints(&lists[round % 3]).unwrap();
+        source.set_addresses(&lists[round % 3]).unwrap();
         settle(&set, &source).await;
     }
     stop.store(true, Ordering::Relaxed);

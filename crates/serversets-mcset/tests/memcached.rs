@@ -137,7 +137,7 @@ async fn keys_land_on_the_ketama_server_and_removal_moves_only_its_keys() {
     let gone = servers[1].clone();
     let with_client = curr_connections(&gone).await;
     let rest: Vec<String> = servers.iter().filter(|s| **s != gone).cloned().collect();
-    source.set_endpoints(&rest).expect("addresses");
+    source.set_addresses(&rest).expect("addresses");
     tokio::time::timeout(WAIT, set.wait_for_version(source.snapshot().version()))
         .await
         .expect("ring updated in time")

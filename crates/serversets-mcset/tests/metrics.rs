@@ -78,7 +78,7 @@ fn rebuilds_and_ring_size_follow_the_members() {
         assert_eq!(s.sum("serversets_mc_rebuilds_total", &set_label), 0.0);
 
         source
-            .set_endpoints(["10.1.0.1:11211", "10.1.0.2:11211"])
+            .set_addresses(["10.1.0.1:11211", "10.1.0.2:11211"])
             .unwrap();
         set.wait_for_version(source.snapshot().version())
             .await

@@ -253,7 +253,7 @@ impl ThriftSet {
     ///
     /// let members = FixedSet::new(["127.0.0.1:9"])?;
     /// let set = ThriftSet::new(members.feed())?;
-    /// members.set_endpoints(["127.0.0.1:9", "127.0.0.1:10"])?;
+    /// members.set_addresses(["127.0.0.1:9", "127.0.0.1:10"])?;
     /// # for _ in 0..500 { if set.hosts().len() == 2 { break } std::thread::sleep(std::time::Duration::from_millis(2)); }
     /// assert_eq!(set.hosts().len(), 2); // the follower applied the change
     /// # Ok::<(), Box<dyn std::error::Error>>(())

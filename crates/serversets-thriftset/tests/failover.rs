@@ -226,7 +226,7 @@ fn membership_changes_close_and_open_the_right_connections() {
     assert!(eventually(Duration::from_secs(5), || b.stats.open() == 2));
 
     // Replace b with c.
-    members.set_endpoints([a.addr(), c.addr()]).unwrap();
+    members.set_addresses([a.addr(), c.addr()]).unwrap();
     assert!(eventually(Duration::from_secs(5), || {
         set.hosts().iter().all(|h| h.addr.to_string() != b.addr())
     }));
@@ -256,7 +256,7 @@ fn membership_changes_close_and_open_the_right_connections() {
     // b comes back: it gets new connections, never the old ones.
     let b_accepted = b.stats.accepted();
     members
-        .set_endpoints([a.addr(), b.addr(), c.addr()])
+        .set_addresses([a.addr(), b.addr(), c.addr()])
         .unwrap();
     assert!(eventually(Duration::from_secs(5), || set.hosts().len() == 3));
     let mut held: Vec<_> = (0..3).map(|_| set.get().unwrap()).collect();

@@ -469,7 +469,7 @@ impl Source {
     async fn add(&mut self) {
         match self {
             Source::Fixed { set, with_new, .. } => {
-                set.set_endpoints(&*with_new).expect("endpoints")
+                set.set_addresses(&*with_new).expect("endpoints")
             }
             Source::ZooKeeper {
                 set,
@@ -489,7 +489,7 @@ impl Source {
     /// Takes the new member out again, and waits until the set shows it.
     async fn remove(&mut self) {
         match self {
-            Source::Fixed { set, old, .. } => set.set_endpoints(&*old).expect("endpoints"),
+            Source::Fixed { set, old, .. } => set.set_addresses(&*old).expect("endpoints"),
             Source::ZooKeeper {
                 watch,
                 registration,

@@ -48,7 +48,7 @@ use serversets_core::Watcher;
 ///
 /// // The set empties: the removals are not handed out yet, but there are
 /// // already no servers for the next request.
-/// set.set_endpoints(Vec::<String>::new())?;
+/// set.set_addresses(Vec::<String>::new())?;
 /// assert_eq!(endpoints.len(), 2);
 /// assert!(endpoints.no_servers());
 /// # Ok(()) }

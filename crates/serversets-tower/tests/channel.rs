@@ -72,7 +72,7 @@ async fn a_removed_member_gets_no_new_requests() {
     send(&client, 300, 4).await;
     assert!(servers[1].hits() > 0);
 
-    set.set_endpoints([servers[0].endpoint(), servers[2].endpoint()])
+    set.set_addresses([servers[0].endpoint(), servers[2].endpoint()])
         .unwrap();
     assert!(eventually(Duration::from_secs(5), || sync.endpoints().len() == 2).await);
     let b_before = servers[1].hits();
@@ -92,7 +92,7 @@ async fn a_member_added_later_gets_traffic() {
     send(&client, 100, 4).await;
     assert_eq!(servers[2].hits(), 0);
 
-    set.set_endpoints(endpoints_of(&servers)).unwrap();
+    set.set_addresses(endpoints_of(&servers)).unwrap();
     assert!(eventually(Duration::from_secs(5), || sync.endpoints().len() == 3).await);
     let before = tally(&servers);
     send(&client, 900, 8).await;
@@ -176,7 +176,7 @@ async fn zero_endpoints_fail_fast_as_unavailable() {
         tokio::spawn(async move { client.say_hello(hello("you")).await })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
-    set.set_endpoints([a.endpoint()]).unwrap();
+    set.set_addresses([a.endpoint()]).unwrap();
     let reply = waiting
         .await
         .unwrap()
@@ -185,7 +185,7 @@ async fn zero_endpoints_fail_fast_as_unavailable() {
 
     // Emptied again: fails fast again, once the removal is on its way to
     // tonic's balancer (before that, a request may still reach `a`).
-    set.set_endpoints(Vec::<String>::new()).unwrap();
+    set.set_addresses(Vec::<String>::new()).unwrap();
     assert!(
         sync.endpoints().no_servers(),
         "an empty set is seen at once"
@@ -304,7 +304,7 @@ async fn the_sync_stops_when_the_channel_is_dropped() {
         Ok(Stopped::ChannelDropped)
     );
     // The set is not closed by any of this.
-    set.set_endpoints(["127.0.0.1:2"]).unwrap();
+    set.set_addresses(["127.0.0.1:2"]).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

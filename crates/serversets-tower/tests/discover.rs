@@ -110,7 +110,7 @@ async fn a_removed_member_gets_no_new_requests() {
     send(&client, 300, 4).await;
     assert!(servers[1].hits() > 0);
 
-    set.set_endpoints([servers[0].endpoint(), servers[2].endpoint()])
+    set.set_addresses([servers[0].endpoint(), servers[2].endpoint()])
         .unwrap();
     // The removal is applied before the next request picks a member.
     let b_before = servers[1].hits();
@@ -134,7 +134,7 @@ async fn a_member_added_later_gets_traffic() {
     send(&client, 100, 4).await;
     assert_eq!(servers[2].hits(), 0);
 
-    set.set_endpoints(servers.iter().map(TestServer::endpoint))
+    set.set_addresses(servers.iter().map(TestServer::endpoint))
         .unwrap();
     let before = tally(&servers);
     send(&client, 900, 8).await;
@@ -220,7 +220,7 @@ async fn zero_endpoints_fail_fast_with_no_servers() {
         tokio::spawn(async move { client.say_hello(hello("you")).await })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
-    set.set_endpoints([a.endpoint()]).unwrap();
+    set.set_addresses([a.endpoint()]).unwrap();
     let reply = waiting
         .await
         .unwrap()
@@ -228,7 +228,7 @@ async fn zero_endpoints_fail_fast_with_no_servers() {
     assert_eq!(reply.into_inner().server, "a");
 
     // Emptied again: fails fast again.
-    set.set_endpoints(Vec::<String>::new()).unwrap();
+    set.set_addresses(Vec::<String>::new()).unwrap();
     // The removal reaches the balancer with the next request.
     let status = client.say_hello(hello("you")).await.unwrap_err();
     assert!(NoServers::find(&status).is_some(), "{status:?}");
