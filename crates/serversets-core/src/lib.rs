@@ -27,6 +27,7 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod address;
+pub mod balance;
 mod classify;
 pub mod codec;
 mod member;
