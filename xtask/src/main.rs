@@ -4,7 +4,6 @@
 //! Each command lives in its own module; this file only parses arguments.
 
 mod bench;
-mod demo;
 mod proc;
 mod provision;
 mod soak;
@@ -25,9 +24,13 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
+  install                    install the system packages the tests and the demo
+                             run (as root with apt-get; otherwise print the
+                             exact command and fail when any is missing)
   test                       install missing system packages (as root), then
                              cargo fmt --check, clippy -D warnings, cargo test
   demo                       a narrated walk-through against a local ZooKeeper
+                             (runs `cargo run -p serversets-demo`)
   zk start [--ensemble N]    start a local ZooKeeper (N servers; default 1)
   zk status                  show the local ZooKeeper's servers and their modes
   zk stop                    stop it
@@ -64,7 +67,8 @@ fn run(args: &[String]) -> Result<ExitCode> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
         ["test"] => test::run(),
-        ["demo"] => demo::run(),
+        ["install"] => provision::run(),
+        ["demo"] => demo(),
         ["zk", rest @ ..] => zk::run(rest),
         ["bench"] => bench::run(None),
         ["bench", prefix] => bench::run(Some(prefix)),
@@ -79,6 +83,21 @@ fn run(args: &[String]) -> Result<ExitCode> {
             Ok(ExitCode::from(2))
         }
     }
+}
+
+/// Runs the demo, which lives in its own crate so that xtask does not depend
+/// on the balancer crates; its exit code is the demo's.
+fn demo() -> Result<ExitCode> {
+    let status = std::process::Command::new(cargo())
+        .args(["run", "--quiet", "--package", "serversets-demo"])
+        .current_dir(project_root())
+        .status()
+        .map_err(|e| format!("cannot run `cargo run -p serversets-demo`: {e}"))?;
+    Ok(match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        None => ExitCode::FAILURE,
+    })
 }
 
 /// Regenerates the Rust code of thriftset's test service. The generated file

@@ -5,7 +5,7 @@
 //! fails.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::proc::{self, is_root, which};
@@ -108,6 +108,12 @@ pub fn install_command(pkgs: &[&str], root: bool) -> String {
         "{sudo}apt-get update && {sudo}apt-get install -y --no-install-recommends {}",
         pkgs.join(" ")
     )
+}
+
+/// `cargo xtask install`: [`ensure`], on its own.
+pub fn run() -> Result<ExitCode> {
+    ensure(&Ui::stdout(), "")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Ensures every package is present, installing as root when possible.

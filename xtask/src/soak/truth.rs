@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use serversets_core::zookeeper_client as zk;
+use zookeeper_client as zk;
 
 use crate::Result;
 
