@@ -2,11 +2,11 @@
 //! records go through `testkit::bench`).
 //!
 //! - `thriftset.checkout`: nanoseconds per `get()` + drop with 1, 10, 100 and 1000
-//!   hosts, every host holding a warm idle connection, so it measures the
+//!   members, every member holding a warm idle connection, so it measures the
 //!   pool (choice, bookkeeping, the idle liveness peek), not the network.
-//!   Reported with the idle check on (the default) and off, and 1000 hosts
+//!   Reported with the idle check on (the default) and off, and 1000 members
 //!   with it on.
-//! - `thriftset.checkout_weighted`: the same from 10 hosts on, over hosts of
+//! - `thriftset.checkout_weighted`: the same from 10 members on, over members of
 //!   unequal weights (1, 2, 3, 0.5 cycled), its baseline
 //!   `thriftset.checkout`; samples of the two alternate in one run.
 //! - `thriftset.request`: median microseconds per `echo` call (checkout,
@@ -57,7 +57,7 @@ fn main() {
 /// Weights for the weighted checkout bench: four unequal values, cycled.
 const WEIGHTS: [f64; 4] = [1.0, 2.0, 3.0, 0.5];
 
-/// A set over `backends` with every host holding one warm idle connection;
+/// A set over `backends` with every member holding one warm idle connection;
 /// weighted with [`WEIGHTS`] when `weighted`.
 fn warm_set(backends: &[Backend], check_idle: bool, weighted: bool) -> ThriftSet {
     let members = backends.iter().zip(WEIGHTS.iter().cycle()).map(|(b, &w)| {
@@ -73,29 +73,29 @@ fn warm_set(backends: &[Backend], check_idle: bool, weighted: bool) -> ThriftSet
         .idle_timeout(None)
         .build(FixedSet::from_members(members))
         .unwrap();
-    // One warm connection per host: `hosts` at once land one per host (an
-    // idle host has no load, whatever its weight).
+    // One warm connection per member: as many checkouts at once land one
+    // per member (an idle member has no load, whatever its weight).
     let warm: Vec<_> = (0..backends.len()).map(|_| set.get().unwrap()).collect();
     drop(warm);
-    assert!(set.hosts().iter().all(|h| h.idle == 1));
+    assert!(set.members().iter().all(|m| m.idle == 1));
     set
 }
 
 fn checkout() {
-    for hosts in [1usize, 10, 100, 1000] {
-        let backends: Vec<Backend> = (0..hosts).map(|_| Backend::start()).collect();
-        // 1000 hosts only with the default idle check (each set holds a
-        // connection, and a server thread, per host).
-        let checks: &[bool] = if hosts >= 1000 {
+    for members in [1usize, 10, 100, 1000] {
+        let backends: Vec<Backend> = (0..members).map(|_| Backend::start()).collect();
+        // 1000 members only with the default idle check (each set holds a
+        // connection, and a server thread, per member).
+        let checks: &[bool] = if members >= 1000 {
             &[true]
         } else {
             &[true, false]
         };
         for &check_idle in checks {
             let plain = warm_set(&backends, check_idle, false);
-            // Weights change nothing for one host; from 10 on, a set over
+            // Weights change nothing for one member; from 10 on, a set over
             // the same backends with weights alternates with the plain one.
-            let heavy = (hosts > 1).then(|| warm_set(&backends, check_idle, true));
+            let heavy = (members > 1).then(|| warm_set(&backends, check_idle, true));
             let (mut samples, mut weighted) = (Vec::new(), Vec::new());
             for _ in 0..10 {
                 samples.extend(time_per_call(3, 20_000, || drop(plain.get().unwrap())));
@@ -103,7 +103,7 @@ fn checkout() {
                     weighted.extend(time_per_call(3, 20_000, || drop(heavy.get().unwrap())));
                 }
             }
-            let params = json!({ "hosts": hosts, "check_idle": check_idle });
+            let params = json!({ "members": members, "check_idle": check_idle });
             let base =
                 Record::from_samples("thriftset.checkout", params.clone(), "ns", &samples, None);
             emit(&base);
@@ -117,13 +117,13 @@ fn checkout() {
                 );
                 emit(&w);
                 eprintln!(
-                    "thriftset.checkout_weighted / thriftset.checkout, {hosts} hosts, check_idle {check_idle}: {:.3}",
+                    "thriftset.checkout_weighted / thriftset.checkout, {members} members, check_idle {check_idle}: {:.3}",
                     w.median / base.median
                 );
             }
             let accepted: usize = backends.iter().map(|b| b.stats.accepted()).sum();
             assert!(
-                accepted <= 4 * hosts,
+                accepted <= 4 * members,
                 "checkouts must reuse warm connections"
             );
         }

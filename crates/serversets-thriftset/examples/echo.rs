@@ -32,7 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         Ok(reply) => println!("{addr} answered {reply:?}"),
                         Err(e) => {
                             // Transport errors close the connection and count
-                            // against the host.
+                            // against the member.
                             conn.report_error(&e);
                             eprintln!("{addr} failed: {e}");
                         }
@@ -46,8 +46,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for caller in callers {
         caller.join().map_err(|_| "caller panicked")??;
     }
-    for host in set.hosts() {
-        println!("{}: {} idle, {} active", host.addr, host.idle, host.active);
+    for member in set.members() {
+        println!(
+            "{}: {} idle, {} in flight",
+            member.addr, member.idle, member.in_flight
+        );
     }
     Ok(())
 }

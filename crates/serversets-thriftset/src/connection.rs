@@ -14,10 +14,10 @@ use crate::Error;
 ///
 /// Build your generated client on it with [`client`](Connection::client);
 /// the client is cached on the connection and reused by the next caller that
-/// gets it. Dropping the guard returns the connection to its host's idle
+/// gets it. Dropping the guard returns the connection to its member's idle
 /// list; [`discard`](Connection::discard) (or a breaking error passed to
 /// [`report_error`](Connection::report_error)) closes it instead and counts
-/// a failure against the host.
+/// a failure against the member.
 ///
 /// The pool also watches the protocols it hands out: a connection whose
 /// last call did not complete (a timeout, an I/O or protocol error, a reply
@@ -39,7 +39,7 @@ use crate::Error;
 /// // A generated client would be `EchoSyncClient::new(input, output)`.
 /// let (_input, _output) = conn.client(|input, output| (input, output))?;
 /// drop(conn); // back to the pool
-/// assert_eq!(set.hosts()[0].idle, 1);
+/// assert_eq!(set.members()[0].idle, 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Connection {
@@ -47,7 +47,7 @@ pub struct Connection {
     addr: Arc<HostPort>,
     /// `Some` until the guard is dropped.
     link: Option<Link>,
-    /// The host's index at checkout, to find it again quickly.
+    /// The member's index at checkout, to find its slot again quickly.
     hint: usize,
     broken: bool,
 }
@@ -63,7 +63,7 @@ impl Connection {
         }
     }
 
-    /// The host this connection goes to.
+    /// The address of the member this connection goes to.
     ///
     /// ```
     /// # use std::net::TcpListener;
@@ -86,6 +86,12 @@ impl Connection {
     /// `make` is typically a generated constructor such as
     /// `EchoSyncClient::new`. The cache holds one client: asking for another
     /// type replaces it with a client on fresh protocols.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`] when the connection's socket cannot be duplicated
+    /// for the new client's protocols (the operating system's error is the
+    /// source). A cached client of the same type is returned without error.
     ///
     /// ```
     /// # use std::net::TcpListener;
@@ -125,7 +131,7 @@ impl Connection {
     /// Tells the pool how a call on this connection failed. Errors that leave
     /// the connection in an unknown state (transport and protocol errors, a
     /// timed-out or out-of-sequence reply) mark it broken: it is closed on
-    /// drop and counts as a failure toward ejecting the host. Errors the
+    /// drop and counts as a failure toward ejecting the member. Errors the
     /// server sent in good order (a declared exception, an unknown method)
     /// leave it reusable. Returns true when the connection is now broken.
     ///
@@ -145,8 +151,8 @@ impl Connection {
     ///     TransportErrorKind::TimedOut, "read timed out"));
     /// assert!(conn.report_error(&timeout));
     /// drop(conn); // closed, not returned
-    /// assert_eq!(set.hosts()[0].idle, 0);
-    /// assert_eq!(set.hosts()[0].consecutive_failures, 1);
+    /// assert_eq!(set.members()[0].idle, 0);
+    /// assert_eq!(set.members()[0].consecutive_failures, 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn report_error(&mut self, err: &ThriftError) -> bool {
@@ -175,7 +181,7 @@ impl Connection {
     }
 
     /// Closes the connection instead of returning it, and counts a failure
-    /// against its host (enough in a row eject the host for a while).
+    /// against its member (enough in a row eject the member for a while).
     ///
     /// ```
     /// # use std::net::TcpListener;
@@ -184,8 +190,8 @@ impl Connection {
     /// # let server = TcpListener::bind("127.0.0.1:0")?;
     /// # let set = ThriftSet::new(FixedSet::new([server.local_addr()?.to_string()])?)?;
     /// set.get()?.discard();
-    /// let host = &set.hosts()[0];
-    /// assert_eq!((host.active, host.idle, host.consecutive_failures), (0, 0, 1));
+    /// let member = &set.members()[0];
+    /// assert_eq!((member.in_flight, member.idle, member.consecutive_failures), (0, 0, 1));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn discard(mut self) {
@@ -207,7 +213,7 @@ impl Drop for Connection {
                 Outcome::Ok
             };
             self.shared
-                .release(link.host_id, self.hint, Some(link), outcome);
+                .release(link.slot_id, self.hint, Some(link), outcome);
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The background thread that keeps the pool's hosts in step with the
+//! The background thread that keeps the pool's members in step with the
 //! watcher and closes idle connections past their timeout.
 //!
 //! It cannot die silently: a panic is caught and logged, and `get` then
@@ -17,15 +17,15 @@ use std::thread::JoinHandle;
 use serversets_core::{Snapshot, Subscription};
 
 use crate::pool::Shared;
-use crate::Error;
+use crate::BuildError;
 
 /// Starts the follower on its own thread with a one-thread tokio runtime
 /// (the watcher's change notifications are async).
-pub(crate) fn spawn(shared: Arc<Shared>, sub: Subscription) -> Result<JoinHandle<()>, Error> {
+pub(crate) fn spawn(shared: Arc<Shared>, sub: Subscription) -> Result<JoinHandle<()>, BuildError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
-        .map_err(Error::Spawn)?;
+        .map_err(BuildError::Runtime)?;
     std::thread::Builder::new()
         .name("thriftset-follower".into())
         .spawn(move || {
@@ -38,7 +38,7 @@ pub(crate) fn spawn(shared: Arc<Shared>, sub: Subscription) -> Result<JoinHandle
                 );
             }
         })
-        .map_err(Error::Spawn)
+        .map_err(BuildError::Thread)
 }
 
 enum Event {

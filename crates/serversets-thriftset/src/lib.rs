@@ -3,13 +3,13 @@
 //!
 //! [`ThriftSet`] follows any [`serversets_core::Watcher`] (a ZooKeeper watch,
 //! a `FixedSet`, your own) and keeps a pool of TCP connections per member.
-//! [`ThriftSet::get`] hands out a [`Connection`] to the host with the fewest
-//! checked-out connections; you build your generated client on it with
+//! [`ThriftSet::get`] hands out a [`Connection`] to the member with the
+//! fewest requests in flight; you build your generated client on it with
 //! [`Connection::client`], which caches the client on the connection for the
 //! next caller. Dropping the guard returns the connection; a transport error
 //! reported with [`Connection::report_error`] (or
-//! [`Connection::discard`]) closes it and counts against the host, and a host
-//! that keeps failing is skipped for a while.
+//! [`Connection::discard`]) closes it and counts against the member, and a
+//! member that keeps failing is skipped for a while (ejected).
 //!
 //! ```
 //! use std::net::TcpListener;
@@ -53,11 +53,11 @@ mod pool;
 mod set;
 
 pub use config::{
-    Builder, Protocol, Transport, DEFAULT_CHECKOUT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
+    Protocol, ThriftSetBuilder, Transport, DEFAULT_CHECKOUT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_EJECT_AFTER, DEFAULT_EJECT_FOR, DEFAULT_IDLE_TIMEOUT, DEFAULT_IO_TIMEOUT,
     DEFAULT_MAX_ACTIVE, DEFAULT_MAX_IDLE,
 };
 pub use connection::Connection;
-pub use error::Error;
+pub use error::{BuildError, Error};
 pub use link::{InputProtocol, OutputProtocol};
-pub use set::{HostStats, ThriftSet};
+pub use set::{MemberStats, ThriftSet};

@@ -46,13 +46,13 @@ pub type InputProtocol = Box<dyn TInputProtocol + Send>;
 /// ```
 pub type OutputProtocol = Box<dyn TOutputProtocol + Send>;
 
-/// An open connection to one host, plus the client cached on it.
+/// An open connection to one member, plus the client cached on it.
 ///
 /// Every socket handle lives inside this struct (the cached client owns two
 /// duplicates), so dropping it really closes the connection.
 pub(crate) struct Link {
-    /// Which incarnation of which host this belongs to.
-    pub(crate) host_id: u64,
+    /// The member slot (one incarnation of a member) it belongs to.
+    pub(crate) slot_id: u64,
     pub(crate) addr: Arc<HostPort>,
     stream: TcpStream,
     client: Option<Box<dyn Any + Send>>,
@@ -64,13 +64,13 @@ impl Link {
     /// Dials `addr` by `deadline`: name resolution and every resolved
     /// address share that one budget.
     pub(crate) fn connect(
-        host_id: u64,
+        slot_id: u64,
         addr: &Arc<HostPort>,
         deadline: Instant,
         io_timeout: Option<Duration>,
     ) -> io::Result<Link> {
         Link::connect_to(
-            host_id,
+            slot_id,
             addr,
             resolve(addr, deadline)?,
             deadline,
@@ -80,7 +80,7 @@ impl Link {
 
     /// Dials `candidates` in turn until one answers or `deadline` passes.
     fn connect_to(
-        host_id: u64,
+        slot_id: u64,
         addr: &Arc<HostPort>,
         candidates: Vec<SocketAddr>,
         deadline: Instant,
@@ -99,7 +99,7 @@ impl Link {
                     stream.set_read_timeout(io_timeout)?;
                     stream.set_write_timeout(io_timeout)?;
                     return Ok(Link {
-                        host_id,
+                        slot_id,
                         addr: addr.clone(),
                         stream,
                         client: None,
@@ -289,7 +289,12 @@ fn peek_would_block(stream: &TcpStream) -> bool {
 }
 
 #[cfg(test)]
+#[path = "../tests/support/net.rs"]
+mod net;
+
+#[cfg(test)]
 mod tests {
+    use super::net::black_hole;
     use super::*;
     use std::io::Write;
     use std::net::TcpListener;
@@ -309,19 +314,19 @@ mod tests {
         assert!(link.looks_alive());
         drop(server);
         // The FIN arrives on loopback almost at once; give it a moment.
-        let deadline = std::time::Instant::now() + Duration::from_secs(2);
-        while link.looks_alive() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        assert!(!link.looks_alive());
+        testkit::eventually_blocking(
+            Duration::from_secs(2),
+            "the probe to see the peer's close",
+            || !link.looks_alive(),
+        );
 
         let (link, mut server) = pair();
         server.write_all(b"x").unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(2);
-        while link.looks_alive() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        assert!(!link.looks_alive(), "unexpected bytes make a link unusable");
+        testkit::eventually_blocking(
+            Duration::from_secs(2),
+            "the probe to find unexpected bytes make a link unusable",
+            || !link.looks_alive(),
+        );
     }
 
     #[test]
@@ -344,27 +349,6 @@ mod tests {
             .client(Transport::Framed, Protocol::Binary, |_, _| A(1))
             .unwrap();
         assert_eq!(a.0, 1, "another type replaced the slot");
-    }
-
-    /// A loopback listener whose accept queue is full: a connect to it
-    /// hangs, as to a host that is down. Keep the returned values alive.
-    fn black_hole() -> (SocketAddr, TcpListener, Vec<TcpStream>) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        // std listens with a long backlog; shorten it to 0.
-        let fd = {
-            use std::os::fd::AsRawFd;
-            listener.as_raw_fd()
-        };
-        // SAFETY: `fd` is the listening socket `listener` owns and keeps open.
-        let listened = unsafe { libc::listen(fd, 0) };
-        assert_eq!(listened, 0);
-        let mut fillers = Vec::new();
-        while let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
-            fillers.push(s);
-            assert!(fillers.len() < 16, "the accept queue never filled");
-        }
-        (addr, listener, fillers)
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! What a [`ThriftSet`](crate::ThriftSet) reports through the `metrics`
 //! facade (no recorder installed: every update is a no-op).
 //!
-//! Handles are registered once: the set's when it is built, a host's when
-//! it joins. The pool updates them under the lock it already holds, each
+//! Handles are registered once: the set's when it is built, a member's
+//! when it joins. The pool updates them under the lock it already holds, each
 //! update an atomic store or add.
 
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use metrics::{Counter, Gauge};
 use serversets_core::HostPort;
 
-/// The `set` label when none was given ([`Builder::metrics_set`](crate::Builder::metrics_set)).
+/// The `set` label when none was given ([`Builder::metrics_set`](crate::ThriftSetBuilder::metrics_set)).
 pub(crate) const UNNAMED: &str = "unnamed";
 
 /// Metrics of the whole pool, labelled `set`.
@@ -19,10 +19,11 @@ pub(crate) struct PoolMetrics {
     /// `serversets_thrift_waiting`: callers waiting for a free slot.
     pub(crate) waiting: Gauge,
     /// `serversets_thrift_checkout_timeouts_total`: checkouts that found
-    /// every host full until the checkout timeout.
+    /// every member full until the checkout timeout.
     pub(crate) timeouts: Counter,
-    /// `serversets_thrift_hosts`: hosts in the pool now.
-    pub(crate) hosts: Gauge,
+    /// `serversets_thrift_hosts` (the name predates the word "member";
+    /// dashboards use it): members in the pool now.
+    pub(crate) members: Gauge,
 }
 
 impl PoolMetrics {
@@ -33,56 +34,58 @@ impl PoolMetrics {
         );
         metrics::describe_counter!(
             "serversets_thrift_checkout_timeouts_total",
-            "Checkouts that found every host at its active limit until the checkout timeout"
+            "Checkouts that found every member at its max_active limit until the checkout timeout"
         );
-        metrics::describe_gauge!("serversets_thrift_hosts", "Hosts in a ThriftSet's pool");
+        metrics::describe_gauge!("serversets_thrift_hosts", "Members in a ThriftSet's pool");
         metrics::describe_gauge!(
             "serversets_thrift_active",
-            "Connections to a host checked out, or being opened"
+            "Connections to a member in flight: checked out, or being opened"
         );
         metrics::describe_gauge!(
             "serversets_thrift_idle",
-            "Open, unused connections to a host"
+            "Open, unused connections to a member"
         );
         metrics::describe_counter!(
             "serversets_thrift_checkouts_total",
-            "Connections to a host handed out"
+            "Connections to a member handed out"
         );
         metrics::describe_counter!(
             "serversets_thrift_connect_failures_total",
-            "Connections to a host that could not be opened"
+            "Connections to a member that could not be opened"
         );
         metrics::describe_counter!(
             "serversets_thrift_ejections_total",
-            "Times a host was ejected after consecutive failures"
+            "Times a member was ejected after consecutive failures"
         );
         let set = name.to_string();
         PoolMetrics {
             name: name.clone(),
             waiting: metrics::gauge!("serversets_thrift_waiting", "set" => set.clone()),
             timeouts: metrics::counter!("serversets_thrift_checkout_timeouts_total", "set" => set.clone()),
-            hosts: metrics::gauge!("serversets_thrift_hosts", "set" => set),
+            members: metrics::gauge!("serversets_thrift_hosts", "set" => set),
         }
     }
 }
 
-/// Metrics of one host, labelled `set` and `endpoint` (`host:port`).
-pub(crate) struct HostMetrics {
-    active: Gauge,
+/// Metrics of one member, labelled `set` and `endpoint` (its address,
+/// `host:port`; the label name is shared with every crate's metrics).
+pub(crate) struct MemberMetrics {
+    /// `serversets_thrift_active`: connections in flight.
+    in_flight: Gauge,
     idle: Gauge,
     pub(crate) checkouts: Counter,
     pub(crate) connect_failures: Counter,
     pub(crate) ejections: Counter,
 }
 
-impl HostMetrics {
-    pub(crate) fn new(pool: &PoolMetrics, addr: &HostPort) -> HostMetrics {
+impl MemberMetrics {
+    pub(crate) fn new(pool: &PoolMetrics, addr: &HostPort) -> MemberMetrics {
         let labels = [
             ("set", pool.name.to_string()),
             ("endpoint", addr.to_string()),
         ];
-        HostMetrics {
-            active: metrics::gauge!("serversets_thrift_active", &labels),
+        MemberMetrics {
+            in_flight: metrics::gauge!("serversets_thrift_active", &labels),
             idle: metrics::gauge!("serversets_thrift_idle", &labels),
             checkouts: metrics::counter!("serversets_thrift_checkouts_total", &labels),
             connect_failures: metrics::counter!(
@@ -93,9 +96,9 @@ impl HostMetrics {
         }
     }
 
-    /// Sets the host's gauges to its counts now.
-    pub(crate) fn counts(&self, active: usize, idle: usize) {
-        self.active.set(active as f64);
+    /// Sets the member's gauges to its counts now.
+    pub(crate) fn counts(&self, in_flight: usize, idle: usize) {
+        self.in_flight.set(in_flight as f64);
         self.idle.set(idle as f64);
     }
 }

@@ -7,24 +7,28 @@ use std::time::Duration;
 
 use serversets_core::{HostPort, Watcher};
 
-use crate::config::{Builder, Config};
+use crate::config::{Config, ThriftSetBuilder};
 use crate::pool::Shared;
-use crate::{follower, Connection, Error};
+use crate::{follower, BuildError, Connection, Error};
 
-/// A pool of Thrift connections over a live server set, handing out the host
-/// with the fewest outstanding requests.
+/// A pool of Thrift connections over a live server set, handing out the
+/// member with the fewest requests in flight.
 ///
-/// Each host of the watcher's current snapshot gets its own pool. [`get`]
-/// picks, among hosts below their active limit, the one with the fewest
-/// checked-out connections (ties broken at random, so many clients do not
-/// herd onto one host), reuses one of its idle connections or dials a new
-/// one, and returns a [`Connection`] guard. Hosts that fail repeatedly are
-/// skipped for a cool-down (see [`Builder::eject_after`]).
+/// Each member of the watcher's current snapshot gets its own pool. [`get`]
+/// picks, among members below their [`max_active`] limit, the one with the
+/// fewest connections in flight (ties broken at random, so many clients do
+/// not herd onto one member), reuses one of its idle connections or dials a
+/// new one, and returns a [`Connection`] guard. Members that fail
+/// repeatedly are ejected: skipped for a cool-down (see
+/// [`ThriftSetBuilder::eject_after`]).
+///
+/// [`max_active`]: ThriftSetBuilder::max_active
 ///
 /// Members' weights ([`serversets_core::Member::weight`]) scale the choice:
-/// checked-out connections are divided by weight and ties broken in
-/// proportion to weight. A host of weight 0 is used only when every host of
-/// positive weight failed to connect during that `get` (or all weigh 0).
+/// connections in flight are divided by weight and ties broken in
+/// proportion to weight. A member of weight 0 is used only when every
+/// member of positive weight failed to connect during that `get` (or all
+/// weigh 0).
 ///
 /// ```
 /// use std::net::TcpListener;
@@ -37,7 +41,7 @@ use crate::{follower, Connection, Error};
 /// let heavy = Member::from_addr(a.local_addr()?.to_string().parse::<HostPort>()?).with_weight(2.0);
 /// let drained = Member::from_addr(b.local_addr()?.to_string().parse::<HostPort>()?).with_weight(0.0);
 /// let set = ThriftSet::new(FixedSet::from_members([heavy, drained]))?;
-/// // Even with a call out on it, the weighted host comes first.
+/// // Even with a call out on it, the weighted member comes first.
 /// let first = set.get()?;
 /// let second = set.get()?;
 /// assert_eq!(first.addr(), second.addr());
@@ -61,7 +65,7 @@ use crate::{follower, Connection, Error};
 /// let members = FixedSet::new([a.local_addr()?.to_string(), b.local_addr()?.to_string()])?;
 /// let set = ThriftSet::new(members)?;
 ///
-/// // Two callers at once land on different hosts: each is the least loaded.
+/// // Two callers at once land on different members: each is the least loaded.
 /// let first = set.get()?;
 /// let second = set.get()?;
 /// assert_ne!(first.addr(), second.addr());
@@ -72,30 +76,31 @@ pub struct ThriftSet {
     follower: Mutex<Option<JoinHandle<()>>>,
 }
 
-/// One host's state, as reported by [`ThriftSet::hosts`].
+/// One member's state, as reported by [`ThriftSet::members`].
 ///
 /// ```
 /// use serversets_fixedset::FixedSet;
 /// use serversets_thriftset::ThriftSet;
 ///
 /// let set = ThriftSet::new(FixedSet::new(["127.0.0.1:9"])?)?;
-/// let host = &set.hosts()[0];
-/// assert_eq!(host.addr.to_string(), "127.0.0.1:9");
-/// assert_eq!((host.active, host.idle, host.ejected_for), (0, 0, None));
+/// let member = &set.members()[0];
+/// assert_eq!(member.addr.to_string(), "127.0.0.1:9");
+/// assert_eq!((member.in_flight, member.idle, member.ejected_for), (0, 0, None));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct HostStats {
-    /// The host.
+pub struct MemberStats {
+    /// The member's address.
     pub addr: HostPort,
-    /// Connections checked out (and connects in progress).
-    pub active: usize,
+    /// Connections in flight: checked out, or being opened. What
+    /// [`max_active`](ThriftSetBuilder::max_active) limits.
+    pub in_flight: usize,
     /// Open, unused connections.
     pub idle: usize,
-    /// Failures since the host's last success.
+    /// Failures since the member's last success.
     pub consecutive_failures: u32,
-    /// How much longer the host is ejected, if it is.
+    /// How much longer the member is ejected, if it is.
     pub ejected_for: Option<Duration>,
 }
 
@@ -103,16 +108,22 @@ impl ThriftSet {
     /// A set over `watcher` with every option at its default (framed binary
     /// protocol, the `DEFAULT_*` limits and timeouts).
     ///
+    /// # Errors
+    ///
+    /// As [`ThriftSetBuilder::build`]: with every option at its default,
+    /// only [`BuildError::Runtime`] or [`BuildError::Thread`], when the
+    /// follower could not be started.
+    ///
     /// ```
     /// use serversets_fixedset::FixedSet;
     /// use serversets_thriftset::ThriftSet;
     ///
     /// let set = ThriftSet::new(FixedSet::new(["10.0.0.1:9090", "10.0.0.2:9090"])?)?;
-    /// assert_eq!(set.hosts().len(), 2);
+    /// assert_eq!(set.members().len(), 2);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn new<W: Watcher + 'static>(watcher: W) -> Result<ThriftSet, Error> {
-        Builder::new().build(watcher)
+    pub fn new<W: Watcher + 'static>(watcher: W) -> Result<ThriftSet, BuildError> {
+        ThriftSetBuilder::new().build(watcher)
     }
 
     /// A builder for the pool options.
@@ -123,13 +134,16 @@ impl ThriftSet {
     ///
     /// let set = ThriftSet::builder().max_active(4).build(FixedSet::empty())?;
     /// # let _ = set;
-    /// # Ok::<(), serversets_thriftset::Error>(())
+    /// # Ok::<(), serversets_thriftset::BuildError>(())
     /// ```
-    pub fn builder() -> Builder {
-        Builder::new()
+    pub fn builder() -> ThriftSetBuilder {
+        ThriftSetBuilder::new()
     }
 
-    pub(crate) fn start(config: Config, watcher: Box<dyn Watcher>) -> Result<ThriftSet, Error> {
+    pub(crate) fn start(
+        config: Config,
+        watcher: Box<dyn Watcher>,
+    ) -> Result<ThriftSet, BuildError> {
         let shared = Arc::new(Shared::new(config, watcher));
         // Subscribe before reading the snapshot so no change falls between.
         let sub = shared.watcher.subscribe();
@@ -141,14 +155,19 @@ impl ThriftSet {
         })
     }
 
-    /// Checks out a connection to the host with the fewest outstanding
-    /// requests. Blocks while connecting, and while every host is at its
-    /// active limit (up to the checkout timeout). A host that refuses the
-    /// connection is counted as failing and the next best host is tried.
-    /// Returns within the checkout timeout plus the connect timeout in all.
+    /// Checks out a connection to the member with the fewest requests in
+    /// flight. Blocks while connecting, and while every member is at its
+    /// `max_active` limit (up to the checkout timeout). A member that
+    /// refuses the connection is counted as failing and the next best member
+    /// is tried. Returns within the checkout timeout plus the connect
+    /// timeout in all.
     ///
-    /// Errors: [`Error::Closed`], [`Error::NoHosts`], [`Error::Exhausted`],
-    /// or [`Error::Connect`] when every host failed to connect.
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once the set is closed, [`Error::NoMembers`] when
+    /// the member list is empty, [`Error::Exhausted`] when every member
+    /// stayed full for the checkout timeout, or [`Error::Connect`] (the
+    /// last failure) when every member tried failed to connect.
     ///
     /// ```
     /// use std::net::TcpListener;
@@ -173,8 +192,13 @@ impl ThriftSet {
     /// [`get`](ThriftSet::get) for async code: the checkout (which may
     /// connect or wait) runs on tokio's blocking pool, not on the runtime's
     /// worker threads. Calls on the connection are blocking too; run them in
-    /// `spawn_blocking` as well. Fails with [`Error::NoRuntime`] outside a
-    /// tokio runtime.
+    /// `spawn_blocking` as well.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`get`](ThriftSet::get); [`Error::NoRuntime`] outside a
+    /// tokio runtime; [`Error::Task`] when the blocking task did not finish
+    /// (the runtime shut down under it).
     ///
     /// ```
     /// use std::net::TcpListener;
@@ -196,7 +220,7 @@ impl ThriftSet {
         runtime
             .spawn_blocking(move || checkout(&shared))
             .await
-            .map_err(|e| Error::Task(e.to_string()))?
+            .map_err(Error::Task)?
     }
 
     /// Closes the set: `get` fails with [`Error::Closed`] from now on, idle
@@ -238,14 +262,14 @@ impl ThriftSet {
     /// # use serversets_thriftset::ThriftSet;
     /// let set = ThriftSet::new(FixedSet::empty())?;
     /// assert!(!set.is_closed());
-    /// # Ok::<(), serversets_thriftset::Error>(())
+    /// # Ok::<(), serversets_thriftset::BuildError>(())
     /// ```
     pub fn is_closed(&self) -> bool {
         self.shared.is_closed()
     }
 
-    /// Every host in the pool with its connection counts and ejection state,
-    /// in address order.
+    /// Every member in the pool with its connection counts and ejection
+    /// state, in address order.
     ///
     /// ```
     /// use serversets_fixedset::FixedSet;
@@ -254,14 +278,14 @@ impl ThriftSet {
     /// let members = FixedSet::new(["127.0.0.1:9"])?;
     /// let set = ThriftSet::new(members.feed())?;
     /// members.set_addresses(["127.0.0.1:9", "127.0.0.1:10"])?;
-    /// # for _ in 0..500 { if set.hosts().len() == 2 { break } std::thread::sleep(std::time::Duration::from_millis(2)); }
-    /// assert_eq!(set.hosts().len(), 2); // the follower applied the change
+    /// # for _ in 0..500 { if set.members().len() == 2 { break } std::thread::sleep(std::time::Duration::from_millis(2)); }
+    /// assert_eq!(set.members().len(), 2); // the follower applied the change
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn hosts(&self) -> Vec<HostStats> {
-        let mut hosts = self.shared.stats();
-        hosts.sort_by(|a, b| a.addr.cmp(&b.addr));
-        hosts
+    pub fn members(&self) -> Vec<MemberStats> {
+        let mut members = self.shared.stats();
+        members.sort_by(|a, b| a.addr.cmp(&b.addr));
+        members
     }
 }
 
@@ -280,7 +304,7 @@ impl fmt::Debug for ThriftSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ThriftSet")
             .field("closed", &self.is_closed())
-            .field("hosts", &self.shared.stats().len())
+            .field("members", &self.shared.stats().len())
             .finish()
     }
 }

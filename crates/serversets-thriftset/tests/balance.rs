@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serversets_fixedset::FixedSet;
 use serversets_thriftset::ThriftSet;
-use support::{eventually, with_client, Backend, TEchoSyncClient};
+use support::{with_client, Backend, TEchoSyncClient};
+use testkit::eventually_blocking;
 
 /// One of three backends answers `slow` ten times slower; with concurrent
 /// callers it must get well under the third that round robin would give it.
@@ -49,11 +50,11 @@ fn least_outstanding_sends_little_to_a_slow_backend() {
         slow.stats.requests()
     );
     assert!(share < 0.2, "slow backend got {share:.3} of requests");
-    assert!(slow.stats.requests() > 0, "a slow host is still a host");
+    assert!(slow.stats.requests() > 0, "a slow member is still a member");
 }
 
-/// 32 callers against 3 hosts with 4 active / 2 idle allowed per host: no
-/// host ever serves more than 4 calls at once, the pool never reports more
+/// 32 callers against 3 members with 4 in flight / 2 idle allowed per
+/// member: no member ever serves more than 4 calls at once, the pool never reports more
 /// than 4 active or 2 idle, and every call succeeds.
 #[test]
 fn pool_limits_hold_under_32_callers() {
@@ -72,9 +73,9 @@ fn pool_limits_hold_under_32_callers() {
         let (set, done, worst) = (set.clone(), done.clone(), worst.clone());
         std::thread::spawn(move || {
             while !done.load(Ordering::SeqCst) {
-                for h in set.hosts() {
-                    worst.0.fetch_max(h.active, Ordering::SeqCst);
-                    worst.1.fetch_max(h.idle, Ordering::SeqCst);
+                for m in set.members() {
+                    worst.0.fetch_max(m.in_flight, Ordering::SeqCst);
+                    worst.1.fetch_max(m.idle, Ordering::SeqCst);
                 }
                 std::thread::sleep(Duration::from_micros(200));
             }
@@ -108,7 +109,7 @@ fn pool_limits_hold_under_32_callers() {
     let requests: usize = backends.iter().map(|b| b.stats.requests()).sum();
     assert_eq!(requests, 32 * 15);
     for b in &backends {
-        assert!(b.stats.requests() > 0, "every host served some calls");
+        assert!(b.stats.requests() > 0, "every member served some calls");
         assert!(
             b.stats.max_in_flight() <= 4,
             "{} served {} calls at once",
@@ -118,17 +119,16 @@ fn pool_limits_hold_under_32_callers() {
     }
     assert!(worst.0.load(Ordering::SeqCst) <= 4);
     assert!(worst.1.load(Ordering::SeqCst) <= 2);
-    for h in set.hosts() {
-        assert_eq!(h.active, 0);
-        assert!(h.idle <= 2);
+    for m in set.members() {
+        assert_eq!(m.in_flight, 0);
+        assert!(m.idle <= 2);
     }
     // The servers agree: at most the idle connections stay open.
     for b in &backends {
-        assert!(
-            eventually(Duration::from_secs(5), || b.stats.open() <= 2),
-            "{} still has {} connections open",
-            b.addr(),
-            b.stats.open()
+        eventually_blocking(
+            Duration::from_secs(5),
+            &format!("{} to have at most 2 connections open", b.addr()),
+            || b.stats.open() <= 2,
         );
     }
 }
@@ -148,17 +148,22 @@ fn idle_timeout_closes_connections() {
             with_client(conn, |c| c.echo("x".into())).unwrap();
         }
     }
-    assert_eq!(set.hosts()[0].idle, 4, "returned connections stay open");
-    assert!(eventually(Duration::from_secs(5), || backend.stats.open() == 4));
-
-    assert!(
-        eventually(Duration::from_secs(5), || set.hosts()[0].idle == 0),
-        "idle connections were not reaped"
+    assert_eq!(set.members()[0].idle, 4, "returned connections stay open");
+    eventually_blocking(
+        Duration::from_secs(5),
+        "the server to see 4 connections",
+        || backend.stats.open() == 4,
     );
-    assert!(
-        eventually(Duration::from_secs(5), || backend.stats.open() == 0),
-        "the server still sees {} connections",
-        backend.stats.open()
+
+    eventually_blocking(
+        Duration::from_secs(5),
+        "idle connections to be reaped",
+        || set.members()[0].idle == 0,
+    );
+    eventually_blocking(
+        Duration::from_secs(5),
+        "the server to see every connection closed",
+        || backend.stats.open() == 0,
     );
     let mut conn = set.get().unwrap();
     assert_eq!(
@@ -169,7 +174,7 @@ fn idle_timeout_closes_connections() {
 }
 
 /// Four real Echo servers of weights 1, 2, 3 and 0: over 30,000 calls made
-/// one at a time (every host idle at each checkout, so the weighted
+/// one at a time (every member idle at each checkout, so the weighted
 /// tie-break alone decides), each serves its weight's share within ±5% of
 /// that share (relative: the weight-2 server must serve 10,000 ± 500), and
 /// the weight-0 server none.
@@ -203,6 +208,6 @@ fn weighted_backends_share_30000_calls_by_weight() {
             "weight {w} served {got} of {calls}, want {want:.0} ± 5% ({served:?})"
         );
     }
-    // Idle hosts with room were never dialled for weight 0.
+    // Idle members with room were never dialled for weight 0.
     assert_eq!(backends[3].stats.accepted(), 0);
 }

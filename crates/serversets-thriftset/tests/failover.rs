@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use serversets_fixedset::FixedSet;
 use serversets_thriftset::{Error, ThriftSet};
-use support::{eventually, with_client, Backend, TEchoSyncClient};
+use support::{with_client, Backend, TEchoSyncClient};
+use testkit::eventually_blocking;
 
 struct Call {
     addr: String,
@@ -51,11 +52,9 @@ fn killed_backend_fails_only_in_flight_calls() {
             with_client(&mut conn, |c| c.slow(5_000))
         })
     };
-    assert!(eventually(Duration::from_secs(5), || b
-        .stats
-        .in_flight
-        .load(Ordering::SeqCst)
-        >= 1));
+    eventually_blocking(Duration::from_secs(5), "a call in flight on b", || {
+        b.stats.in_flight.load(Ordering::SeqCst) >= 1
+    });
 
     let stop = Arc::new(AtomicBool::new(false));
     let calls = Arc::new(Mutex::new(Vec::<Call>::new()));
@@ -65,7 +64,7 @@ fn killed_backend_fails_only_in_flight_calls() {
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
                     let started = Instant::now();
-                    let mut conn = set.get().expect("get never fails while two hosts live");
+                    let mut conn = set.get().expect("get never fails while two members live");
                     let addr = conn.addr().to_string();
                     let ok = with_client(&mut conn, |c| c.slow(3)).is_ok();
                     calls.lock().unwrap().push(Call { addr, started, ok });
@@ -106,22 +105,22 @@ fn killed_backend_fails_only_in_flight_calls() {
     assert!(after.iter().all(|c| c.ok && c.addr != b.addr()));
     assert!(a.stats.requests() > 0 && c.stats.requests() > 0);
 
-    // The dead host collected failures (the cut calls, refused connects)
+    // The dead member collected failures (the cut calls, refused connects)
     // and is ejected; the other two are fine.
-    let hosts = set.hosts();
-    let dead = hosts
+    let members = set.members();
+    let dead = members
         .iter()
-        .find(|h| h.addr.to_string() == b.addr())
+        .find(|m| m.addr.to_string() == b.addr())
         .unwrap();
     assert!(dead.ejected_for.is_some(), "{dead:?}");
-    assert!(hosts.iter().filter(|h| h.ejected_for.is_none()).count() == 2);
+    assert!(members.iter().filter(|m| m.ejected_for.is_none()).count() == 2);
 }
 
-/// A host that refuses connections is tried, counted, and after
+/// A member that refuses connections is tried, counted, and after
 /// `eject_after` failures skipped; callers never notice. After the cool-down
 /// it is tried once more and, failing again, ejected at once.
 #[test]
-fn refusing_host_is_ejected_and_retried_after_cool_down() {
+fn refusing_member_is_ejected_and_retried_after_cool_down() {
     let live = Backend::start();
     let dead_addr = format!("127.0.0.1:{}", testkit::free_port()); // nothing listens
     let set = ThriftSet::builder()
@@ -130,13 +129,13 @@ fn refusing_host_is_ejected_and_retried_after_cool_down() {
         .build(FixedSet::new([live.addr(), dead_addr.clone()]).unwrap())
         .unwrap();
     let dead = |set: &ThriftSet| {
-        set.hosts()
+        set.members()
             .into_iter()
-            .find(|h| h.addr.to_string() == dead_addr)
+            .find(|m| m.addr.to_string() == dead_addr)
             .unwrap()
     };
 
-    // Every call succeeds: a refused connect moves on to the live host.
+    // Every call succeeds: a refused connect moves on to the live member.
     for _ in 0..40 {
         let mut conn = set.get().unwrap();
         assert_eq!(conn.addr().to_string(), live.addr());
@@ -147,9 +146,9 @@ fn refusing_host_is_ejected_and_retried_after_cool_down() {
     assert!(d.ejected_for.is_some());
 
     // Cool-down over: one probe attempt, which fails and re-ejects.
-    assert!(eventually(Duration::from_secs(5), || dead(&set)
-        .ejected_for
-        .is_none()));
+    eventually_blocking(Duration::from_secs(5), "the ejection to end", || {
+        dead(&set).ejected_for.is_none()
+    });
     for _ in 0..40 {
         let conn = set.get().unwrap();
         assert_eq!(conn.addr().to_string(), live.addr());
@@ -159,10 +158,10 @@ fn refusing_host_is_ejected_and_retried_after_cool_down() {
     assert!(d.ejected_for.is_some());
 }
 
-/// Failures on the only host never eject it: callers keep getting the
+/// Failures on the only member never eject it: callers keep getting the
 /// real connect error, and it is used again as soon as it comes back.
 #[test]
-fn last_host_is_never_ejected() {
+fn last_member_is_never_ejected() {
     let port = testkit::free_port();
     let addr = format!("127.0.0.1:{port}");
     let set = ThriftSet::builder()
@@ -175,23 +174,23 @@ fn last_host_is_never_ejected() {
             other => panic!("expected a connect error, got {other:?}"),
         }
     }
-    let h = &set.hosts()[0];
-    assert_eq!(h.consecutive_failures, 5);
-    assert_eq!(h.ejected_for, None);
-    assert_eq!(h.active, 0);
+    let m = &set.members()[0];
+    assert_eq!(m.consecutive_failures, 5);
+    assert_eq!(m.ejected_for, None);
+    assert_eq!(m.in_flight, 0);
 
     // Discarded connections count too, and a good return resets the count.
     let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     set.get().unwrap().discard();
-    assert_eq!(set.hosts()[0].consecutive_failures, 6);
+    assert_eq!(set.members()[0].consecutive_failures, 6);
     drop(set.get().unwrap());
-    assert_eq!(set.hosts()[0].consecutive_failures, 0);
+    assert_eq!(set.members()[0].consecutive_failures, 0);
     drop(listener);
 }
 
-/// Membership changes: a removed host's idle connections close at once and
-/// its in-flight one when returned; new requests never go to it; a new host
-/// joins; a host that comes back gets fresh connections.
+/// Membership changes: a removed member's idle connections close at once
+/// and its in-flight one when returned; new requests never go to it; a new
+/// member joins; a member that comes back gets fresh connections.
 #[test]
 fn membership_changes_close_and_open_the_right_connections() {
     let a = Backend::start();
@@ -200,7 +199,7 @@ fn membership_changes_close_and_open_the_right_connections() {
     let members = FixedSet::new([a.addr(), b.addr()]).unwrap();
     let set = ThriftSet::new(members.feed()).unwrap();
 
-    // Four at once: two per host (least outstanding). Return one per host.
+    // Four at once: two per member (least in flight). Return one per member.
     let mut held: Vec<_> = (0..4).map(|_| set.get().unwrap()).collect();
     for conn in &mut held {
         with_client(conn, |c| c.echo("warm".into())).unwrap();
@@ -223,17 +222,19 @@ fn membership_changes_close_and_open_the_right_connections() {
         .into_iter()
         .find(|c| c.addr().to_string() == b.addr())
         .unwrap();
-    assert!(eventually(Duration::from_secs(5), || b.stats.open() == 2));
+    eventually_blocking(Duration::from_secs(5), "b to see 2 connections", || {
+        b.stats.open() == 2
+    });
 
     // Replace b with c.
     members.set_addresses([a.addr(), c.addr()]).unwrap();
-    assert!(eventually(Duration::from_secs(5), || {
-        set.hosts().iter().all(|h| h.addr.to_string() != b.addr())
-    }));
-    assert!(
-        eventually(Duration::from_secs(5), || b.stats.open() == 1),
-        "b's idle connection must close at once; open: {}",
-        b.stats.open()
+    eventually_blocking(Duration::from_secs(5), "b to leave the pool", || {
+        set.members().iter().all(|m| m.addr.to_string() != b.addr())
+    });
+    eventually_blocking(
+        Duration::from_secs(5),
+        "b's idle connection to close at once (its checked-out one stays)",
+        || b.stats.open() == 1,
     );
     // The checked-out connection still works until it is returned...
     assert_eq!(
@@ -243,7 +244,11 @@ fn membership_changes_close_and_open_the_right_connections() {
     let b_requests = b.stats.requests();
     drop(in_flight_b);
     // ...and is then closed, not pooled.
-    assert!(eventually(Duration::from_secs(5), || b.stats.open() == 0));
+    eventually_blocking(
+        Duration::from_secs(5),
+        "b's returned connection to close",
+        || b.stats.open() == 0,
+    );
 
     for _ in 0..30 {
         let mut conn = set.get().unwrap();
@@ -251,14 +256,16 @@ fn membership_changes_close_and_open_the_right_connections() {
         with_client(&mut conn, |c| c.echo("x".into())).unwrap();
     }
     assert_eq!(b.stats.requests(), b_requests, "no new request reached b");
-    assert!(c.stats.requests() > 0, "the new host joined");
+    assert!(c.stats.requests() > 0, "the new member joined");
 
     // b comes back: it gets new connections, never the old ones.
     let b_accepted = b.stats.accepted();
     members
         .set_addresses([a.addr(), b.addr(), c.addr()])
         .unwrap();
-    assert!(eventually(Duration::from_secs(5), || set.hosts().len() == 3));
+    eventually_blocking(Duration::from_secs(5), "b to rejoin the pool", || {
+        set.members().len() == 3
+    });
     let mut held: Vec<_> = (0..3).map(|_| set.get().unwrap()).collect();
     let back = held
         .iter_mut()

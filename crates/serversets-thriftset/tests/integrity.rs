@@ -5,13 +5,15 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use serversets_fixedset::FixedSet;
 use serversets_thriftset::{Error, Protocol, ThriftSet, Transport};
 use support::echo::EchoSyncClient;
-use support::{eventually, with_client, Backend, BackendOptions, TEchoSyncClient};
+use support::net::black_hole;
+use support::{with_client, Backend, BackendOptions, TEchoSyncClient};
+use testkit::eventually_blocking;
 
 /// A call the way application code often writes it: `?` on everything,
 /// no `report_error`.
@@ -39,12 +41,12 @@ fn abandoned_call_then_a_thousand(transport: Transport) {
         ),
         "{err:?}"
     );
-    let host = &set.hosts()[0];
+    let member = &set.members()[0];
     assert_eq!(
-        host.idle, 0,
+        member.idle, 0,
         "{transport:?}: the abandoned connection went back to the pool"
     );
-    assert_eq!(host.consecutive_failures, 1);
+    assert_eq!(member.consecutive_failures, 1);
     // Let the late reply arrive, so a reused connection would hold it.
     std::thread::sleep(Duration::from_millis(300));
     for i in 0..1000 {
@@ -57,7 +59,7 @@ fn abandoned_call_then_a_thousand(transport: Transport) {
             "{transport:?}: call {i}"
         );
     }
-    assert_eq!(set.hosts()[0].consecutive_failures, 0);
+    assert_eq!(set.members()[0].consecutive_failures, 0);
 }
 
 #[test]
@@ -171,41 +173,21 @@ fn a_reply_with_a_hostile_length_fails_typed_without_a_panic_and_the_link_is_dis
             thrift::Error::Protocol(e) => assert_eq!(e.kind, want, "{what}: {err}"),
             other => panic!("{what}: expected a protocol error, got {other:?}"),
         }
-        let host = &set.hosts()[0];
+        let member = &set.members()[0];
         assert_eq!(
-            (host.idle, host.active),
+            (member.idle, member.in_flight),
             (0, 0),
             "{what}: the link was discarded"
         );
-        assert_eq!(host.consecutive_failures, 1, "{what}");
+        assert_eq!(member.consecutive_failures, 1, "{what}");
         closes
             .recv_timeout(Duration::from_secs(5))
             .unwrap_or_else(|_| panic!("{what}: the connection was not closed"));
     }
 }
 
-/// A loopback port whose accept queue is full: connects to it hang, as to
-/// a host that is down. Keep the listener and fillers alive.
-fn black_hole() -> (SocketAddr, TcpListener, Vec<TcpStream>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let fd = {
-        use std::os::fd::AsRawFd;
-        listener.as_raw_fd()
-    };
-    // SAFETY: `fd` is the listening socket `listener` owns and keeps open.
-    let listened = unsafe { libc::listen(fd, 0) };
-    assert_eq!(listened, 0);
-    let mut fillers = Vec::new();
-    while let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
-        fillers.push(s);
-        assert!(fillers.len() < 16, "the accept queue never filled");
-    }
-    (addr, listener, fillers)
-}
-
 #[test]
-fn a_checkout_ends_by_its_deadline_however_many_hosts_hang() {
+fn a_checkout_ends_by_its_deadline_however_many_members_hang() {
     let (a, _la, _fa) = black_hole();
     let (b, _lb, _fb) = black_hole();
     let set = ThriftSet::builder()
@@ -214,10 +196,10 @@ fn a_checkout_ends_by_its_deadline_however_many_hosts_hang() {
         .build(FixedSet::new([a.to_string(), b.to_string()]).unwrap())
         .unwrap();
     let start = Instant::now();
-    let err = set.get().expect_err("no host answers");
+    let err = set.get().expect_err("no member answers");
     let took = start.elapsed();
     assert!(matches!(err, Error::Connect { .. }), "{err:?}");
-    // checkout_timeout + connect_timeout = 500 ms, not 400 ms per host.
+    // checkout_timeout + connect_timeout = 500 ms, not 400 ms per member.
     assert!(took < Duration::from_millis(700), "took {took:?}");
 }
 
@@ -234,7 +216,9 @@ fn closing_the_set_during_a_connect_leaves_no_phantom_active_count() {
         let set = set.clone();
         std::thread::spawn(move || set.get().map(|_| ()))
     };
-    assert!(eventually(Duration::from_secs(2), || set.hosts()[0].active == 1));
+    eventually_blocking(Duration::from_secs(2), "the connect to start", || {
+        set.members()[0].in_flight == 1
+    });
     std::thread::sleep(Duration::from_millis(100)); // well into the connect
     set.close();
     // Free the accept queue: the pending connect now completes (on the
@@ -244,10 +228,10 @@ fn closing_the_set_during_a_connect_leaves_no_phantom_active_count() {
     let result = getter.join().expect("get does not panic");
     assert!(matches!(result, Err(Error::Closed)), "{result:?}");
     assert!(accepted.is_ok());
-    let host = &set.hosts()[0];
+    let member = &set.members()[0];
     assert_eq!(
-        (host.active, host.idle),
+        (member.in_flight, member.idle),
         (0, 0),
-        "a phantom checkout: {host:?}"
+        "a phantom checkout: {member:?}"
     );
 }

@@ -9,9 +9,10 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use serversets_fixedset::FixedSet;
-use serversets_thriftset::{Error, Protocol, ThriftSet, Transport};
+use serversets_thriftset::{BuildError, Error, Protocol, ThriftSet, Transport};
 use support::backend::start_tserver;
-use support::{eventually, with_client, Backend, BackendOptions, TEchoSyncClient};
+use support::{with_client, Backend, BackendOptions, TEchoSyncClient};
+use testkit::eventually_blocking;
 
 #[test]
 fn closed_set_refuses_get_and_closes_connections() {
@@ -25,17 +26,22 @@ fn closed_set_refuses_get_and_closes_connections() {
         with_client(&mut a, |c| c.echo("a".into())).unwrap();
         with_client(&mut b, |c| c.echo("b".into())).unwrap();
     }
-    assert_eq!(set.hosts()[0].idle, 2);
-    assert!(eventually(Duration::from_secs(5), || backend.stats.open() == 3));
+    assert_eq!(set.members()[0].idle, 2);
+    eventually_blocking(
+        Duration::from_secs(5),
+        "the server to see 3 connections",
+        || backend.stats.open() == 3,
+    );
 
     set.close();
     set.close(); // idempotent
     assert!(set.is_closed());
     assert!(matches!(set.get(), Err(Error::Closed)));
-    assert_eq!(set.hosts()[0].idle, 0);
-    assert!(
-        eventually(Duration::from_secs(5), || backend.stats.open() == 1),
-        "idle connections close with the set"
+    assert_eq!(set.members()[0].idle, 0);
+    eventually_blocking(
+        Duration::from_secs(5),
+        "idle connections to close with the set",
+        || backend.stats.open() == 1,
     );
     // A connection checked out before the close still works, and is closed
     // (not pooled) when returned.
@@ -44,8 +50,12 @@ fn closed_set_refuses_get_and_closes_connections() {
         "still"
     );
     drop(held);
-    assert!(eventually(Duration::from_secs(5), || backend.stats.open() == 0));
-    assert_eq!(set.hosts()[0].idle, 0);
+    eventually_blocking(
+        Duration::from_secs(5),
+        "the returned connection to close",
+        || backend.stats.open() == 0,
+    );
+    assert_eq!(set.members()[0].idle, 0);
 }
 
 #[test]
@@ -55,9 +65,17 @@ fn dropping_the_set_closes_it() {
     let mut conn = set.get().unwrap();
     with_client(&mut conn, |c| c.echo("x".into())).unwrap();
     drop(conn);
-    assert!(eventually(Duration::from_secs(5), || backend.stats.open() == 1));
+    eventually_blocking(
+        Duration::from_secs(5),
+        "the server to see the connection",
+        || backend.stats.open() == 1,
+    );
     drop(set);
-    assert!(eventually(Duration::from_secs(5), || backend.stats.open() == 0));
+    eventually_blocking(
+        Duration::from_secs(5),
+        "the dropped set's connection to close",
+        || backend.stats.open() == 0,
+    );
 }
 
 #[test]
@@ -73,17 +91,17 @@ fn get_waits_for_a_freed_slot_then_times_out() {
     let held = set.get().unwrap();
     let waiter = {
         let set = set.clone();
-        std::thread::spawn(move || {
-            let mut conn = set.get()?;
-            with_client(&mut conn, |c| c.echo("waited".into())).map_err(|e| {
-                Error::Task(e.to_string()) // any error will do for the assert
-            })
-        })
+        std::thread::spawn(
+            move || -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+                let mut conn = set.get()?;
+                Ok(with_client(&mut conn, |c| c.echo("waited".into()))?)
+            },
+        )
     };
     std::thread::sleep(Duration::from_millis(100));
     assert!(
         !waiter.is_finished(),
-        "get must wait while the host is full"
+        "get must wait while the member is full"
     );
     drop(held);
     assert_eq!(waiter.join().unwrap().unwrap(), "waited");
@@ -107,9 +125,10 @@ fn get_waits_for_a_freed_slot_then_times_out() {
     assert!(matches!(quick.get(), Err(Error::Exhausted(_))));
 }
 
-/// A full host sends callers to another host with room instead of waiting.
+/// A full member sends callers to another member with room instead of
+/// waiting.
 #[test]
-fn full_host_is_passed_over() {
+fn full_member_is_passed_over() {
     let a = Backend::start();
     let b = Backend::start();
     let set = ThriftSet::builder()
@@ -126,7 +145,7 @@ fn full_host_is_passed_over() {
     assert!(matches!(set.get(), Err(Error::Exhausted(_))));
 }
 
-/// Many more callers than slots (one per host) make progress: the Condvar
+/// Many more callers than slots (one per member) make progress: the Condvar
 /// hand-off neither deadlocks nor loses wake-ups.
 #[test]
 fn tiny_pool_with_many_callers_never_deadlocks() {
@@ -161,8 +180,8 @@ fn tiny_pool_with_many_callers_never_deadlocks() {
     assert_eq!(a.stats.requests() + b.stats.requests(), 16 * 25);
     assert_eq!(a.stats.max_in_flight(), 1);
     assert_eq!(b.stats.max_in_flight(), 1);
-    assert_eq!(a.stats.accepted(), 1, "one connection per host, reused");
-    assert_eq!(b.stats.accepted(), 1, "one connection per host, reused");
+    assert_eq!(a.stats.accepted(), 1, "one connection per member, reused");
+    assert_eq!(b.stats.accepted(), 1, "one connection per member, reused");
 }
 
 #[test]
@@ -249,7 +268,7 @@ fn buffered_compact_against_the_thrift_tserver() {
         );
     }
     assert_eq!(stats.requests(), 20);
-    assert_eq!(set.hosts()[0].idle, 1, "one connection served every call");
+    assert_eq!(set.members()[0].idle, 1, "one connection served every call");
 
     let wrong = ThriftSet::builder()
         .io_timeout(Some(Duration::from_millis(300)))
@@ -259,8 +278,8 @@ fn buffered_compact_against_the_thrift_tserver() {
     assert!(with_client(&mut conn, |c| c.echo("framed binary".into())).is_err());
     assert!(conn.is_broken());
     drop(conn);
-    assert_eq!(wrong.hosts()[0].idle, 0);
-    assert_eq!(wrong.hosts()[0].consecutive_failures, 1);
+    assert_eq!(wrong.members()[0].idle, 0);
+    assert_eq!(wrong.members()[0].consecutive_failures, 1);
 }
 
 /// A call that stalls past the I/O timeout fails with a transport error
@@ -305,7 +324,7 @@ fn closed_source_keeps_the_last_members() {
 #[test]
 fn empty_set_and_bad_options_are_typed_errors() {
     let set = ThriftSet::new(FixedSet::empty()).unwrap();
-    assert!(matches!(set.get(), Err(Error::NoHosts)));
+    assert!(matches!(set.get(), Err(Error::NoMembers)));
     for bad in [
         ThriftSet::builder().max_active(0),
         ThriftSet::builder().connect_timeout(Duration::ZERO),
@@ -314,7 +333,7 @@ fn empty_set_and_bad_options_are_typed_errors() {
     ] {
         assert!(matches!(
             bad.build(FixedSet::empty()),
-            Err(Error::Config(_))
+            Err(BuildError::InvalidOption { .. })
         ));
     }
 }

@@ -32,7 +32,7 @@ fn until(what: &str, cond: impl Fn() -> bool) {
 }
 
 #[test]
-fn active_idle_checkouts_and_timeouts_are_counted_per_host() {
+fn in_flight_idle_checkouts_and_timeouts_are_counted_per_member() {
     recorder();
     let a = TcpListener::bind("127.0.0.1:0").unwrap();
     let b = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -65,7 +65,7 @@ fn active_idle_checkouts_and_timeouts_are_counted_per_host() {
         assert_eq!(sum("serversets_thrift_checkouts_total", l), 1.0);
         assert_eq!(sum("serversets_thrift_idle", l), 0.0);
     }
-    // Both hosts full: the checkout times out.
+    // Both members full: the checkout times out.
     assert!(matches!(set.get(), Err(Error::Exhausted(_))));
     assert_eq!(
         sum("serversets_thrift_checkout_timeouts_total", &set_label),
@@ -123,7 +123,7 @@ fn connect_failures_and_ejections_are_counted() {
         .build(FixedSet::new([dead.clone(), live.clone()]).unwrap())
         .unwrap();
     let dead_labels = [("set", "/t/thrift-eject"), ("endpoint", dead.as_str())];
-    // Checkouts go to the live host, after the dead one is tried once.
+    // Checkouts go to the live member, after the dead one is tried once.
     for _ in 0..20 {
         let conn = set.get().unwrap();
         assert_eq!(conn.addr().to_string(), live);

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serversets_core::{Environment, ServerSet};
 use serversets_thriftset::ThriftSet;
-use support::{eventually, with_client, Backend, TEchoSyncClient};
+use support::{with_client, Backend, TEchoSyncClient};
+use testkit::eventually_blocking;
 
 #[test]
 fn follows_backends_registered_in_zookeeper() {
@@ -28,7 +29,7 @@ fn follows_backends_registered_in_zookeeper() {
     let watch = runtime.block_on(discovery.watch()).unwrap();
     let set = ThriftSet::new(watch).unwrap();
     let addrs = |set: &ThriftSet| -> Vec<String> {
-        set.hosts().iter().map(|h| h.addr.to_string()).collect()
+        set.members().iter().map(|m| m.addr.to_string()).collect()
     };
     assert_eq!(addrs(&set), [a.addr()]);
     let mut conn = set.get().unwrap();
@@ -42,15 +43,21 @@ fn follows_backends_registered_in_zookeeper() {
     let ep_b = runtime
         .block_on(discovery.register_endpoint("127.0.0.1", b.port, None))
         .unwrap();
-    assert!(eventually(Duration::from_secs(10), || addrs(&set).len() == 2));
+    eventually_blocking(Duration::from_secs(10), "both members in the pool", || {
+        addrs(&set).len() == 2
+    });
     let held: Vec<_> = (0..2).map(|_| set.get().unwrap()).collect();
     assert!(held.iter().any(|c| c.addr().to_string() == b.addr()));
     drop(held);
 
     // The first deregisters: its connections close and calls go to b only.
     runtime.block_on(ep_a.close()).unwrap();
-    assert!(eventually(Duration::from_secs(10), || addrs(&set) == [b.addr()]));
-    assert!(eventually(Duration::from_secs(5), || a.stats.open() == 0));
+    eventually_blocking(Duration::from_secs(10), "only b in the pool", || {
+        addrs(&set) == [b.addr()]
+    });
+    eventually_blocking(Duration::from_secs(5), "a's connections to close", || {
+        a.stats.open() == 0
+    });
     let a_requests = a.stats.requests();
     for _ in 0..10 {
         let mut conn = set.get().unwrap();

@@ -286,9 +286,10 @@ pub fn start_tserver(opts: BackendOptions, workers: usize) -> (u16, Arc<Stats>) 
             let _ = server.listen(("127.0.0.1", port));
         })
         .expect("spawn tserver");
-    let up = super::eventually(Duration::from_secs(5), || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    assert!(up, "TServer on port {port} did not come up");
+    testkit::eventually_blocking(
+        Duration::from_secs(5),
+        &format!("the TServer on port {port} to come up"),
+        || TcpStream::connect(("127.0.0.1", port)).is_ok(),
+    );
     (port, stats)
 }

@@ -1,6 +1,6 @@
 //! Shared by the integration tests, the benchmark and the example: the
-//! generated `Echo` service, real Thrift servers on loopback, and the code
-//! generator invocation.
+//! generated `Echo` service, real Thrift servers on loopback, raw sockets
+//! that misbehave on purpose, and the code generator invocation.
 //!
 //! Each test binary uses a different part of this module.
 #![allow(dead_code, unused_imports)]
@@ -10,26 +10,9 @@ pub mod echo;
 
 pub mod backend;
 pub mod codegen;
-
-use std::time::{Duration, Instant};
+pub mod net;
 
 pub use backend::{Backend, BackendOptions, Stats};
-
-/// Polls `cond` every few milliseconds until it holds or `within` passes;
-/// returns whether it held. For waiting on background effects (a server
-/// seeing a close, the follower applying a change) without fixed sleeps.
-pub fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
 
 use serversets_thriftset::{Connection, InputProtocol, OutputProtocol};
 
