@@ -1,5 +1,6 @@
-//! A least-outstanding-requests connection pool for Apache Thrift clients
-//! over a live server set.
+//! A connection pool for Apache Thrift clients over a live server set that
+//! sends each call to the member with the fewest requests in flight (least
+//! outstanding requests).
 //!
 //! [`ThriftSet`] follows any [`serversets_core::Watcher`] (a ZooKeeper watch,
 //! a `FixedSet`, your own) and keeps a pool of TCP connections per member.
