@@ -7,21 +7,22 @@
 //!   client on another (one core each on a 2-core machine); the two clients
 //!   alternate in rounds so drift hits both alike.
 //! - the same two over HTTPS (params `scheme: https`, `protocol: h2` or
-//!   `http/1.1`): HttpSet with the connector `Builder::rustls` installs
+//!   `http/1.1`): HttpSet with the connector `HttpSetBuilder::rustls` installs
 //!   (hyper-rustls over the TCP connector, ALPN h2 + http/1.1) against
 //!   hyper-util's client with a clone of that connector, to a hyper TLS
 //!   backend (h1 and h2) whose certificate comes from a test CA made at
 //!   start (`testkit::TestPki`, openssl).
 //! - `httpset.request_recorded`: `httpset.request` (its baseline) through a
 //!   second HttpSet built while a metrics recorder (the Prometheus one
-//!   `serversets --metrics-addr` installs) was on, so its endpoint records
+//!   `serversets --metrics-addr` installs) was on, so its member records
 //!   attempts and latency for real; the first set's handles are no-ops. Its
 //!   rounds alternate with the other two.
 //! - `httpset.wall_per_request` / `..._direct`: round wall time divided by
 //!   requests (inverse throughput), one sample per round.
-//! - `httpset.select`: nanoseconds to pick an endpoint (and clone its
-//!   address) with 10 and 1000 endpoints, round-robin and least-outstanding.
-//! - `httpset.select_weighted`: the same over endpoints of unequal weights
+//! - `httpset.select`: nanoseconds to pick a member (and clone its
+//!   address) with 10 and 1000 members (param `endpoints`, the name the
+//!   records have always had), round-robin and least-outstanding.
+//! - `httpset.select_weighted`: the same over members of unequal weights
 //!   (1, 2, 3, 0.5 cycled), its baseline `httpset.select`; samples of the two
 //!   alternate in one run.
 //!
@@ -159,12 +160,12 @@ fn request_bench() {
     recorder::install();
     rt.block_on(async move {
         // HttpSet with its defaults.
-        let set = HttpSet::new(FixedSet::new([backend.to_string()]).expect("endpoint"));
+        let set = HttpSet::new(FixedSet::new([backend.to_string()]).expect("member"));
         // The same, its metrics recorded (handles registered at build).
         let recorded = recorder::recorded(|| {
             HttpSet::builder()
                 .metrics_set("/bench/httpset")
-                .build(FixedSet::new([backend.to_string()]).expect("endpoint"))
+                .build(FixedSet::new([backend.to_string()]).expect("member"))
                 .expect("set")
         });
         // hyper-util's client with the same connector and pool settings.
@@ -348,7 +349,7 @@ fn https_request_bench(protocol: &str) {
     let tls = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    // What `Builder::rustls` installs: hyper-rustls over the built-in TCP
+    // What `HttpSetBuilder::rustls` installs: hyper-rustls over the built-in TCP
     // connector, ALPN h2 and http/1.1.
     let mut tcp = HttpConnector::new();
     tcp.set_nodelay(true);
@@ -368,7 +369,7 @@ fn https_request_bench(protocol: &str) {
         let set = HttpSet::builder()
             .connector(https.clone())
             .https()
-            .build(FixedSet::new([backend.to_string()]).expect("endpoint"))
+            .build(FixedSet::new([backend.to_string()]).expect("member"))
             .expect("set");
         let direct: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
@@ -430,36 +431,36 @@ fn https_request_bench(protocol: &str) {
 const WEIGHTS: [f64; 4] = [1.0, 2.0, 3.0, 0.5];
 
 fn select_bench() {
-    for endpoints in [10u32, 1000] {
+    for members in [10u32, 1000] {
         for (balance, label) in [
             (Balance::RoundRobin, "round_robin"),
             (Balance::LeastOutstanding, "least_outstanding"),
         ] {
-            let addrs: Vec<String> = (1..=endpoints)
+            let addrs: Vec<String> = (1..=members)
                 .map(|i| format!("10.0.{}.{}:8080", i / 250, i % 250 + 1))
                 .collect();
             let plain = HttpSet::builder()
                 .balance(balance)
-                .build(FixedSet::new(&addrs).expect("endpoints"))
+                .build(FixedSet::new(&addrs).expect("members"))
                 .expect("set");
-            let members = addrs.iter().zip(WEIGHTS.iter().cycle()).map(|(a, &w)| {
-                Member::from_addr(a.parse::<HostPort>().expect("endpoint")).with_weight(w)
+            let weighted_members = addrs.iter().zip(WEIGHTS.iter().cycle()).map(|(a, &w)| {
+                Member::from_addr(a.parse::<HostPort>().expect("address")).with_weight(w)
             });
             let weighted = HttpSet::builder()
                 .balance(balance)
-                .build(FixedSet::from_members(members))
+                .build(FixedSet::from_members(weighted_members))
                 .expect("set");
             // Samples of the two alternate so drift hits both alike.
             let (mut unweighted, mut with_weights) = (Vec::new(), Vec::new());
             for _ in 0..10 {
                 unweighted.extend(time_per_call(5, 100_000, || {
-                    black_box(plain.next_endpoint());
+                    black_box(plain.next_addr());
                 }));
                 with_weights.extend(time_per_call(5, 100_000, || {
-                    black_box(weighted.next_endpoint());
+                    black_box(weighted.next_addr());
                 }));
             }
-            let params = json!({"endpoints": endpoints, "balance": label});
+            let params = json!({"endpoints": members, "balance": label});
             let base =
                 Record::from_samples("httpset.select", params.clone(), "ns", &unweighted, None);
             let heavy = Record::from_samples(
@@ -474,7 +475,7 @@ fn select_bench() {
                 emit(&heavy);
             }
             eprintln!(
-                "httpset.select_weighted / httpset.select, {endpoints} endpoints, {label}: {:.3}",
+                "httpset.select_weighted / httpset.select, {members} members, {label}: {:.3}",
                 heavy.median / base.median
             );
         }

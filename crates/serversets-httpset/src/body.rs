@@ -39,7 +39,7 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 type Boxed = UnsyncBoxBody<Bytes, BoxError>;
 
-/// The one body type the per-endpoint hyper clients are built for.
+/// The one body type the per-member hyper clients are built for.
 ///
 /// One pointer wide (`None` is the empty body): hyper moves requests through
 /// several channels and futures, and a small body type keeps those moves

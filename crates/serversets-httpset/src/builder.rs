@@ -11,44 +11,124 @@ use serversets_core::Watcher;
 use crate::health::EjectPolicy;
 use crate::{Balance, BuildError, HttpSet};
 
-/// Default bound on retries after the first attempt.
+/// Default bound on retries after the first attempt: a request makes at
+/// most `DEFAULT_RETRIES + 1` attempts unless
+/// [`retries`](HttpSetBuilder::retries) says otherwise.
 ///
 /// ```
-/// assert_eq!(serversets_httpset::DEFAULT_RETRIES, 2);
+/// use serversets_fixedset::FixedSet;
+/// use serversets_httpset::{Error, HttpSet, DEFAULT_RETRIES};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// // Nothing listens on this port: every attempt is refused.
+/// let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+/// let set = HttpSet::new(FixedSet::new([format!("127.0.0.1:{port}")])?);
+/// match set.get("/").await {
+///     Err(Error::Connect { attempts, .. }) => assert_eq!(attempts, DEFAULT_RETRIES + 1),
+///     other => panic!("expected a connect error, got {other:?}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
 /// ```
 pub const DEFAULT_RETRIES: u32 = 2;
-/// Default number of consecutive failures that ejects an endpoint.
+/// Default number of consecutive failures that ejects a member: 5, the
+/// default of every balancer in this workspace (and of Finagle's failure
+/// accrual).
 ///
 /// ```
-/// assert_eq!(serversets_httpset::DEFAULT_EJECT_AFTER, 3);
+/// use serversets_fixedset::FixedSet;
+/// use serversets_httpset::{HttpSet, DEFAULT_EJECT_AFTER};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// // Two members, neither listening: without retries, each request is one
+/// // failure of one member, taken in turn.
+/// let dead = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+/// let set = HttpSet::builder().retries(0).build(FixedSet::new([dead(), dead()])?)?;
+/// for _ in 0..2 * (DEFAULT_EJECT_AFTER - 1) {
+///     assert!(set.get("/").await.is_err());
+/// }
+/// assert!(set.health().iter().all(|m| !m.is_ejected()));
+/// // The next failure is the first member's fifth in a row.
+/// assert!(set.get("/").await.is_err());
+/// let health = set.health();
+/// assert_eq!(health.iter().filter(|m| m.is_ejected()).count(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
 /// ```
-pub const DEFAULT_EJECT_AFTER: u32 = 3;
-/// Default time an ejected endpoint stays out of rotation.
+pub const DEFAULT_EJECT_AFTER: u32 = 5;
+/// Default time an ejected member stays out of rotation: 10 s, the default
+/// of every balancer in this workspace.
 ///
 /// ```
-/// assert_eq!(serversets_httpset::DEFAULT_EJECTION_COOLDOWN.as_secs(), 5);
+/// use serversets_fixedset::FixedSet;
+/// use serversets_httpset::{HttpSet, DEFAULT_EJECT_FOR};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let dead = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+/// let set = HttpSet::builder()
+///     .eject_after(1)
+///     .retries(0)
+///     .build(FixedSet::new([dead(), dead()])?)?;
+/// assert!(set.get("/").await.is_err());
+/// // One failure ejected the member it went to, for the default cool-down.
+/// let ejected = set.health().into_iter().find(|m| m.is_ejected()).unwrap();
+/// let left = ejected.ejected_for.unwrap();
+/// assert!(left <= DEFAULT_EJECT_FOR && left > DEFAULT_EJECT_FOR / 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
 /// ```
-pub const DEFAULT_EJECTION_COOLDOWN: Duration = Duration::from_secs(5);
-/// Default connect timeout of the built-in connector.
+pub const DEFAULT_EJECT_FOR: Duration = Duration::from_secs(10);
+/// Default connect timeout of the built-in connector. A connector of your
+/// own starts without one; give it the same bound like this:
 ///
 /// ```
-/// assert_eq!(serversets_httpset::DEFAULT_CONNECT_TIMEOUT.as_secs(), 1);
+/// use hyper_util::client::legacy::connect::HttpConnector;
+/// use serversets_fixedset::FixedSet;
+/// use serversets_httpset::{HttpSet, DEFAULT_CONNECT_TIMEOUT};
+///
+/// let mut tcp = HttpConnector::new();
+/// tcp.set_nodelay(true);
+/// tcp.set_connect_timeout(Some(DEFAULT_CONNECT_TIMEOUT));
+/// let set = HttpSet::builder().connector(tcp).build(FixedSet::new(["127.0.0.1:8080"])?)?;
+/// # drop(set);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// Default bound on the request body kept for replaying idempotent requests.
+/// Default bound on the request body kept for replaying idempotent requests
+/// (64 KiB). Raise it for larger bodies that should survive a retry:
 ///
 /// ```
-/// assert_eq!(serversets_httpset::DEFAULT_REPLAY_LIMIT, 64 * 1024);
+/// use serversets_fixedset::FixedSet;
+/// use serversets_httpset::{HttpSet, DEFAULT_REPLAY_LIMIT};
+///
+/// // Uploads of up to 1 MiB are kept for a retry after they were sent.
+/// let set = HttpSet::builder()
+///     .replay_limit(16 * DEFAULT_REPLAY_LIMIT)
+///     .build(FixedSet::new(["127.0.0.1:8080"])?)?;
+/// # drop(set);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub const DEFAULT_REPLAY_LIMIT: usize = 64 * 1024;
-/// Default idle time after which a pooled connection is closed.
+/// Default idle time after which a pooled connection is closed. Servers
+/// that close idle connections sooner want a shorter one, so the set does
+/// not pick a connection the server is closing:
 ///
 /// ```
-/// assert_eq!(serversets_httpset::DEFAULT_POOL_IDLE_TIMEOUT.as_secs(), 90);
+/// use std::time::Duration;
+/// use serversets_fixedset::FixedSet;
+/// use serversets_httpset::{HttpSet, DEFAULT_POOL_IDLE_TIMEOUT};
+///
+/// // The servers close connections idle for 60 s.
+/// let server_idle = Duration::from_secs(60);
+/// let set = HttpSet::builder()
+///     .pool_idle_timeout(DEFAULT_POOL_IDLE_TIMEOUT.min(server_idle / 2))
+///     .build(FixedSet::new(["127.0.0.1:8080"])?)?;
+/// # drop(set);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// Everything [`Builder`] sets, except the connector.
+/// Everything [`HttpSetBuilder`] sets, except the connector.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) scheme: Scheme,
@@ -62,7 +142,7 @@ pub(crate) struct Config {
     pub(crate) request_timeout: Option<Duration>,
     pub(crate) attempt_timeout: Option<Duration>,
     pub(crate) pool_idle_timeout: Option<Duration>,
-    pub(crate) pool_max_idle_per_endpoint: usize,
+    pub(crate) pool_max_idle_per_member: usize,
     /// The `set` label of the metrics and spans.
     pub(crate) metrics_set: Arc<str>,
 }
@@ -78,13 +158,13 @@ impl Default for Config {
             replay_limit: DEFAULT_REPLAY_LIMIT,
             eject: EjectPolicy {
                 after: DEFAULT_EJECT_AFTER,
-                cooldown: DEFAULT_EJECTION_COOLDOWN,
+                cooldown: DEFAULT_EJECT_FOR,
             },
             wait_for_servers: None,
             request_timeout: None,
             attempt_timeout: None,
             pool_idle_timeout: Some(DEFAULT_POOL_IDLE_TIMEOUT),
-            pool_max_idle_per_endpoint: usize::MAX,
+            pool_max_idle_per_member: usize::MAX,
             metrics_set: Arc::from(crate::metrics::UNNAMED),
         }
     }
@@ -95,7 +175,7 @@ impl Default for Config {
 /// Defaults: plain `http`, round-robin, [`DEFAULT_RETRIES`] retries, retries
 /// of idempotent requests on later failures enabled, no status retries,
 /// ejection after [`DEFAULT_EJECT_AFTER`] consecutive failures for
-/// [`DEFAULT_EJECTION_COOLDOWN`], an empty set fails at once, no request or
+/// [`DEFAULT_EJECT_FOR`], an empty set fails at once, no request or
 /// attempt timeout, [`DEFAULT_CONNECT_TIMEOUT`] connect timeout, pooled
 /// connections closed after [`DEFAULT_POOL_IDLE_TIMEOUT`] idle.
 ///
@@ -108,8 +188,8 @@ impl Default for Config {
 ///     .balance(Balance::LeastOutstanding)
 ///     .retries(3)
 ///     .retry_status(http::StatusCode::SERVICE_UNAVAILABLE)
-///     .eject_after(5)
-///     .ejection_cooldown(Duration::from_secs(10))
+///     .eject_after(3)
+///     .eject_for(Duration::from_secs(5))
 ///     .attempt_timeout(Duration::from_millis(500))
 ///     .request_timeout(Duration::from_secs(2))
 ///     .connect_timeout(Duration::from_millis(200))
@@ -118,20 +198,20 @@ impl Default for Config {
 /// # drop(set);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct Builder<C = HttpConnector> {
+pub struct HttpSetBuilder<C = HttpConnector> {
     pub(crate) config: Config,
     pub(crate) connector: C,
     custom_connector: bool,
 }
 
-impl Builder<HttpConnector> {
+impl HttpSetBuilder<HttpConnector> {
     /// A builder with the defaults and hyper-util's plain TCP connector (with
     /// `TCP_NODELAY` on and [`DEFAULT_CONNECT_TIMEOUT`]).
-    pub(crate) fn new() -> Builder<HttpConnector> {
+    pub(crate) fn new() -> HttpSetBuilder<HttpConnector> {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(DEFAULT_CONNECT_TIMEOUT));
-        Builder {
+        HttpSetBuilder {
             config: Config::default(),
             connector,
             custom_connector: false,
@@ -139,8 +219,8 @@ impl Builder<HttpConnector> {
     }
 
     /// Connect timeout of the built-in connector. A connect that times out
-    /// counts as a connect failure: retried on the next endpoint, and towards
-    /// ejection. (With your own [`connector`](Builder::connector), set it there.)
+    /// counts as a connect failure: retried on the next member, and towards
+    /// ejection. (With your own [`connector`](HttpSetBuilder::connector), set it there.)
     ///
     /// ```
     /// # use std::time::Duration;
@@ -157,10 +237,10 @@ impl Builder<HttpConnector> {
 
     /// The TCP connector, and the builder to hand another one to.
     #[cfg(feature = "rustls")]
-    pub(crate) fn into_connector(self) -> (HttpConnector, Builder<()>) {
+    pub(crate) fn into_connector(self) -> (HttpConnector, HttpSetBuilder<()>) {
         (
             self.connector,
-            Builder {
+            HttpSetBuilder {
                 config: self.config,
                 connector: (),
                 custom_connector: false,
@@ -169,10 +249,10 @@ impl Builder<HttpConnector> {
     }
 }
 
-impl<C> Builder<C> {
+impl<C> HttpSetBuilder<C> {
     /// Uses another connector, for example a TLS one from `hyper-rustls` or
-    /// `hyper-tls` for [`https`](Builder::https). Anything hyper-util's
-    /// client accepts works; it is cloned into each endpoint's pool.
+    /// `hyper-tls` for [`https`](HttpSetBuilder::https). Anything hyper-util's
+    /// client accepts works; it is cloned into each member's pool.
     ///
     /// ```
     /// use hyper_util::client::legacy::connect::HttpConnector;
@@ -186,8 +266,8 @@ impl<C> Builder<C> {
     /// # drop(set);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn connector<C2>(self, connector: C2) -> Builder<C2> {
-        Builder {
+    pub fn connector<C2>(self, connector: C2) -> HttpSetBuilder<C2> {
+        HttpSetBuilder {
             config: self.config,
             connector,
             custom_connector: true,
@@ -195,9 +275,9 @@ impl<C> Builder<C> {
     }
 
     /// Sends requests with the `https` scheme. The default connector speaks
-    /// plain TCP only, so this needs a TLS [`connector`](Builder::connector);
-    /// [`build`](Builder::build) refuses it otherwise. With the `rustls`
-    /// feature, [`rustls`](Builder::rustls) sets both.
+    /// plain TCP only, so this needs a TLS [`connector`](HttpSetBuilder::connector);
+    /// [`build`](HttpSetBuilder::build) refuses it otherwise. With the `rustls`
+    /// feature, [`rustls`](HttpSetBuilder::rustls) sets both.
     ///
     /// ```
     /// # use serversets_fixedset::FixedSet;
@@ -210,7 +290,7 @@ impl<C> Builder<C> {
         self
     }
 
-    /// How the next endpoint is chosen (default [`Balance::RoundRobin`]).
+    /// How the next member is chosen (default [`Balance::RoundRobin`]).
     ///
     /// ```
     /// # use serversets_fixedset::FixedSet;
@@ -225,14 +305,14 @@ impl<C> Builder<C> {
     }
 
     /// At most this many further attempts after the first, each on another
-    /// endpoint when there is one (default [`DEFAULT_RETRIES`]; 0 disables
+    /// member when there is one (default [`DEFAULT_RETRIES`]; 0 disables
     /// retries). Retries are immediate, with no backoff: they go to a
-    /// different endpoint.
+    /// different member.
     ///
     /// A request that failed before reaching a server (connect refused,
     /// connect timeout, reset on connect) is retried whatever its method.
-    /// Later failures are retried only as [`retry_idempotent`](Builder::retry_idempotent)
-    /// and [`retry_status`](Builder::retry_status) allow. A body is never sent
+    /// Later failures are retried only as [`retry_idempotent`](HttpSetBuilder::retry_idempotent)
+    /// and [`retry_status`](HttpSetBuilder::retry_status) allow. A body is never sent
     /// twice unless it can be replayed whole (see the crate docs).
     ///
     /// ```
@@ -249,7 +329,7 @@ impl<C> Builder<C> {
 
     /// Whether idempotent requests (GET, HEAD, OPTIONS, TRACE, PUT, DELETE)
     /// are retried after failures past the connect: the connection dropped
-    /// mid-exchange, or an [`attempt_timeout`](Builder::attempt_timeout)
+    /// mid-exchange, or an [`attempt_timeout`](HttpSetBuilder::attempt_timeout)
     /// expired (default true).
     ///
     /// ```
@@ -303,8 +383,8 @@ impl<C> Builder<C> {
     }
 
     /// Consecutive failures (connect failures and attempt timeouts; any
-    /// response resets the count) after which an endpoint is ejected (default
-    /// [`DEFAULT_EJECT_AFTER`]; 0 never ejects). The last endpoint in service
+    /// response resets the count) after which a member is ejected (default
+    /// [`DEFAULT_EJECT_AFTER`]; 0 never ejects). The last member in service
     /// is never ejected.
     ///
     /// ```
@@ -319,24 +399,24 @@ impl<C> Builder<C> {
         self
     }
 
-    /// How long an ejected endpoint stays out of rotation (default
-    /// [`DEFAULT_EJECTION_COOLDOWN`]). Afterwards live traffic tries it
+    /// How long an ejected member stays out of rotation (default
+    /// [`DEFAULT_EJECT_FOR`]). Afterwards live traffic tries it
     /// again: one answer re-admits it, one more failure ejects it again.
     ///
     /// ```
     /// # use std::time::Duration;
     /// # use serversets_fixedset::FixedSet;
     /// # use serversets_httpset::HttpSet;
-    /// let set = HttpSet::builder().ejection_cooldown(Duration::from_secs(30)).build(FixedSet::empty())?;
+    /// let set = HttpSet::builder().eject_for(Duration::from_secs(30)).build(FixedSet::empty())?;
     /// # drop(set);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn ejection_cooldown(mut self, cooldown: Duration) -> Self {
+    pub fn eject_for(mut self, cooldown: Duration) -> Self {
         self.config.eject.cooldown = cooldown;
         self
     }
 
-    /// When the set is empty, wait up to this long for a first endpoint
+    /// When the set is empty, wait up to this long for a first member
     /// instead of failing at once with [`Error::NoServers`](crate::Error::NoServers).
     ///
     /// ```
@@ -354,7 +434,7 @@ impl<C> Builder<C> {
 
     /// A deadline for the whole call (waiting for servers, every attempt,
     /// up to the response head); on expiry the call fails with
-    /// [`Error::Timeout`](crate::Error::Timeout) with no endpoint. Reading the
+    /// [`Error::Timeout`](crate::Error::Timeout) with no address. Reading the
     /// response body is not covered. Equivalent to layering
     /// `tower::timeout::TimeoutLayer` over the set, without the boxed error.
     ///
@@ -372,9 +452,9 @@ impl<C> Builder<C> {
     }
 
     /// A deadline for each attempt, up to the response head. An expired
-    /// attempt counts as a failure of its endpoint (so a server that accepts
+    /// attempt counts as a failure of its member (so a server that accepts
     /// but never answers gets ejected) and, for idempotent requests, is
-    /// retried on the next endpoint.
+    /// retried on the next member.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -391,7 +471,7 @@ impl<C> Builder<C> {
 
     /// How long a pooled connection may stay idle before it is closed
     /// (default [`DEFAULT_POOL_IDLE_TIMEOUT`]; `None` keeps them open).
-    /// Connections to endpoints that leave the set are closed when they
+    /// Connections to members that leave the set are closed when they
     /// leave, whatever this says.
     ///
     /// ```
@@ -407,17 +487,17 @@ impl<C> Builder<C> {
         self
     }
 
-    /// The most idle connections kept per endpoint (default unbounded).
+    /// The most idle connections kept per member (default unbounded).
     ///
     /// ```
     /// # use serversets_fixedset::FixedSet;
     /// # use serversets_httpset::HttpSet;
-    /// let set = HttpSet::builder().pool_max_idle_per_endpoint(8).build(FixedSet::empty())?;
+    /// let set = HttpSet::builder().pool_max_idle_per_member(8).build(FixedSet::empty())?;
     /// # drop(set);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn pool_max_idle_per_endpoint(mut self, max: usize) -> Self {
-        self.config.pool_max_idle_per_endpoint = max;
+    pub fn pool_max_idle_per_member(mut self, max: usize) -> Self {
+        self.config.pool_max_idle_per_member = max;
         self
     }
 
@@ -445,6 +525,11 @@ impl<C> Builder<C> {
     /// starts it); requests always see the watcher's newest snapshot either
     /// way.
     ///
+    /// # Errors
+    ///
+    /// [`BuildError::HttpsNeedsConnector`] when [`https`](HttpSetBuilder::https)
+    /// was chosen with the built-in plain-TCP connector.
+    ///
     /// ```
     /// # use serversets_fixedset::FixedSet;
     /// # use serversets_httpset::HttpSet;
@@ -464,9 +549,9 @@ impl<C> Builder<C> {
     }
 }
 
-impl<C> std::fmt::Debug for Builder<C> {
+impl<C> std::fmt::Debug for HttpSetBuilder<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Builder")
+        f.debug_struct("HttpSetBuilder")
             .field("config", &self.config)
             .field("custom_connector", &self.custom_connector)
             .finish()

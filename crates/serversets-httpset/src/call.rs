@@ -1,10 +1,10 @@
-//! One request's life: pick an endpoint, send, judge the outcome, retry.
+//! One request's life: pick a member, send, judge the outcome, retry.
 //!
 //! Written as a plain state machine rather than an `async fn` so the future
 //! needs no allocation of its own and adds only one poll layer over
 //! hyper-util's (measured: the boxed `async fn` cost ~10% more CPU per
 //! request); every field is `Unpin`, so no unsafe pinning is needed.
-//! The rare slow path (waiting for a first endpoint) is an `async fn`, boxed
+//! The rare slow path (waiting for a first member) is an `async fn`, boxed
 //! only when taken.
 
 use std::future::Future;
@@ -23,9 +23,9 @@ use crate::body::{BodySource, SendBody};
 use crate::deadline::{Timer, WithDeadline};
 use serversets_core::HostPort;
 
+use crate::inner::Inner;
 use crate::metrics::Failure;
-use crate::set::Inner;
-use crate::table::Endpoint;
+use crate::table::MemberSlot;
 use crate::Error;
 
 /// The future of a request sent through an [`HttpSet`](crate::HttpSet):
@@ -70,15 +70,15 @@ struct Call<C> {
     retry_body: Option<SendBody>,
     idempotent: bool,
     attempts: u32,
-    previous: Option<Arc<Endpoint<C>>>,
-    /// The latest endpoint an attempt may have reached (sent, then timed
+    previous: Option<Arc<MemberSlot<C>>>,
+    /// The latest member an attempt may have reached (sent, then timed
     /// out, failed or was answered with a retry status): once set, a final
     /// connect failure no longer means "nothing was sent".
     reached: Option<HostPort>,
     step: Step<C>,
 }
 
-type Waiting<C> = Pin<Box<dyn Future<Output = Result<Arc<Endpoint<C>>, Error>> + Send>>;
+type Waiting<C> = Pin<Box<dyn Future<Output = Result<Arc<MemberSlot<C>>, Error>> + Send>>;
 
 enum Step<C> {
     Pick,
@@ -87,23 +87,24 @@ enum Step<C> {
     Finished,
 }
 
-/// One attempt in flight; counts as outstanding on its endpoint until
+/// One attempt in flight; counts as in flight on its member until
 /// dropped.
 struct Attempt<C> {
-    ep: Arc<Endpoint<C>>,
-    /// The endpoint's ejection epoch when the attempt was sent.
+    member: Arc<MemberSlot<C>>,
+    /// The member's ejection epoch when the attempt was sent.
     epoch: u64,
     fut: WithDeadline<hyper_util::client::legacy::ResponseFuture>,
     /// When it was sent, for `serversets_http_attempt_seconds`.
     sent: Instant,
-    /// `http_attempt{set,endpoint,attempt,method}` at debug level, entered
+    /// `http_attempt{set,endpoint,attempt,method}` at debug level (`endpoint`
+    /// is the member's address: the published field name), entered
     /// while the attempt is polled (disabled, it costs a level check).
     span: tracing::Span,
 }
 
 impl<C> Drop for Attempt<C> {
     fn drop(&mut self) {
-        self.ep.health.leave();
+        self.member.health.leave();
     }
 }
 
@@ -195,12 +196,9 @@ where
         }
         match call.set.config().request_timeout {
             Some(after) if this.timer.poll_expired(after, cx) => {
-                // Dropping the attempt cancels it and releases its endpoint.
+                // Dropping the attempt cancels it and releases its member.
                 call.step = Step::Finished;
-                let timeout = Err(Error::Timeout {
-                    endpoint: None,
-                    after,
-                });
+                let timeout = Err(Error::Timeout { addr: None, after });
                 call.set.metrics().finished(&timeout);
                 Poll::Ready(timeout)
             }
@@ -230,14 +228,14 @@ where
                 Step::Pick => {
                     self.set.ensure_follower();
                     match self.set.select_now(self.previous.as_ref()) {
-                        Some(ep) => {
-                            if let Err(e) = self.start(ep) {
+                        Some(member) => {
+                            if let Err(e) = self.start(member) {
                                 return self.finish(Err(e));
                             }
                         }
                         None if self.set.config().wait_for_servers.is_some() => {
                             let wait =
-                                Inner::wait_for_endpoint(self.set.clone(), self.previous.clone());
+                                Inner::wait_for_member(self.set.clone(), self.previous.clone());
                             self.step = Step::Waiting(Box::pin(wait));
                         }
                         None => {
@@ -249,7 +247,7 @@ where
                 }
                 Step::Waiting(wait) => {
                     let started = match ready!(wait.as_mut().poll(cx)) {
-                        Ok(ep) => self.start(ep),
+                        Ok(member) => self.start(member),
                         Err(e) => Err(e),
                     };
                     if let Err(e) = started {
@@ -294,9 +292,9 @@ where
         Poll::Ready(result)
     }
 
-    /// Sends the next attempt to `ep`, with the body `judge` took for it
+    /// Sends the next attempt to `member`, with the body `judge` took for it
     /// (a retry) or a fresh one (the first attempt).
-    fn start(&mut self, ep: Arc<Endpoint<C>>) -> Result<(), Error> {
+    fn start(&mut self, member: Arc<MemberSlot<C>>) -> Result<(), Error> {
         self.attempts += 1;
         // Only the first attempt comes here without a body: retries are
         // chosen only once `judge` holds theirs. The error is a safe answer
@@ -309,7 +307,7 @@ where
         };
         let config = self.set.config();
         let req =
-            retarget(&self.head, &config.scheme, &ep, &self.path, body).map_err(|source| {
+            retarget(&self.head, &config.scheme, &member, &self.path, body).map_err(|source| {
                 Error::InvalidUri {
                     uri: self.path.to_string(),
                     source,
@@ -318,16 +316,16 @@ where
         let span = tracing::debug_span!(
             "http_attempt",
             set = %self.set.metrics().name,
-            endpoint = %ep.addr,
+            endpoint = %member.addr,
             attempt = self.attempts,
             method = %self.head.method,
         );
-        let epoch = ep.health.epoch();
-        ep.health.enter();
-        ep.metrics.attempts.increment(1);
-        let fut = WithDeadline::new(ep.client.request(req), config.attempt_timeout.is_some());
+        let epoch = member.health.epoch();
+        member.health.enter();
+        member.metrics.attempts.increment(1);
+        let fut = WithDeadline::new(member.client.request(req), config.attempt_timeout.is_some());
         self.step = Step::Sending(Attempt {
-            ep,
+            member,
             epoch,
             fut,
             sent: Instant::now(),
@@ -337,7 +335,7 @@ where
     }
 
     /// Decides what an attempt's outcome means: `Some` to return it, `None`
-    /// to retry (with `self.previous` set to the endpoint to avoid, and
+    /// to retry (with `self.previous` set to the member to avoid, and
     /// `self.retry_body` holding the body for the retry).
     fn judge(
         &mut self,
@@ -345,7 +343,7 @@ where
         outcome: Outcome,
     ) -> Option<Result<Response<Incoming>, Error>> {
         let config = self.set.config();
-        let ep = &attempt.ep;
+        let member = &attempt.member;
         let more = self.attempts <= config.retries;
         let late_retries = self.idempotent && config.retry_idempotent;
         let n = self.attempts;
@@ -362,69 +360,70 @@ where
         };
         match outcome {
             Outcome::Answered(resp) => {
-                ep.answered_over(resp.version());
-                ep.metrics
+                member.answered_over(resp.version());
+                member
+                    .metrics
                     .latency
                     .record(attempt.sent.elapsed().as_secs_f64());
-                ep.health.on_success(&ep.addr, attempt.epoch);
+                member.health.on_success(&member.addr, attempt.epoch);
                 let status = resp.status();
                 if !retry_with_body(
                     self.idempotent && more && config.retry_statuses.contains(&status),
                 ) {
                     return Some(Ok(resp));
                 }
-                tracing::debug!(endpoint = %ep.addr, %status, attempt = n, "retrying on status");
-                self.reached = Some(ep.addr.clone());
+                tracing::debug!(member = %member.addr, %status, attempt = n, "retrying on status");
+                self.reached = Some(member.addr.clone());
             }
             Outcome::TimedOut => {
-                ep.metrics.failed(Failure::Timeout);
-                self.set.failed(ep);
+                member.metrics.failed(Failure::Timeout);
+                self.set.failed(member);
                 if !retry_with_body(late_retries && more) {
                     return Some(Err(Error::Timeout {
-                        endpoint: Some(ep.addr.clone()),
+                        addr: Some(member.addr.clone()),
                         after: config.attempt_timeout.unwrap_or_default(),
                     }));
                 }
-                tracing::debug!(endpoint = %ep.addr, attempt = n, "attempt timed out; retrying");
-                self.reached = Some(ep.addr.clone());
+                tracing::debug!(member = %member.addr, attempt = n, "attempt timed out; retrying");
+                self.reached = Some(member.addr.clone());
             }
             Outcome::Failed(e) if e.is_connect() => {
-                ep.metrics.failed(Failure::Connect);
-                self.set.failed(ep);
+                member.metrics.failed(Failure::Connect);
+                self.set.failed(member);
                 if !retry_with_body(more) {
                     // The error covers the whole request, not only this
                     // attempt: an earlier one may have been seen.
                     return Some(Err(match self.reached.take() {
                         None => Error::Connect {
-                            endpoint: ep.addr.clone(),
+                            addr: member.addr.clone(),
                             attempts: n,
                             source: e,
                         },
                         Some(reached) => Error::ConnectAfterSent {
-                            endpoint: ep.addr.clone(),
+                            addr: member.addr.clone(),
                             attempts: n,
                             reached,
                             source: e,
                         },
                     }));
                 }
-                tracing::debug!(endpoint = %ep.addr, attempt = n, error = %e, "connect failed; retrying");
+                tracing::debug!(member = %member.addr, attempt = n, error = %e, "connect failed; retrying");
             }
             Outcome::Failed(e) => {
-                ep.metrics.failed(Failure::Request);
+                member.metrics.failed(Failure::Request);
                 if !retry_with_body(late_retries && more) {
                     return Some(Err(Error::Request {
-                        endpoint: ep.addr.clone(),
+                        addr: member.addr.clone(),
                         attempts: n,
                         source: e,
                     }));
                 }
-                tracing::debug!(endpoint = %ep.addr, attempt = n, error = %e, "request failed; retrying");
-                self.reached = Some(ep.addr.clone());
+                tracing::debug!(member = %member.addr, attempt = n, error = %e, "request failed; retrying");
+                self.reached = Some(member.addr.clone());
             }
         }
-        ep.metrics.retries.increment(1);
-        self.previous = Some(attempt.ep.clone());
+        member.metrics.retries.increment(1);
+        self.previous = Some(attempt.member.clone());
         None
     }
 }
@@ -433,19 +432,19 @@ where
 /// limit (it cannot grow past 24,576 names); far above any real request.
 const CROWDED_HEADERS: usize = 1 << 14;
 
-/// A copy of the caller's head aimed at one endpoint, with the endpoint's
-/// `Host` unless the caller set one or the endpoint speaks HTTP/2 (see
-/// [`Endpoint::host_header`]).
+/// A copy of the caller's head aimed at one member, with the member's
+/// `Host` unless the caller set one or the member speaks HTTP/2 (see
+/// [`MemberSlot::host_header`]).
 fn retarget<C>(
     head: &Parts,
     scheme: &Scheme,
-    ep: &Endpoint<C>,
+    member: &MemberSlot<C>,
     path: &PathAndQuery,
     body: SendBody,
 ) -> Result<Request<SendBody>, http::Error> {
     let mut uri = http::uri::Parts::default();
     uri.scheme = Some(scheme.clone());
-    uri.authority = Some(ep.authority.clone());
+    uri.authority = Some(member.authority.clone());
     uri.path_and_query = Some(path.clone());
     let mut head = head.clone();
     head.uri = Uri::from_parts(uri)?;
@@ -453,7 +452,7 @@ fn retarget<C>(
     // it be too full to take one more header, that is an error for this
     // request, where hyper-util's own insert would panic.
     let crowded = head.headers.keys_len() >= CROWDED_HEADERS;
-    let host = ep.host_header().or(crowded.then_some(&ep.host));
+    let host = member.host_header().or(crowded.then_some(&member.host));
     if let Some(host) = host {
         // `try_entry`: a header map already at its size limit is an error
         // for this request, not a panic.

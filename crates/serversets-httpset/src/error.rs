@@ -15,17 +15,17 @@ use serversets_core::HostPort;
 /// let set = HttpSet::new(FixedSet::empty());
 /// let err = set.get("/").await.unwrap_err();
 /// assert!(matches!(err, Error::NoServers { .. }));
-/// assert!(err.endpoint().is_none());
+/// assert!(err.addr().is_none());
 /// # });
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The set had no endpoints (after waiting, if
-    /// [`wait_for_servers`](crate::Builder::wait_for_servers) was set).
+    /// The set had no members (after waiting, if
+    /// [`wait_for_servers`](crate::HttpSetBuilder::wait_for_servers) was set).
     #[error("no servers in the set (waited {waited:?})")]
     NoServers {
-        /// How long the request waited for a first endpoint.
+        /// How long the request waited for a first member.
         waited: Duration,
     },
     /// Every attempt failed before a connection was made (refused, connect
@@ -34,10 +34,10 @@ pub enum Error {
     /// When an earlier attempt did reach a server and only the last one
     /// could not connect, the error is
     /// [`ConnectAfterSent`](Error::ConnectAfterSent) instead.
-    #[error("could not connect to {endpoint} (after {attempts} attempt(s))")]
+    #[error("could not connect to {addr} (after {attempts} attempt(s))")]
     Connect {
-        /// The endpoint of the last attempt.
-        endpoint: HostPort,
+        /// The address of the last attempt's member.
+        addr: HostPort,
         /// How many attempts were made in total.
         attempts: u32,
         /// The last connect error.
@@ -49,13 +49,14 @@ pub enum Error {
     /// connection was made, or was answered with a status configured for
     /// retry. Unlike [`Connect`](Error::Connect), the request may have been
     /// seen, in part or whole, so it is not safe to send again blindly.
-    #[error("could not connect to {endpoint} (attempt {attempts}), but an earlier attempt may have reached {reached}")]
+    #[error("could not connect to {addr} (attempt {attempts}), but an earlier attempt may have reached {reached}")]
     ConnectAfterSent {
-        /// The endpoint of the last attempt, which could not connect.
-        endpoint: HostPort,
+        /// The address of the last attempt's member, which could not
+        /// connect.
+        addr: HostPort,
         /// How many attempts were made in total.
         attempts: u32,
-        /// The endpoint of the latest attempt that may have reached a
+        /// The address of the latest attempt that may have reached a
         /// server.
         reached: HostPort,
         /// The last connect error.
@@ -65,10 +66,10 @@ pub enum Error {
     /// The request failed after a connection was made, and could not be
     /// retried (not idempotent, retries exhausted, or a body that cannot be
     /// replayed). The server may have seen part or all of the request.
-    #[error("request to {endpoint} failed (after {attempts} attempt(s))")]
+    #[error("request to {addr} failed (after {attempts} attempt(s))")]
     Request {
-        /// The endpoint of the last attempt.
-        endpoint: HostPort,
+        /// The address of the last attempt's member.
+        addr: HostPort,
         /// How many attempts were made in total.
         attempts: u32,
         /// What hyper reported.
@@ -76,16 +77,16 @@ pub enum Error {
         source: hyper_util::client::legacy::Error,
     },
     /// An attempt or the whole request ran out of time.
-    #[error("request timed out after {after:?}{}", endpoint.as_ref().map(|e| format!(" waiting for {e}")).unwrap_or_default())]
+    #[error("request timed out after {after:?}{}", addr.as_ref().map(|a| format!(" waiting for {a}")).unwrap_or_default())]
     Timeout {
-        /// The endpoint being waited for, when one attempt timed out; `None`
-        /// when the overall [`request_timeout`](crate::Builder::request_timeout)
+        /// The address being waited for, when one attempt timed out; `None`
+        /// when the overall [`request_timeout`](crate::HttpSetBuilder::request_timeout)
         /// expired.
-        endpoint: Option<HostPort>,
+        addr: Option<HostPort>,
         /// The timeout that expired.
         after: Duration,
     },
-    /// The request could not be re-targeted at an endpoint: its URI is not
+    /// The request could not be re-targeted at a member: its URI is not
     /// a valid path, or its header map is too full to take a `Host` header.
     #[error("invalid request URI {uri:?}")]
     InvalidUri {
@@ -98,21 +99,22 @@ pub enum Error {
 }
 
 impl Error {
-    /// The endpoint the failing attempt went to, when there was one.
+    /// The address of the member the failing attempt went to, when there
+    /// was one.
     ///
     /// ```
     /// use std::time::Duration;
     /// use serversets_httpset::Error;
     ///
-    /// let e = Error::Timeout { endpoint: Some("10.0.0.1:80".parse().unwrap()), after: Duration::from_secs(1) };
-    /// assert_eq!(e.endpoint().unwrap().port(), 80);
+    /// let e = Error::Timeout { addr: Some("10.0.0.1:80".parse().unwrap()), after: Duration::from_secs(1) };
+    /// assert_eq!(e.addr().unwrap().port(), 80);
     /// ```
-    pub fn endpoint(&self) -> Option<&HostPort> {
+    pub fn addr(&self) -> Option<&HostPort> {
         match self {
-            Error::Connect { endpoint, .. }
-            | Error::ConnectAfterSent { endpoint, .. }
-            | Error::Request { endpoint, .. } => Some(endpoint),
-            Error::Timeout { endpoint, .. } => endpoint.as_ref(),
+            Error::Connect { addr, .. }
+            | Error::ConnectAfterSent { addr, .. }
+            | Error::Request { addr, .. } => Some(addr),
+            Error::Timeout { addr, .. } => addr.as_ref(),
             Error::NoServers { .. } | Error::InvalidUri { .. } => None,
         }
     }
@@ -127,7 +129,7 @@ impl Error {
     /// use serversets_httpset::Error;
     ///
     /// assert!(Error::NoServers { waited: Duration::ZERO }.is_unsent());
-    /// assert!(!Error::Timeout { endpoint: None, after: Duration::from_secs(1) }.is_unsent());
+    /// assert!(!Error::Timeout { addr: None, after: Duration::from_secs(1) }.is_unsent());
     /// ```
     pub fn is_unsent(&self) -> bool {
         matches!(
@@ -137,7 +139,8 @@ impl Error {
     }
 }
 
-/// Why [`Builder::build`](crate::Builder::build) refused a configuration.
+/// Why [`HttpSetBuilder::build`](crate::HttpSetBuilder::build) refused a
+/// configuration.
 ///
 /// ```
 /// use serversets_fixedset::FixedSet;
@@ -150,7 +153,88 @@ impl Error {
 #[non_exhaustive]
 pub enum BuildError {
     /// `https` was selected but the connector is the plain-TCP default; pass
-    /// a TLS-capable connector with [`Builder::connector`](crate::Builder::connector).
-    #[error("https needs a TLS connector (for example hyper-rustls), set with Builder::connector")]
+    /// a TLS-capable connector with [`HttpSetBuilder::connector`](crate::HttpSetBuilder::connector).
+    #[error("https needs a TLS connector (for example hyper-rustls), set with HttpSetBuilder::connector")]
     HttpsNeedsConnector,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use bytes::Bytes;
+    use http_body_util::Empty;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    use super::*;
+
+    /// A real hyper-util error: a connect to a port nothing listens on.
+    async fn refused() -> hyper_util::client::legacy::Error {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        let uri: http::Uri = format!("http://127.0.0.1:{port}/").parse().unwrap();
+        client.get(uri).await.unwrap_err()
+    }
+
+    /// Every variant that wraps an error gives it as `source()` only: its
+    /// message must not repeat the source's, or a report walking the chain
+    /// prints the cause twice.
+    #[tokio::test]
+    async fn wrapping_variants_give_their_cause_once() {
+        let addr: HostPort = "127.0.0.1:1".parse().unwrap();
+        let invalid = http::Uri::try_from("not a path").unwrap_err();
+        let wrapping = [
+            Error::Connect {
+                addr: addr.clone(),
+                attempts: 1,
+                source: refused().await,
+            },
+            Error::ConnectAfterSent {
+                addr: addr.clone(),
+                attempts: 2,
+                reached: "127.0.0.1:2".parse().unwrap(),
+                source: refused().await,
+            },
+            Error::Request {
+                addr,
+                attempts: 1,
+                source: refused().await,
+            },
+            Error::InvalidUri {
+                uri: "not a path".to_string(),
+                source: invalid.into(),
+            },
+        ];
+        for err in wrapping {
+            let source = err.source().expect("a wrapping variant has a source");
+            let (message, cause) = (err.to_string(), source.to_string());
+            assert!(!cause.is_empty(), "{err:?}");
+            assert!(
+                !message.contains(&cause),
+                "{message:?} repeats its source {cause:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn variants_without_a_wrapped_error_have_no_source() {
+        let plain = [
+            Error::NoServers {
+                waited: Duration::ZERO,
+            },
+            Error::Timeout {
+                addr: None,
+                after: Duration::from_secs(1),
+            },
+        ];
+        for err in plain {
+            assert!(err.source().is_none(), "{err:?}");
+        }
+        assert!(BuildError::HttpsNeedsConnector.source().is_none());
+    }
 }

@@ -1,13 +1,20 @@
-//! Passive health: consecutive failures per endpoint, ejection for a
+//! Passive health: consecutive failures per member, ejection for a
 //! cool-down, re-admission when live traffic gets an answer again.
 //!
-//! Everything here is a handful of atomics per endpoint so the request path
+//! Everything here is a handful of atomics per member so the request path
 //! stays lock-free. The only O(n) step, checking that an ejection leaves some
-//! other endpoint in service, runs when an ejection is about to happen, which
+//! other member in service, runs when an ejection is about to happen, which
 //! is rare by construction.
+//!
+//! The clock is Tokio's (`tokio::time::Instant`), as are the set's timeouts:
+//! outside tests it is the monotonic system clock, and under a paused Tokio
+//! clock (`tokio::time::pause`) cool-downs pass with the set's timeouts
+//! rather than in real time.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use serversets_core::{HostPort, MemberId};
 
@@ -32,7 +39,7 @@ impl Clock {
     }
 }
 
-/// Reads the clock at most once, and only when some endpoint is ejected: a
+/// Reads the clock at most once, and only when some member is ejected: a
 /// healthy set never pays for a clock read.
 pub(crate) struct LazyNow<'a> {
     clock: &'a Clock,
@@ -57,11 +64,11 @@ pub(crate) struct EjectPolicy {
     pub(crate) cooldown: Duration,
 }
 
-/// The health counters of one endpoint.
+/// The health counters of one member.
 #[derive(Debug, Default)]
 pub(crate) struct Health {
     failures: AtomicU32,
-    /// Clock value until which the endpoint is out of rotation; 0 = in service.
+    /// Clock value until which the member is out of rotation; 0 = in service.
     ejected_until: AtomicU64,
     ejections: AtomicU64,
     /// Bumped just before each ejection: an attempt remembers the value it
@@ -72,7 +79,7 @@ pub(crate) struct Health {
 }
 
 impl Health {
-    /// True when the endpoint may take traffic: never ejected, or its
+    /// True when the member may take traffic: never ejected, or its
     /// cool-down is over (then live traffic probes it).
     pub(crate) fn available(&self, now: &mut LazyNow<'_>) -> bool {
         let until = self.ejected_until.load(Ordering::Relaxed);
@@ -83,12 +90,12 @@ impl Health {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Counts one more outstanding request; pair with [`leave`](Self::leave).
+    /// Counts one more request in flight; pair with [`leave`](Self::leave).
     pub(crate) fn enter(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts one outstanding request as done.
+    /// Counts one request in flight as done.
     pub(crate) fn leave(&self) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
@@ -99,16 +106,16 @@ impl Health {
         self.epoch.load(Ordering::Relaxed)
     }
 
-    /// The endpoint answered (any status) a request sent under `epoch`: it
+    /// The member answered (any status) a request sent under `epoch`: it
     /// is healthy, unless the request predates the latest ejection. Such a
     /// late answer says nothing about the failures that ejected the
-    /// endpoint, so it neither ends the ejection nor clears the count.
+    /// member, so it neither ends the ejection nor clears the count.
     ///
     /// Reads before writing so the common healthy case does not bounce the
     /// cache line between cores.
     pub(crate) fn on_success(&self, addr: &HostPort, epoch: u64) {
         if self.epoch.load(Ordering::Relaxed) != epoch {
-            tracing::debug!(endpoint = %addr, "answer to a request sent before the endpoint's ejection; ignored for health");
+            tracing::debug!(member = %addr, "answer to a request sent before the member's ejection; ignored for health");
             return;
         }
         if self.failures.load(Ordering::Relaxed) != 0 {
@@ -117,13 +124,13 @@ impl Health {
         if self.ejected_until.load(Ordering::Relaxed) != 0
             && self.ejected_until.swap(0, Ordering::Relaxed) != 0
         {
-            tracing::info!(endpoint = %addr, "ejected endpoint answered again; back in rotation");
+            tracing::info!(member = %addr, "ejected member answered again; back in rotation");
         }
     }
 
-    /// The endpoint did not answer (connect failure or attempt timeout).
+    /// The member did not answer (connect failure or attempt timeout).
     /// Ejects it once the failures reach the policy's bound, unless no other
-    /// endpoint in `peers` is in service. Returns true when it ejected.
+    /// member in `peers` is in service. Returns true when it ejected.
     pub(crate) fn on_failure<'p>(
         &self,
         addr: &HostPort,
@@ -152,9 +159,9 @@ impl Health {
             .any(|p| p.available(&mut lazy));
         if !others_in_service {
             tracing::warn!(
-                endpoint = %addr,
+                member = %addr,
                 failures,
-                "endpoint keeps failing but is the last one in service; not ejecting"
+                "member keeps failing but is the last one in service; not ejecting"
             );
             return false;
         }
@@ -172,19 +179,19 @@ impl Health {
         }
         self.ejections.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
-            endpoint = %addr,
+            member = %addr,
             failures,
             cooldown_ms = u64::try_from(policy.cooldown.as_millis()).unwrap_or(u64::MAX),
-            "ejecting endpoint after consecutive failures"
+            "ejecting member after consecutive failures"
         );
         true
     }
 
     /// A readable copy of the counters.
-    pub(crate) fn report(&self, id: &MemberId, addr: &HostPort, clock: &Clock) -> EndpointHealth {
+    pub(crate) fn report(&self, id: &MemberId, addr: &HostPort, clock: &Clock) -> MemberHealth {
         let until = self.ejected_until.load(Ordering::Relaxed);
         let now = clock.now();
-        EndpointHealth {
+        MemberHealth {
             id: id.clone(),
             addr: addr.clone(),
             consecutive_failures: self.failures.load(Ordering::Relaxed),
@@ -195,7 +202,7 @@ impl Health {
     }
 }
 
-/// One endpoint's passive-health state, as returned by
+/// One member's passive-health state, as returned by
 /// [`HttpSet::health`](crate::HttpSet::health).
 ///
 /// ```
@@ -212,23 +219,23 @@ impl Health {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct EndpointHealth {
+pub struct MemberHealth {
     /// The member's id in its source.
     pub id: MemberId,
     /// The address requests go to.
     pub addr: HostPort,
     /// Connect failures and attempt timeouts since the last answer.
     pub consecutive_failures: u32,
-    /// Remaining cool-down when the endpoint is ejected now.
+    /// Remaining cool-down when the member is ejected now.
     pub ejected_for: Option<Duration>,
-    /// How many times this endpoint was ejected while in the set.
+    /// How many times this member was ejected while in the set.
     pub ejections: u64,
     /// Requests sent to it that have not yet got a response head.
     pub in_flight: usize,
 }
 
-impl EndpointHealth {
-    /// True while the endpoint is out of rotation.
+impl MemberHealth {
+    /// True while the member is out of rotation.
     ///
     /// ```
     /// # use serversets_fixedset::FixedSet;
@@ -255,8 +262,8 @@ mod tests {
         cooldown: Duration::from_millis(50),
     };
 
-    #[test]
-    fn ejects_after_the_bound_and_readmits_after_cooldown() {
+    #[tokio::test(start_paused = true)]
+    async fn ejects_after_the_bound_and_readmits_after_cooldown() {
         let clock = Clock::new();
         let peers = [Health::default(), Health::default()];
         let me = &peers[0];
@@ -266,7 +273,10 @@ mod tests {
         assert!(me.on_failure(&addr(), POLICY, &clock, peers.iter()));
         assert!(!me.available(&mut LazyNow::new(&clock)));
         assert!(me.report(&"h".into(), &addr(), &clock).is_ejected());
-        std::thread::sleep(Duration::from_millis(60));
+        // Still out just before the cool-down ends...
+        tokio::time::advance(Duration::from_millis(49)).await;
+        assert!(!me.available(&mut LazyNow::new(&clock)));
+        tokio::time::advance(Duration::from_millis(11)).await;
         // Cool-down over: probed again, but one more failure re-ejects.
         assert!(me.available(&mut LazyNow::new(&clock)));
         assert!(me.on_failure(&addr(), POLICY, &clock, peers.iter()));
@@ -283,7 +293,7 @@ mod tests {
         let clock = Clock::new();
         let peers = [Health::default(), Health::default()];
         let me = &peers[0];
-        let old = me.epoch(); // a request goes out, then the endpoint fails
+        let old = me.epoch(); // a request goes out, then the member fails
         for _ in 0..3 {
             me.on_failure(&addr(), POLICY, &clock, peers.iter());
         }
@@ -292,7 +302,7 @@ mod tests {
         assert!(!me.available(&mut LazyNow::new(&clock)));
         let r = me.report(&"h".into(), &addr(), &clock);
         assert_eq!((r.consecutive_failures, r.is_ejected()), (3, true));
-        // A request sent after the ejection (all endpoints down, say) does
+        // A request sent after the ejection (all members down, say) does
         // re-admit it.
         me.on_success(&addr(), me.epoch());
         assert!(me.available(&mut LazyNow::new(&clock)));
@@ -301,7 +311,7 @@ mod tests {
     }
 
     #[test]
-    fn never_ejects_the_last_endpoint_in_service() {
+    fn never_ejects_the_last_member_in_service() {
         let clock = Clock::new();
         let peers = [Health::default(), Health::default()];
         for _ in 0..3 {

@@ -1,7 +1,7 @@
 //! What an [`HttpSet`](crate::HttpSet) reports through the `metrics`
 //! facade (no recorder installed: every update is a no-op).
 //!
-//! Handles are registered once: the set's when it is built, an endpoint's
+//! Handles are registered once: the set's when it is built, a member's
 //! when it joins the table. A request only adds to handles it already
 //! holds, so no metric is looked up by name on the request path.
 
@@ -27,12 +27,13 @@ const OUTCOMES: [&str; 6] = [
 
 /// Metrics of the whole set, labelled `set`.
 pub(crate) struct SetMetrics {
-    /// The `set` label, for endpoints that join later and for spans.
+    /// The `set` label, for members that join later and for spans.
     pub(crate) name: Arc<str>,
     /// `serversets_http_requests_total{outcome}`, by [`OUTCOMES`].
     requests: [Counter; 6],
-    /// `serversets_http_endpoints`: endpoints in the table now.
-    pub(crate) endpoints: Gauge,
+    /// `serversets_http_endpoints`: members in the table now (the metric
+    /// keeps its published name).
+    pub(crate) members: Gauge,
 }
 
 impl SetMetrics {
@@ -43,23 +44,23 @@ impl SetMetrics {
         );
         metrics::describe_gauge!(
             "serversets_http_endpoints",
-            "Endpoints an HttpSet balances over now"
+            "Members an HttpSet balances over now"
         );
         metrics::describe_counter!(
             "serversets_http_attempts_total",
-            "Attempts sent to an endpoint (first tries and retries)"
+            "Attempts sent to a member (first tries and retries)"
         );
         metrics::describe_counter!(
             "serversets_http_retries_total",
-            "Attempts at an endpoint that were followed by a retry elsewhere"
+            "Attempts at a member that were followed by a retry elsewhere"
         );
         metrics::describe_counter!(
             "serversets_http_attempt_failures_total",
-            "Attempts at an endpoint that failed: kind=connect, timeout or request"
+            "Attempts at a member that failed: kind=connect, timeout or request"
         );
         metrics::describe_counter!(
             "serversets_http_ejections_total",
-            "Times an endpoint was ejected after consecutive failures"
+            "Times a member was ejected after consecutive failures"
         );
         metrics::describe_histogram!(
             "serversets_http_attempt_seconds",
@@ -72,7 +73,7 @@ impl SetMetrics {
             requests: OUTCOMES.map(|outcome| {
                 metrics::counter!("serversets_http_requests_total", "set" => set.clone(), "outcome" => outcome)
             }),
-            endpoints: metrics::gauge!("serversets_http_endpoints", "set" => set),
+            members: metrics::gauge!("serversets_http_endpoints", "set" => set),
         }
     }
 
@@ -99,8 +100,9 @@ pub(crate) enum Failure {
     Request = 2,
 }
 
-/// Metrics of one endpoint, labelled `set` and `endpoint` (`host:port`).
-pub(crate) struct EndpointMetrics {
+/// Metrics of one member, labelled `set` and `endpoint` (its address,
+/// `host:port`; the label keeps its published name).
+pub(crate) struct MemberMetrics {
     pub(crate) attempts: Counter,
     pub(crate) retries: Counter,
     failures: [Counter; 3],
@@ -108,8 +110,8 @@ pub(crate) struct EndpointMetrics {
     pub(crate) latency: Histogram,
 }
 
-impl EndpointMetrics {
-    pub(crate) fn new(set: &SetMetrics, addr: &HostPort) -> EndpointMetrics {
+impl MemberMetrics {
+    pub(crate) fn new(set: &SetMetrics, addr: &HostPort) -> MemberMetrics {
         let labels = [
             ("set", set.name.to_string()),
             ("endpoint", addr.to_string()),
@@ -119,7 +121,7 @@ impl EndpointMetrics {
             labels.push(("kind", kind.to_string()));
             metrics::counter!("serversets_http_attempt_failures_total", &labels)
         };
-        EndpointMetrics {
+        MemberMetrics {
             attempts: metrics::counter!("serversets_http_attempts_total", &labels),
             retries: metrics::counter!("serversets_http_retries_total", &labels),
             failures: [failure("connect"), failure("timeout"), failure("request")],

@@ -1,16 +1,16 @@
-//! Choosing the endpoint for one attempt: round-robin or power-of-two-choices
-//! least-outstanding, both skipping ejected endpoints.
+//! Choosing the member for one attempt: round-robin or power-of-two-choices
+//! least-outstanding, both skipping ejected members.
 //!
 //! Both are O(1) while the set is healthy: one atomic increment (round-robin)
-//! or two random indices (least-outstanding). Skipping ejected endpoints walks
+//! or two random indices (least-outstanding). Skipping ejected members walks
 //! forward from the chosen index, so its cost grows only with the number of
-//! ejected endpoints, and when every endpoint is ejected the plain choice is
+//! ejected members, and when every member is ejected the plain choice is
 //! used anyway (a set that is all failing is still better tried than not).
 //!
 //! With unequal weights ([`Weights::Weighted`]) both stay O(1): round-robin
-//! indexes a precomputed, interleaved schedule instead of the endpoint list,
-//! and least-outstanding draws its two endpoints in proportion to weight and
-//! compares requests awaiting a head divided by weight. An endpoint of weight
+//! indexes a precomputed, interleaved schedule instead of the member list,
+//! and least-outstanding draws its two members in proportion to weight and
+//! compares requests awaiting a head divided by weight. A member of weight
 //! 0 is never chosen while another has weight, even when that one is ejected
 //! or to be avoided.
 
@@ -19,13 +19,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::health::{Health, LazyNow};
 use crate::weights::{Weighted, Weights};
 
-/// How the next endpoint is chosen.
+/// How the next member is chosen.
 ///
-/// Both follow members' weights ([`serversets_core::Member::weight`]): an
-/// endpoint of weight 2 gets twice the requests of one of weight 1, and one
+/// Both follow members' weights ([`serversets_core::Member::weight`]): a
+/// member of weight 2 gets twice the requests of one of weight 1, and one
 /// of weight 0 none while another has weight. Round-robin interleaves them
 /// smoothly from a schedule built when the set changes (64 slots per
-/// endpoint, so weights are exact to within half a slot); least-outstanding
+/// member, so weights are exact to within half a slot); least-outstanding
 /// draws in proportion to weight and compares requests in flight divided by
 /// weight. A pick stays O(1) either way.
 ///
@@ -38,7 +38,7 @@ use crate::weights::{Weighted, Weights};
 /// let light = Member::from_addr("127.0.0.1:2".parse::<HostPort>()?);
 /// let set = HttpSet::new(FixedSet::from_members([heavy, light]));
 /// let to_heavy = (0..400)
-///     .filter(|_| set.next_endpoint().map(|e| e.port()) == Some(1))
+///     .filter(|_| set.next_addr().map(|e| e.port()) == Some(1))
 ///     .count();
 /// assert_eq!(to_heavy, 300);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -57,19 +57,19 @@ use crate::weights::{Weighted, Weights};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Balance {
-    /// Each request goes to the next endpoint in turn (the default).
+    /// Each request goes to the next member in turn (the default).
     #[default]
     RoundRobin,
-    /// Two endpoints are drawn at random and the one with fewer requests
+    /// Two members are drawn at random and the one with fewer requests
     /// awaiting a response head is used ("power of two choices"): slow or
-    /// overloaded endpoints get less traffic.
+    /// overloaded members get less traffic.
     LeastOutstanding,
 }
 
 /// Picks an index into `items`, or `None` when `items` is empty.
 ///
 /// `weights` are the items' weights as prepared by [`Weights::new`].
-/// `avoid` is an index to skip when another choice exists (the endpoint that
+/// `avoid` is an index to skip when another choice exists (the member that
 /// just failed, on a retry).
 pub(crate) fn pick<T>(
     balance: Balance,
@@ -112,7 +112,7 @@ pub(crate) fn pick<T>(
     if usable(start, now) {
         return Some(start);
     }
-    // Walk forward to the next usable endpoint.
+    // Walk forward to the next usable member.
     for k in 1..n {
         let i = (start + k) % n;
         if usable(i, now) {
@@ -120,7 +120,7 @@ pub(crate) fn pick<T>(
         }
     }
     // Everything is ejected (or the only other one is `avoid`): prefer not
-    // to repeat the failed endpoint, then use the plain choice anyway.
+    // to repeat the failed member, then use the plain choice anyway.
     if Some(start) == avoid {
         return Some((start + 1) % n);
     }
@@ -148,7 +148,7 @@ fn pick_weighted<T>(
         let a = w.draw();
         let mut b = w.draw();
         if b == a {
-            // One more draw: a heavy endpoint often comes up twice.
+            // One more draw: a heavy member often comes up twice.
             b = w.draw();
         }
         match (usable(a, now), usable(b, now)) {
@@ -173,7 +173,7 @@ fn pick_weighted<T>(
         return Some(first);
     }
     // Walk the schedule a little (keeps the weighted order around one
-    // ejected endpoint), then every endpoint of positive weight once.
+    // ejected member), then every member of positive weight once.
     for k in 1..n.min(w.schedule_len()) {
         let i = w.scheduled(start.wrapping_add(k));
         if usable(i, now) {
@@ -187,7 +187,7 @@ fn pick_weighted<T>(
         }
     }
     // Nothing of positive weight is usable: prefer not to repeat the failed
-    // endpoint, then use the plain choice anyway. Weight 0 stays unused.
+    // member, then use the plain choice anyway. Weight 0 stays unused.
     if Some(first) == avoid {
         if let Some(i) = (1..n).map(|k| (first + k) % n).find(|&i| w.weight(i) > 0.0) {
             return Some(i);
@@ -277,7 +277,7 @@ mod tests {
         eject(&items[1], &items, &clock);
         for balance in [Balance::RoundRobin, Balance::LeastOutstanding] {
             let counts = pick_n(balance, &items, &clock, 300);
-            assert_eq!(counts[1], 0, "{balance:?}: ejected endpoint picked");
+            assert_eq!(counts[1], 0, "{balance:?}: ejected member picked");
             assert_eq!(counts[0] + counts[2], 300);
         }
         let counter = AtomicUsize::new(0);
@@ -334,7 +334,7 @@ mod tests {
     }
 
     #[test]
-    fn least_outstanding_prefers_the_idle_endpoint() {
+    fn least_outstanding_prefers_the_idle_member() {
         let clock = Clock::new();
         let items: Vec<Health> = (0..2).map(|_| Health::default()).collect();
         (0..5).for_each(|_| items[0].enter());
@@ -377,11 +377,11 @@ mod tests {
         for (i, (&got, &w)) in counts.iter().zip(weights).enumerate() {
             let want = total as f64 * w / weight;
             if w == 0.0 {
-                assert_eq!(got, 0, "{what}: endpoint {i} of weight 0 was picked");
+                assert_eq!(got, 0, "{what}: member {i} of weight 0 was picked");
             } else {
                 assert!(
                     (got as f64 - want).abs() <= 0.05 * want,
-                    "{what}: endpoint {i} (weight {w}) got {got} of {total}, want {want:.0} ± 5%"
+                    "{what}: member {i} (weight {w}) got {got} of {total}, want {want:.0} ± 5%"
                 );
             }
         }
@@ -400,7 +400,7 @@ mod tests {
 
     #[test]
     fn weighted_round_robin_interleaves() {
-        // 1:3 gives the light endpoint one pick in every four, never a
+        // 1:3 gives the light member one pick in every four, never a
         // burst of the heavy one longer than three.
         let items: Vec<Health> = (0..2).map(|_| Health::default()).collect();
         let weights = Weights::new(&[1.0, 3.0]);

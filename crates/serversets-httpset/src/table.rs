@@ -1,9 +1,9 @@
-//! The endpoints of one snapshot, each with its own connection pool.
+//! The members of one snapshot, each with its own connection pool.
 //!
-//! hyper-util's pool cannot evict one host, so each endpoint gets its own
-//! `Client` (and so its own pool). A new table reuses the endpoints that
+//! hyper-util's pool cannot evict one host, so each member gets its own
+//! `Client` (and so its own pool). A new table reuses the members that
 //! stayed, keeping their pools and health, and drops the ones that left: the
-//! last reference to a departed endpoint's `Client` goes when its in-flight
+//! last reference to a departed member's `Client` goes when its in-flight
 //! requests finish, and dropping the pool closes its idle connections.
 
 use std::collections::HashMap;
@@ -17,27 +17,28 @@ use serversets_core::{HostPort, MemberId, Snapshot};
 
 use crate::body::SendBody;
 use crate::health::Health;
-use crate::metrics::{EndpointMetrics, SetMetrics};
+use crate::metrics::{MemberMetrics, SetMetrics};
 use crate::weights::Weights;
 
-/// One member of the set, ready to take requests.
-pub(crate) struct Endpoint<C> {
+/// One member of the set, ready to take requests: its address, prebuilt
+/// request parts, pool, health and metrics.
+pub(crate) struct MemberSlot<C> {
     pub(crate) id: MemberId,
     pub(crate) addr: HostPort,
     pub(crate) authority: Authority,
     /// The `Host` header for requests that set none over HTTP/1, built
     /// once: the value hyper-util would otherwise format on every request.
     pub(crate) host: HeaderValue,
-    /// Whether the endpoint's latest answer came over HTTP/1.x; see
-    /// [`host_header`](Endpoint::host_header).
+    /// Whether the member's latest answer came over HTTP/1.x; see
+    /// [`host_header`](MemberSlot::host_header).
     http1: AtomicBool,
     pub(crate) client: Client<C, SendBody>,
     pub(crate) health: Health,
     /// Its metric handles, registered when it joined the set.
-    pub(crate) metrics: EndpointMetrics,
+    pub(crate) metrics: MemberMetrics,
 }
 
-impl<C> Endpoint<C> {
+impl<C> MemberSlot<C> {
     /// The `Host` header to add to a request that sets none, or `None` to
     /// leave it to hyper-util.
     ///
@@ -50,13 +51,13 @@ impl<C> Endpoint<C> {
     /// client and server together, 4% of a small GET over HTTPS and HTTP/2
     /// on loopback; #15). Which protocol a
     /// connection speaks is known only once hyper-util has one (ALPN), so
-    /// the prebuilt value goes only to endpoints whose latest answer came
+    /// the prebuilt value goes only to members whose latest answer came
     /// over HTTP/1.x. The bytes sent are the same either way.
     pub(crate) fn host_header(&self) -> Option<&HeaderValue> {
         self.http1.load(Ordering::Relaxed).then_some(&self.host)
     }
 
-    /// Notes the HTTP version of an answer from this endpoint. Reads before
+    /// Notes the HTTP version of an answer from this member. Reads before
     /// writing, so the steady state does not bounce the cache line between
     /// cores.
     pub(crate) fn answered_over(&self, version: Version) {
@@ -67,19 +68,19 @@ impl<C> Endpoint<C> {
     }
 }
 
-impl<C> Drop for Endpoint<C> {
+impl<C> Drop for MemberSlot<C> {
     fn drop(&mut self) {
-        tracing::debug!(endpoint = %self.addr, "endpoint left the set; closing its pooled connections");
+        tracing::debug!(member = %self.addr, "member left the set; closing its pooled connections");
     }
 }
 
-/// The endpoints for one snapshot version, in the snapshot's order.
+/// The members of one snapshot version, in the snapshot's order.
 pub(crate) struct Table<C> {
     pub(crate) version: u64,
-    pub(crate) endpoints: Vec<Arc<Endpoint<C>>>,
-    /// The endpoints' weights (from this snapshot's members), prepared for
-    /// O(1) picks. Kept here rather than on the endpoint: an endpoint is
-    /// reused across tables while its weight may change.
+    pub(crate) members: Vec<Arc<MemberSlot<C>>>,
+    /// The members' weights (from this snapshot), prepared for O(1) picks.
+    /// Kept here rather than on the slot: a slot is reused across tables
+    /// while its weight may change.
     pub(crate) weights: Weights,
 }
 
@@ -87,7 +88,7 @@ impl<C> Table<C>
 where
     C: Connect + Clone + Send + Sync + 'static,
 {
-    /// The table for `snap`, reusing `old`'s endpoints whose id and address
+    /// The table for `snap`, reusing `old`'s slots whose id and address
     /// are unchanged. Members whose address cannot be an HTTP authority are
     /// skipped with a warning.
     pub(crate) fn follow(
@@ -98,16 +99,16 @@ where
         connector: &C,
         metrics: &SetMetrics,
     ) -> Table<C> {
-        let mut kept: HashMap<&MemberId, &Arc<Endpoint<C>>> =
-            old.endpoints.iter().map(|e| (&e.id, e)).collect();
-        let mut endpoints = Vec::with_capacity(snap.len());
+        let mut kept: HashMap<&MemberId, &Arc<MemberSlot<C>>> =
+            old.members.iter().map(|slot| (&slot.id, slot)).collect();
+        let mut members = Vec::with_capacity(snap.len());
         let mut weights = Vec::with_capacity(snap.len());
         for member in snap {
-            if let Some(ep) = kept
+            if let Some(slot) = kept
                 .remove(member.id())
-                .filter(|e| &e.addr == member.addr())
+                .filter(|slot| &slot.addr == member.addr())
             {
-                endpoints.push(ep.clone());
+                members.push(slot.clone());
                 weights.push(member.weight());
                 continue;
             }
@@ -115,8 +116,8 @@ where
                 tracing::warn!(member = %member.id(), addr = %member.addr(), "skipping member whose address is not a valid HTTP authority");
                 continue;
             };
-            tracing::debug!(endpoint = %member.addr(), "endpoint joined the set");
-            endpoints.push(Arc::new(Endpoint {
+            tracing::debug!(member = %member.addr(), "member joined the set");
+            members.push(Arc::new(MemberSlot {
                 id: member.id().clone(),
                 addr: member.addr().clone(),
                 authority,
@@ -124,13 +125,13 @@ where
                 http1: AtomicBool::new(false),
                 client: clients.build(connector.clone()),
                 health: Health::default(),
-                metrics: EndpointMetrics::new(metrics, member.addr()),
+                metrics: MemberMetrics::new(metrics, member.addr()),
             }));
             weights.push(member.weight());
         }
         Table {
             version: snap.version(),
-            endpoints,
+            members,
             weights: Weights::new(&weights),
         }
     }
@@ -141,7 +142,7 @@ impl<C> Table<C> {
     pub(crate) fn empty() -> Table<C> {
         Table {
             version: 0,
-            endpoints: Vec::new(),
+            members: Vec::new(),
             weights: Weights::Uniform,
         }
     }

@@ -1,25 +1,25 @@
 //! HTTPS through rustls (the `rustls` feature): hyper-rustls under each
-//! endpoint's pool, offering HTTP/2 and HTTP/1.1 by ALPN.
+//! member's pool, offering HTTP/2 and HTTP/1.1 by ALPN.
 
 use hyper_util::client::legacy::connect::HttpConnector;
 
-use crate::builder::Builder;
+use crate::builder::HttpSetBuilder;
 
-/// The connector [`Builder::rustls`] installs: hyper-rustls over the
+/// The connector [`HttpSetBuilder::rustls`] installs: hyper-rustls over the
 /// built-in TCP connector.
 pub type RustlsConnector = hyper_rustls::HttpsConnector<HttpConnector>;
 
-impl Builder<HttpConnector> {
+impl HttpSetBuilder<HttpConnector> {
     /// Sends every request over HTTPS with this rustls configuration (its
     /// trusted roots, and a client certificate if it has one), and speaks
-    /// HTTP/2 to endpoints whose server picks `h2` by ALPN, HTTP/1.1 to the
-    /// others. Each endpoint's certificate must name the member's host as
+    /// HTTP/2 to members whose server picks `h2` by ALPN, HTTP/1.1 to the
+    /// others. Each member's certificate must name the member's host as
     /// announced (an IP address needs an IP subjectAltName); see
-    /// [`rustls_for_name`](Builder::rustls_for_name) for members announced
+    /// [`rustls_for_name`](HttpSetBuilder::rustls_for_name) for members announced
     /// by address behind one service certificate.
     ///
     /// The TCP connector keeps the settings made before this call
-    /// ([`connect_timeout`](Builder::connect_timeout), `TCP_NODELAY`). Any
+    /// ([`connect_timeout`](HttpSetBuilder::connect_timeout), `TCP_NODELAY`). Any
     /// ALPN list in `config` is replaced.
     ///
     /// ```
@@ -39,11 +39,11 @@ impl Builder<HttpConnector> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
-    pub fn rustls(self, config: rustls::ClientConfig) -> Builder<RustlsConnector> {
+    pub fn rustls(self, config: rustls::ClientConfig) -> HttpSetBuilder<RustlsConnector> {
         self.with_rustls(config, None)
     }
 
-    /// As [`rustls`](Builder::rustls), but every endpoint's certificate is
+    /// As [`rustls`](HttpSetBuilder::rustls), but every member's certificate is
     /// verified against `name` (and `name` is sent as SNI) instead of the
     /// member's host: for services whose members register by address and
     /// share one certificate for the service name.
@@ -65,7 +65,7 @@ impl Builder<HttpConnector> {
         self,
         config: rustls::ClientConfig,
         name: rustls::pki_types::ServerName<'static>,
-    ) -> Builder<RustlsConnector> {
+    ) -> HttpSetBuilder<RustlsConnector> {
         self.with_rustls(config, Some(name))
     }
 
@@ -73,7 +73,7 @@ impl Builder<HttpConnector> {
         self,
         config: rustls::ClientConfig,
         name: Option<rustls::pki_types::ServerName<'static>>,
-    ) -> Builder<RustlsConnector> {
+    ) -> HttpSetBuilder<RustlsConnector> {
         let (mut tcp, rest) = self.into_connector();
         // hyper-rustls refuses plain URIs itself (https_only); the TCP
         // connector must let the https ones through.

@@ -1,58 +1,58 @@
 //! Member weights, prepared once per table so that a pick stays O(1).
 //!
-//! When every endpoint has the same weight (the common case, and every set
+//! When every member has the same weight (the common case, and every set
 //! without Finagle `vector_` nodes) there is nothing to prepare:
 //! [`Weights::Uniform`] keeps the unweighted code path exactly as it was.
 //!
 //! Otherwise two structures are built when the table is (on a membership or
 //! weight change, never per request), both O(n) to build and O(1) to use:
 //!
-//! - a round-robin *schedule*: endpoint indices, each appearing in proportion
+//! - a round-robin *schedule*: member indices, each appearing in proportion
 //!   to its weight and spread evenly over the schedule, so consecutive picks
 //!   interleave as nginx's smooth weighted round-robin does (which costs
 //!   O(n) per pick instead). A pick is one atomic increment and one index.
-//!   The schedule has a bounded length ([`SLOTS_PER_ENDPOINT`] slots per
-//!   endpoint, within [`MIN_SLOTS`]..=[`MAX_SLOTS`]), so weights are
-//!   quantised to it: each endpoint's share is exact to within half a slot,
-//!   and an endpoint of positive weight always gets at least one slot.
-//! - an alias table (Vose's method) for drawing an endpoint at random in
+//!   The schedule has a bounded length ([`SLOTS_PER_MEMBER`] slots per
+//!   member, within [`MIN_SLOTS`]..=[`MAX_SLOTS`]), so weights are
+//!   quantised to it: each member's share is exact to within half a slot,
+//!   and a member of positive weight always gets at least one slot.
+//! - an alias table (Vose's method) for drawing a member at random in
 //!   proportion to its weight: one random index and one random coin.
 //!
-//! An endpoint of weight 0 is in neither while another has weight: it gets
+//! A member of weight 0 is in neither while another has weight: it gets
 //! no traffic. When all have weight 0 they are all equal (`Uniform`).
 
-/// Schedule slots per endpoint: each endpoint's share of a weighted
+/// Schedule slots per member: each member's share of a weighted
 /// round-robin is exact to within 1/(2 × 64) of an average share.
-pub(crate) const SLOTS_PER_ENDPOINT: usize = 64;
+pub(crate) const SLOTS_PER_MEMBER: usize = 64;
 /// The shortest weighted schedule, so small sets quantise finely too.
 pub(crate) const MIN_SLOTS: usize = 4096;
 /// The longest weighted schedule (4 MiB of `u32`), bounding memory and build
 /// time for very large sets.
 pub(crate) const MAX_SLOTS: usize = 1 << 20;
 
-/// How the endpoints of one table share traffic.
+/// How the members of one table share traffic.
 pub(crate) enum Weights {
-    /// All endpoints weigh the same: plain round-robin and uniform draws.
+    /// All members weigh the same: plain round-robin and uniform draws.
     Uniform,
-    /// Endpoints weigh differently.
+    /// Members weigh differently.
     Weighted(Weighted),
 }
 
 /// The prepared form of unequal weights.
 pub(crate) struct Weighted {
-    /// Each endpoint's weight, by endpoint index (0 for "no traffic").
+    /// Each member's weight, by member index (0 for "no traffic").
     weight: Box<[f64]>,
-    /// Round-robin order: endpoint indices in proportion to weight, evenly
+    /// Round-robin order: member indices in proportion to weight, evenly
     /// interleaved. Never empty (some weight is positive).
     schedule: Box<[u32]>,
-    /// Alias table: endpoint `i` is drawn with probability `prob[i]` when
+    /// Alias table: member `i` is drawn with probability `prob[i]` when
     /// index `i` comes up, and `alias[i]` otherwise.
     prob: Box<[f64]>,
     alias: Box<[u32]>,
 }
 
 impl Weights {
-    /// Prepares `weights` (one per endpoint, each finite and >= 0).
+    /// Prepares `weights` (one per member, each finite and >= 0).
     pub(crate) fn new(weights: &[f64]) -> Weights {
         let Some(first) = weights.first() else {
             return Weights::Uniform;
@@ -80,12 +80,12 @@ impl Weights {
 }
 
 impl Weighted {
-    /// The weight of endpoint `i`.
+    /// The weight of member `i`.
     pub(crate) fn weight(&self, i: usize) -> f64 {
         self.weight.get(i).copied().unwrap_or(0.0)
     }
 
-    /// The endpoint at position `k` of the round-robin schedule (wrapping).
+    /// The member at position `k` of the round-robin schedule (wrapping).
     pub(crate) fn scheduled(&self, k: usize) -> usize {
         self.schedule[k % self.schedule.len()] as usize
     }
@@ -95,7 +95,7 @@ impl Weighted {
         self.schedule.len()
     }
 
-    /// An endpoint drawn at random in proportion to its weight.
+    /// A member drawn at random in proportion to its weight.
     pub(crate) fn draw(&self) -> usize {
         let i = fastrand::usize(..self.prob.len());
         if fastrand::f64() < self.prob[i] {
@@ -125,7 +125,7 @@ impl Weighted {
         for i in small.into_iter().chain(large) {
             prob[i] = 1.0;
         }
-        // Rounding must never hand an endpoint of weight 0 its own slot.
+        // Rounding must never hand a member of weight 0 its own slot.
         let heaviest = (0..n)
             .max_by(|&a, &b| self.weight[a].total_cmp(&self.weight[b]))
             .unwrap_or(0);
@@ -144,13 +144,13 @@ impl Weighted {
 }
 
 /// The round-robin schedule for `weight` (some positive): slot counts in
-/// proportion to weight, then every endpoint's slots spread evenly (its k-th
+/// proportion to weight, then every member's slots spread evenly (its k-th
 /// of c slots at (k + ½)/c of the way through), ordered by a counting sort.
 fn schedule(weight: &[f64]) -> Box<[u32]> {
     let n = weight.len();
     let total: f64 = weight.iter().sum();
     let target = n
-        .saturating_mul(SLOTS_PER_ENDPOINT)
+        .saturating_mul(SLOTS_PER_MEMBER)
         .clamp(MIN_SLOTS, MAX_SLOTS) as f64;
     let counts: Vec<usize> = weight
         .iter()

@@ -6,7 +6,7 @@ mod support;
 
 use serversets_fixedset::FixedSet;
 use serversets_httpset::HttpSet;
-use support::{dead_endpoint, Captured, Mode, TestServer};
+use support::{dead_addr, Captured, Mode, TestServer};
 
 #[test]
 fn each_attempt_runs_in_a_span_naming_the_set_endpoint_and_attempt() {
@@ -18,12 +18,12 @@ fn each_attempt_runs_in_a_span_naming_the_set_endpoint_and_attempt() {
         .unwrap();
     rt.block_on(async {
         let live = TestServer::start("live", Mode::Normal).await;
-        let dead = dead_endpoint();
+        let dead = dead_addr();
         let set = HttpSet::builder()
             .metrics_set("/t/spans")
-            .build(FixedSet::new([dead.clone(), live.endpoint()]).unwrap())
+            .build(FixedSet::new([dead.clone(), live.addr()]).unwrap())
             .unwrap();
-        // Round-robin: one of two requests starts at the dead endpoint
+        // Round-robin: one of two requests starts at the dead member
         // (members are in address order, so which one depends on ports).
         set.get("/").await.unwrap();
         set.get("/").await.unwrap();

@@ -15,7 +15,7 @@ use http::Request;
 use http_body::{Body, Frame, SizeHint};
 use serversets_fixedset::FixedSet;
 use serversets_httpset::{Error, HttpSet};
-use support::{dead_endpoint, text, Mode, TestServer};
+use support::{dead_addr, text, Mode, TestServer};
 
 /// A loopback address with nothing listening that sorts after every test
 /// server (they listen on 127.0.0.1; snapshots sort by host, then port).
@@ -27,7 +27,7 @@ fn dead_after_servers() -> String {
 /// and whose retry finds nothing listening.
 async fn reached_then_refused(first: &TestServer, attempt_timeout: Option<Duration>) -> Error {
     // Round-robin starts at the first member in snapshot order.
-    let members = FixedSet::new([first.endpoint(), dead_after_servers()]).unwrap();
+    let members = FixedSet::new([first.addr(), dead_after_servers()]).unwrap();
     let mut builder = HttpSet::builder().retries(1);
     if let Some(t) = attempt_timeout {
         builder = builder.attempt_timeout(t);
@@ -51,19 +51,19 @@ async fn a_request_that_timed_out_on_a_server_is_not_reported_unsent_when_its_re
     assert!(
         !err.is_unsent(),
         "the first attempt was sent to {}: {err:?}",
-        hang.endpoint()
+        hang.addr()
     );
     match &err {
         Error::ConnectAfterSent {
             reached, attempts, ..
         } => {
-            assert_eq!(reached.to_string(), hang.endpoint());
+            assert_eq!(reached.to_string(), hang.addr());
             assert_eq!(*attempts, 2);
         }
         other => panic!("expected ConnectAfterSent, got {other:?}"),
     }
     let text = err.to_string();
-    assert!(text.contains(&hang.endpoint()), "{text}");
+    assert!(text.contains(&hang.addr()), "{text}");
 }
 
 #[tokio::test]
@@ -80,7 +80,7 @@ async fn a_request_a_server_read_is_not_reported_unsent_when_its_retry_cannot_co
 
 #[tokio::test]
 async fn a_request_no_server_saw_is_still_reported_unsent() {
-    let members = FixedSet::new([dead_endpoint(), dead_endpoint()]).unwrap();
+    let members = FixedSet::new([dead_addr(), dead_addr()]).unwrap();
     let set = HttpSet::builder().retries(1).build(members).unwrap();
     let err = set.get("/").await.unwrap_err();
     assert!(matches!(err, Error::Connect { attempts: 2, .. }), "{err:?}");
@@ -135,7 +135,7 @@ async fn an_exact_length_body_that_never_reports_its_end_is_replayed_on_retry() 
             break (swallow, echo);
         }
     };
-    let members = FixedSet::new([swallow.endpoint(), echo.endpoint()]).unwrap();
+    let members = FixedSet::new([swallow.addr(), echo.addr()]).unwrap();
     let set = HttpSet::builder().retries(1).build(members).unwrap();
     let body = ExactChunks::new(&["put ", "the ", "same ", "thing"]);
     let req = Request::put("/echo").body(body).unwrap();

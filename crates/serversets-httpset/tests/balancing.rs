@@ -26,7 +26,7 @@ async fn three_servers_share_3000_requests_evenly() {
         TestServer::start("b", Mode::Normal).await,
         TestServer::start("c", Mode::Normal).await,
     ];
-    let members = FixedSet::new(servers.iter().map(|s| s.endpoint())).unwrap();
+    let members = FixedSet::new(servers.iter().map(|s| s.addr())).unwrap();
     let set = HttpSet::new(members);
 
     // 16 in flight at a time, through the tower interface.
@@ -83,12 +83,9 @@ async fn weighted_servers_share_30000_requests_by_weight() {
             servers.push(TestServer::start(name, Mode::Normal).await);
         }
         let members = servers.iter().zip(weights).map(|(s, w)| {
-            Member::builder(
-                s.endpoint().as_str(),
-                s.endpoint().parse::<HostPort>().unwrap(),
-            )
-            .weight(w)
-            .build()
+            Member::builder(s.addr().as_str(), s.addr().parse::<HostPort>().unwrap())
+                .weight(w)
+                .build()
         });
         let set = HttpSet::builder()
             .balance(balance)
@@ -133,13 +130,13 @@ async fn sequential_round_robin_is_exact() {
         TestServer::start("b", Mode::Normal).await,
         TestServer::start("c", Mode::Normal).await,
     ];
-    let set = HttpSet::new(FixedSet::new(servers.iter().map(|s| s.endpoint())).unwrap());
+    let set = HttpSet::new(FixedSet::new(servers.iter().map(|s| s.addr())).unwrap());
     for _ in 0..300 {
         assert_eq!(set.get("/").await.unwrap().status(), 200);
     }
     let hits: Vec<usize> = servers.iter().map(|s| s.hits()).collect();
     assert_eq!(hits, [100, 100, 100]);
-    // One connection each, reused (keep-alive pooling per endpoint).
+    // One connection each, reused (keep-alive pooling per member).
     let accepted: Vec<usize> = servers.iter().map(|s| s.accepted()).collect();
     assert_eq!(accepted, [1, 1, 1]);
 }
@@ -152,7 +149,7 @@ async fn least_outstanding_sends_less_to_the_slow_server() {
     let fast = TestServer::start("fast", Mode::Status(200)).await;
     let set = HttpSet::builder()
         .balance(Balance::LeastOutstanding)
-        .build(FixedSet::new([slow.endpoint(), fast.endpoint()]).unwrap())
+        .build(FixedSet::new([slow.addr(), fast.addr()]).unwrap())
         .unwrap();
     let mut tasks = Vec::new();
     for _ in 0..8 {
@@ -178,7 +175,7 @@ async fn least_outstanding_sends_less_to_the_slow_server() {
 
     // Round-robin over the same pair splits evenly, for contrast.
     let before = (slow.hits(), fast.hits());
-    let rr = HttpSet::new(FixedSet::new([slow.endpoint(), fast.endpoint()]).unwrap());
+    let rr = HttpSet::new(FixedSet::new([slow.addr(), fast.addr()]).unwrap());
     for _ in 0..10 {
         text(rr.get("/sleep/1").await.unwrap()).await;
     }
@@ -186,16 +183,16 @@ async fn least_outstanding_sends_less_to_the_slow_server() {
 }
 
 #[tokio::test]
-async fn host_header_is_kept_when_set_and_defaults_to_the_endpoint() {
+async fn host_header_is_kept_when_set_and_defaults_to_the_member() {
     let server = TestServer::start("a", Mode::Normal).await;
-    let set = HttpSet::new(FixedSet::new([server.endpoint()]).unwrap());
+    let set = HttpSet::new(FixedSet::new([server.addr()]).unwrap());
 
-    // The first answer tells the set the endpoint speaks HTTP/1.1; from
+    // The first answer tells the set the member speaks HTTP/1.1; from
     // then on it adds the Host itself (hyper-util did before): the same
     // single value either way.
     for _ in 0..3 {
         let resp = set.get("/host").await.unwrap();
-        assert_eq!(text(resp).await, server.endpoint());
+        assert_eq!(text(resp).await, server.addr());
     }
 
     let req = Request::get("/host")
@@ -210,10 +207,10 @@ async fn host_header_is_kept_when_set_and_defaults_to_the_endpoint() {
 
 #[tokio::test]
 async fn a_header_map_too_full_for_a_host_is_an_error_not_a_panic() {
-    // A live endpoint not yet known to speak HTTP/1.1, whose Host hyper-util
+    // A live member not yet known to speak HTTP/1.1, whose Host hyper-util
     // would add (and panic on) if the set left it to hyper-util.
     let server = TestServer::start("a", Mode::Normal).await;
-    let set = HttpSet::new(FixedSet::new([server.endpoint()]).unwrap());
+    let set = HttpSet::new(FixedSet::new([server.addr()]).unwrap());
     let mut req = Request::get("/").body(Empty::<Bytes>::new()).unwrap();
     // As many names as a HeaderMap can hold: no room for a Host.
     for i in 0..24_576 {
@@ -236,7 +233,7 @@ async fn a_header_map_too_full_for_a_host_is_an_error_not_a_panic() {
 #[tokio::test]
 async fn placeholder_authority_is_replaced_and_path_and_query_kept() {
     let server = TestServer::start("a", Mode::Normal).await;
-    let set = HttpSet::new(FixedSet::new([server.endpoint()]).unwrap());
+    let set = HttpSet::new(FixedSet::new([server.addr()]).unwrap());
 
     let req = Request::get("http://my-service/uri?x=1&y=%20")
         .body(Empty::<Bytes>::new())
@@ -261,7 +258,7 @@ async fn placeholder_authority_is_replaced_and_path_and_query_kept() {
 }
 
 #[tokio::test]
-async fn empty_set_fails_at_once_or_waits_for_the_first_endpoint() {
+async fn empty_set_fails_at_once_or_waits_for_the_first_member() {
     let server = TestServer::start("a", Mode::Normal).await;
 
     let set = HttpSet::new(FixedSet::empty());
@@ -269,10 +266,10 @@ async fn empty_set_fails_at_once_or_waits_for_the_first_endpoint() {
         Err(Error::NoServers { waited }) => assert_eq!(waited, Duration::ZERO),
         other => panic!("expected NoServers, got {other:?}"),
     }
-    assert!(set.next_endpoint().is_none());
+    assert!(set.next_addr().is_none());
     assert!(set.health().is_empty());
 
-    // Waiting, and the first endpoint arrives in time.
+    // Waiting, and the first member arrives in time.
     let members = Arc::new(FixedSet::empty());
     let set = HttpSet::builder()
         .wait_for_servers(Duration::from_secs(5))
@@ -280,17 +277,14 @@ async fn empty_set_fails_at_once_or_waits_for_the_first_endpoint() {
         .unwrap();
     let publish = {
         let members = members.clone();
-        let endpoint = server.endpoint();
+        let addr = server.addr();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            members.set_addresses([endpoint]).unwrap();
+            members.set_addresses([addr]).unwrap();
         })
     };
     let started = Instant::now();
-    let resp = set
-        .get("/")
-        .await
-        .expect("served once the endpoint arrived");
+    let resp = set.get("/").await.expect("served once the member arrived");
     assert_eq!(text(resp).await, "a");
     assert!(started.elapsed() >= Duration::from_millis(90));
     publish.await.unwrap();
@@ -352,12 +346,12 @@ async fn https_uses_the_given_connector() {
             seen: seen.clone(),
         })
         .https()
-        .build(FixedSet::new([server.endpoint()]).unwrap())
+        .build(FixedSet::new([server.addr()]).unwrap())
         .unwrap();
     let resp = set.get("/").await.unwrap();
     assert_eq!(text(resp).await, "a");
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].scheme_str(), Some("https"));
-    assert_eq!(seen[0].authority().unwrap().as_str(), server.endpoint());
+    assert_eq!(seen[0].authority().unwrap().as_str(), server.addr());
 }

@@ -15,7 +15,8 @@ use http_body::{Body, Frame};
 use http_body_util::{Empty, Full};
 use serversets_fixedset::FixedSet;
 use serversets_httpset::{Error, HttpSet};
-use support::{dead_endpoint, eventually, text, Captured, Mode, TestServer};
+use support::{dead_addr, text, Captured, Mode, TestServer};
+use testkit::eventually;
 use tower::{ServiceBuilder, ServiceExt};
 
 #[tokio::test]
@@ -25,10 +26,10 @@ async fn killed_server_is_retried_around_ejected_and_followed_back() {
     let a = TestServer::start("a", Mode::Normal).await;
     let mut b = TestServer::start("b", Mode::Normal).await;
     let c = TestServer::start("c", Mode::Normal).await;
-    let members = Arc::new(FixedSet::new([a.endpoint(), b.endpoint(), c.endpoint()]).unwrap());
+    let members = Arc::new(FixedSet::new([a.addr(), b.addr(), c.addr()]).unwrap());
     let set = HttpSet::builder()
         .eject_after(3)
-        .ejection_cooldown(Duration::from_millis(1500))
+        .eject_for(Duration::from_millis(1500))
         .build(members.clone())
         .unwrap();
 
@@ -51,7 +52,7 @@ async fn killed_server_is_retried_around_ejected_and_followed_back() {
     assert_eq!(a.hits() + c.hits(), 20 + 300);
     let health = set.health();
     let hb = health.iter().find(|h| h.addr.port() == b.port()).unwrap();
-    assert!(hb.is_ejected(), "dead endpoint not ejected: {hb:?}");
+    assert!(hb.is_ejected(), "dead member not ejected: {hb:?}");
     assert!(hb.consecutive_failures >= 3);
     assert!(hb.ejections >= 1);
     assert!(health
@@ -60,21 +61,19 @@ async fn killed_server_is_retried_around_ejected_and_followed_back() {
         .all(|h| !h.is_ejected()));
     assert!(
         log.text()
-            .contains("ejecting endpoint after consecutive failures"),
+            .contains("ejecting member after consecutive failures"),
         "{}",
         log.text()
     );
 
     // It comes back: after the cool-down, live traffic re-admits it.
     b.restart().await;
-    assert!(
-        eventually(Duration::from_secs(5), || set
-            .health()
-            .iter()
-            .all(|h| !h.is_ejected()))
-        .await,
-        "cool-down never ended"
-    );
+    eventually(
+        Duration::from_secs(5),
+        "the cool-down to end, every member back in rotation",
+        || async { set.health().iter().all(|h| !h.is_ejected()) },
+    )
+    .await;
     for _ in 0..30 {
         text(set.get("/").await.unwrap()).await;
     }
@@ -93,7 +92,7 @@ async fn killed_server_is_retried_around_ejected_and_followed_back() {
 
     // It dies again and is dropped from the set: the set follows at once.
     b.kill().await;
-    members.set_addresses([a.endpoint(), c.endpoint()]).unwrap();
+    members.set_addresses([a.addr(), c.addr()]).unwrap();
     let ports: Vec<u16> = set.health().iter().map(|h| h.addr.port()).collect();
     assert_eq!(ports.len(), 2);
     assert!(!ports.contains(&b.port()));
@@ -109,12 +108,12 @@ async fn a_late_answer_to_a_request_sent_before_the_ejection_does_not_end_it() {
     let mut servers = [a, b];
     let set = HttpSet::builder()
         .eject_after(2)
-        .ejection_cooldown(Duration::from_secs(60))
-        .build(FixedSet::new([servers[0].endpoint(), servers[1].endpoint()]).unwrap())
+        .eject_for(Duration::from_secs(60))
+        .build(FixedSet::new([servers[0].addr(), servers[1].addr()]).unwrap())
         .unwrap();
-    // Round-robin over two: the request after `next_endpoint` goes to the
+    // Round-robin over two: the request after `next_addr` goes to the
     // other one, the target.
-    let skipped = set.next_endpoint().unwrap().port();
+    let skipped = set.next_addr().unwrap().port();
     let t = servers.iter().position(|s| s.port() != skipped).unwrap();
 
     // A slow request goes to the target...
@@ -122,7 +121,12 @@ async fn a_late_answer_to_a_request_sent_before_the_ejection_does_not_end_it() {
         let set = set.clone();
         async move { text(set.get("/sleep/800").await.unwrap()).await }
     });
-    assert!(eventually(Duration::from_secs(5), || servers[t].hits() == 1).await);
+    eventually(
+        Duration::from_secs(5),
+        "the slow request to reach the target",
+        || async { servers[t].hits() == 1 },
+    )
+    .await;
     // ...which then stops taking connections while it answers it. Requests
     // rotated to it fail to connect (its one connection is busy), move to
     // the other server, and get the target ejected.
@@ -158,18 +162,15 @@ async fn connect_failures_retry_any_method_with_the_untouched_body() {
     let live = TestServer::start("live", Mode::Normal).await;
     let set = HttpSet::builder()
         .eject_after(0)
-        .build(FixedSet::new([dead_endpoint(), live.endpoint()]).unwrap())
+        .build(FixedSet::new([dead_addr(), live.addr()]).unwrap())
         .unwrap();
-    // Round-robin alternates, so some of these start on the dead endpoint.
+    // Round-robin alternates, so some of these start on the dead member.
     for i in 0..6 {
         let body = format!("order-{i}");
         let req = Request::post("/echo")
             .body(Full::new(Bytes::from(body.clone())))
             .unwrap();
-        let resp = set
-            .request(req)
-            .await
-            .expect("retried on the live endpoint");
+        let resp = set.request(req).await.expect("retried on the live member");
         assert_eq!(text(resp).await, body);
     }
     // Each body arrived exactly once.
@@ -177,11 +178,11 @@ async fn connect_failures_retry_any_method_with_the_untouched_body() {
     let expected: Vec<Bytes> = (0..6).map(|i| Bytes::from(format!("order-{i}"))).collect();
     assert_eq!(bodies, expected);
 
-    // All endpoints dead: a typed error after the bound, nothing sent.
+    // All members dead: a typed error after the bound, nothing sent.
     let set = HttpSet::builder()
         .retries(4)
         .eject_after(0)
-        .build(FixedSet::new([dead_endpoint(), dead_endpoint()]).unwrap())
+        .build(FixedSet::new([dead_addr(), dead_addr()]).unwrap())
         .unwrap();
     let req = Request::post("/echo")
         .body(Full::new(Bytes::from("x")))
@@ -189,18 +190,18 @@ async fn connect_failures_retry_any_method_with_the_untouched_body() {
     match set.request(req).await {
         Err(e @ Error::Connect { attempts: 5, .. }) => {
             assert!(e.is_unsent());
-            assert!(e.endpoint().is_some());
+            assert!(e.addr().is_some());
         }
         other => panic!("expected Connect after 5 attempts, got {other:?}"),
     }
 }
 
 #[tokio::test]
-async fn the_last_endpoint_is_never_ejected() {
+async fn the_last_member_is_never_ejected() {
     let set = HttpSet::builder()
         .eject_after(2)
         .retries(0)
-        .build(FixedSet::new([dead_endpoint()]).unwrap())
+        .build(FixedSet::new([dead_addr()]).unwrap())
         .unwrap();
     for _ in 0..5 {
         assert!(matches!(
@@ -218,7 +219,7 @@ async fn the_last_endpoint_is_never_ejected() {
 async fn requests_already_sent_are_not_retried_unless_idempotent_and_replayable() {
     // "swallow" reads each whole request, then hangs up without answering.
     let swallow = TestServer::start("swallow", Mode::Swallow).await;
-    let only_swallow = || FixedSet::new([swallow.endpoint()]).unwrap();
+    let only_swallow = || FixedSet::new([swallow.addr()]).unwrap();
 
     // POST: sent once, failed, not retried.
     let set = HttpSet::builder().retries(2).build(only_swallow()).unwrap();
@@ -285,10 +286,10 @@ async fn requests_already_sent_are_not_retried_unless_idempotent_and_replayable(
 }
 
 #[tokio::test]
-async fn idempotent_requests_move_to_a_healthy_endpoint_with_their_body() {
+async fn idempotent_requests_move_to_a_healthy_member_with_their_body() {
     let swallow = TestServer::start("swallow", Mode::Swallow).await;
     let live = TestServer::start("live", Mode::Normal).await;
-    let set = HttpSet::new(FixedSet::new([swallow.endpoint(), live.endpoint()]).unwrap());
+    let set = HttpSet::new(FixedSet::new([swallow.addr(), live.addr()]).unwrap());
     for i in 0..4 {
         let body = format!("put-{i}");
         let req = Request::put("/echo")
@@ -309,7 +310,7 @@ async fn chosen_statuses_are_retried_for_idempotent_requests_only() {
     let live = TestServer::start("live", Mode::Normal).await;
     let set = HttpSet::builder()
         .retry_status(StatusCode::SERVICE_UNAVAILABLE)
-        .build(FixedSet::new([busy.endpoint(), live.endpoint()]).unwrap())
+        .build(FixedSet::new([busy.addr(), live.addr()]).unwrap())
         .unwrap();
     for _ in 0..6 {
         assert_eq!(set.get("/").await.unwrap().status(), StatusCode::OK);
@@ -337,13 +338,13 @@ async fn hanging_servers_are_covered_by_timeouts() {
     let hang = TestServer::start("hang", Mode::Hang).await;
     let live = TestServer::start("live", Mode::Normal).await;
 
-    // Attempt timeout: idempotent requests move on, and the hanging endpoint
+    // Attempt timeout: idempotent requests move on, and the hanging member
     // is ejected after two silent attempts.
     let set = HttpSet::builder()
         .attempt_timeout(Duration::from_millis(150))
         .eject_after(2)
-        .ejection_cooldown(Duration::from_secs(60))
-        .build(FixedSet::new([hang.endpoint(), live.endpoint()]).unwrap())
+        .eject_for(Duration::from_secs(60))
+        .build(FixedSet::new([hang.addr(), live.addr()]).unwrap())
         .unwrap();
     for _ in 0..10 {
         assert_eq!(text(set.get("/").await.unwrap()).await, "live");
@@ -356,10 +357,10 @@ async fn hanging_servers_are_covered_by_timeouts() {
     assert!(hh.is_ejected(), "{hh:?}");
     assert_eq!(hh.in_flight, 0);
 
-    // A POST to a hanging endpoint gets a Timeout naming it, not a retry.
+    // A POST to a hanging member gets a Timeout naming it, not a retry.
     let set = HttpSet::builder()
         .attempt_timeout(Duration::from_millis(150))
-        .build(FixedSet::new([hang.endpoint()]).unwrap())
+        .build(FixedSet::new([hang.addr()]).unwrap())
         .unwrap();
     let started = Instant::now();
     let req = Request::post("/")
@@ -367,7 +368,7 @@ async fn hanging_servers_are_covered_by_timeouts() {
         .unwrap();
     match set.request(req).await {
         Err(Error::Timeout {
-            endpoint: Some(e),
+            addr: Some(e),
             after,
         }) => {
             assert_eq!(e.port(), hang.port());
@@ -380,17 +381,17 @@ async fn hanging_servers_are_covered_by_timeouts() {
     // Overall request timeout.
     let set = HttpSet::builder()
         .request_timeout(Duration::from_millis(200))
-        .build(FixedSet::new([hang.endpoint()]).unwrap())
+        .build(FixedSet::new([hang.addr()]).unwrap())
         .unwrap();
     assert!(matches!(
         set.get("/").await,
-        Err(Error::Timeout { endpoint: None, .. })
+        Err(Error::Timeout { addr: None, .. })
     ));
 
     // Or a tower timeout layer over a set with no timeouts of its own.
     let svc = ServiceBuilder::new()
         .timeout(Duration::from_millis(200))
-        .service(HttpSet::new(FixedSet::new([hang.endpoint()]).unwrap()));
+        .service(HttpSet::new(FixedSet::new([hang.addr()]).unwrap()));
     let req = Request::get("/").body(Empty::<Bytes>::new()).unwrap();
     let err = svc.oneshot(req).await.unwrap_err();
     assert!(err.is::<tower::timeout::error::Elapsed>(), "{err:?}");

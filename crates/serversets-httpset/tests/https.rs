@@ -142,7 +142,7 @@ async fn https_speaks_http1_to_a_server_without_h2() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn https_balances_over_several_tls_endpoints() {
+async fn https_balances_over_several_tls_members() {
     let pki = TestPki::generate().expect("pki");
     let a = https_server(&pki, &[b"h2"]).await;
     let b = https_server(&pki, &[b"http/1.1"]).await;

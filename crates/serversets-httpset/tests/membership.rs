@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use serversets_fixedset::FixedSet;
 use serversets_httpset::HttpSet;
-use support::{eventually, text, Mode, TestServer};
+use support::{text, Mode, TestServer};
+use testkit::eventually;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn membership_changes_mid_traffic_fail_no_request() {
@@ -17,9 +18,9 @@ async fn membership_changes_mid_traffic_fail_no_request() {
     for name in ["s0", "s1", "s2", "s3"] {
         servers.push(TestServer::start(name, Mode::Normal).await);
     }
-    let endpoints: Vec<String> = servers.iter().map(|s| s.endpoint()).collect();
-    let ep = |i: usize| endpoints[i].clone();
-    let members = Arc::new(FixedSet::new([ep(0), ep(1), ep(2)]).unwrap());
+    let addrs: Vec<String> = servers.iter().map(|s| s.addr()).collect();
+    let addr = |i: usize| addrs[i].clone();
+    let members = Arc::new(FixedSet::new([addr(0), addr(1), addr(2)]).unwrap());
     let set = HttpSet::new(members.clone());
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -45,14 +46,16 @@ async fn membership_changes_mid_traffic_fail_no_request() {
     let pause = || tokio::time::sleep(Duration::from_millis(60));
 
     pause().await;
-    members.set_addresses([ep(0), ep(1), ep(2), ep(3)]).unwrap(); // grow
+    members
+        .set_addresses([addr(0), addr(1), addr(2), addr(3)])
+        .unwrap(); // grow
     pause().await;
-    members.set_addresses([ep(1), ep(2), ep(3)]).unwrap(); // s0 deregisters...
+    members.set_addresses([addr(1), addr(2), addr(3)]).unwrap(); // s0 deregisters...
     pause().await;
     servers[0].kill().await; // ...then shuts down
     let s0_hits = servers[0].hits();
     pause().await;
-    members.set_addresses([ep(2), ep(3)]).unwrap(); // shrink again
+    members.set_addresses([addr(2), addr(3)]).unwrap(); // shrink again
     servers[1].kill().await; // and s1 goes away right after
     pause().await;
     let (s2_before, s3_before) = (servers[2].hits(), servers[3].hits());
@@ -81,10 +84,10 @@ async fn membership_changes_mid_traffic_fail_no_request() {
 }
 
 #[tokio::test]
-async fn departed_endpoints_close_their_idle_connections_without_traffic() {
+async fn departed_members_close_their_idle_connections_without_traffic() {
     let a = TestServer::start("a", Mode::Normal).await;
     let b = TestServer::start("b", Mode::Normal).await;
-    let members = Arc::new(FixedSet::new([a.endpoint(), b.endpoint()]).unwrap());
+    let members = Arc::new(FixedSet::new([a.addr(), b.addr()]).unwrap());
     let set = HttpSet::new(members.clone());
     for _ in 0..4 {
         text(set.get("/").await.unwrap()).await;
@@ -92,32 +95,39 @@ async fn departed_endpoints_close_their_idle_connections_without_traffic() {
     assert_eq!((a.open_connections(), b.open_connections()), (1, 1));
 
     // No request is made after this: only the membership change acts.
-    members.set_addresses([b.endpoint()]).unwrap();
-    assert!(
-        eventually(Duration::from_secs(3), || a.open_connections() == 0).await,
-        "the departed endpoint's idle connection stayed open"
-    );
-    // The endpoint that stayed keeps its pooled connection.
+    members.set_addresses([b.addr()]).unwrap();
+    eventually(
+        Duration::from_secs(3),
+        "the departed member's idle connection to close",
+        || async { a.open_connections() == 0 },
+    )
+    .await;
+    // The member that stayed keeps its pooled connection.
     assert_eq!(b.open_connections(), 1);
     text(set.get("/").await.unwrap()).await;
     assert_eq!(b.accepted(), 1);
 
     // Dropping the set closes the rest.
     drop(set);
-    assert!(eventually(Duration::from_secs(3), || b.open_connections() == 0).await);
+    eventually(
+        Duration::from_secs(3),
+        "the dropped set's connections to close",
+        || async { b.open_connections() == 0 },
+    )
+    .await;
 }
 
 #[tokio::test]
-async fn a_returning_endpoint_gets_a_fresh_state_and_a_closed_source_keeps_the_last_set() {
+async fn a_returning_member_gets_a_fresh_state_and_a_closed_source_keeps_the_last_set() {
     let a = TestServer::start("a", Mode::Normal).await;
     let b = TestServer::start("b", Mode::Normal).await;
-    let members = Arc::new(FixedSet::new([a.endpoint(), b.endpoint()]).unwrap());
+    let members = Arc::new(FixedSet::new([a.addr(), b.addr()]).unwrap());
     let set = HttpSet::new(members.clone());
-    members.set_addresses([a.endpoint()]).unwrap();
+    members.set_addresses([a.addr()]).unwrap();
     for _ in 0..4 {
         assert_eq!(text(set.get("/").await.unwrap()).await, "a");
     }
-    members.set_addresses([a.endpoint(), b.endpoint()]).unwrap();
+    members.set_addresses([a.addr(), b.addr()]).unwrap();
     let mut names = Vec::new();
     for _ in 0..4 {
         names.push(text(set.get("/").await.unwrap()).await);
@@ -145,7 +155,7 @@ fn a_follower_lost_with_its_runtime_is_restarted_by_the_next_request() {
             TestServer::start("b", Mode::Normal).await,
         )
     });
-    let members = Arc::new(FixedSet::new([a.endpoint(), b.endpoint()]).unwrap());
+    let members = Arc::new(FixedSet::new([a.addr(), b.addr()]).unwrap());
 
     // The set is built, and its follower spawned, on a runtime that then
     // shuts down, taking the follower task with it.
@@ -167,11 +177,13 @@ fn a_follower_lost_with_its_runtime_is_restarted_by_the_next_request() {
         }
         assert_eq!((a.open_connections(), b.open_connections()), (1, 1));
         // ...which applies a change with no request at all.
-        members.set_addresses([b.endpoint()]).unwrap();
-        assert!(
-            eventually(Duration::from_secs(3), || a.open_connections() == 0).await,
-            "no follower: the departed endpoint's idle connection stayed open"
-        );
+        members.set_addresses([b.addr()]).unwrap();
+        eventually(
+            Duration::from_secs(3),
+            "a new follower to close the departed member's idle connection",
+            || async { a.open_connections() == 0 },
+        )
+        .await;
         assert_eq!(b.open_connections(), 1);
         drop(set);
     });

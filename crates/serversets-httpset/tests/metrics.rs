@@ -9,7 +9,8 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serversets_fixedset::FixedSet;
 use serversets_httpset::{Error, HttpSet};
-use support::{dead_endpoint, eventually, Mode, TestServer};
+use support::{dead_addr, Mode, TestServer};
+use testkit::eventually;
 use testkit::prometheus::Samples;
 
 fn recorder() -> &'static PrometheusHandle {
@@ -26,26 +27,27 @@ fn sum(name: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_attempts_retries_ejections_and_latency_are_counted_per_endpoint() {
+async fn requests_attempts_retries_ejections_and_latency_are_counted_per_member() {
     recorder();
     let live = TestServer::start("live", Mode::Normal).await;
-    let dead = dead_endpoint();
-    let live_ep = live.endpoint();
-    let members = Arc::new(FixedSet::new([dead.clone(), live_ep.clone()]).unwrap());
+    let dead = dead_addr();
+    let live_addr = live.addr();
+    let members = Arc::new(FixedSet::new([dead.clone(), live_addr.clone()]).unwrap());
     let set = HttpSet::builder()
         .metrics_set("/t/http")
         .eject_after(1)
-        .ejection_cooldown(Duration::from_secs(60))
+        .eject_for(Duration::from_secs(60))
         .build(members.clone())
         .unwrap();
-    let labels = |ep: &str| [("set", "/t/http"), ("endpoint", ep)].map(|(k, v)| (k, v.to_string()));
+    let labels =
+        |addr: &str| [("set", "/t/http"), ("endpoint", addr)].map(|(k, v)| (k, v.to_string()));
     assert_eq!(sum("serversets_http_endpoints", &[("set", "/t/http")]), 2.0);
 
     for _ in 0..10 {
         let resp = set.get("/").await.unwrap();
         assert_eq!(resp.status(), 200);
     }
-    let l = labels(&live_ep);
+    let l = labels(&live_addr);
     let live_labels = [(l[0].0, l[0].1.as_str()), (l[1].0, l[1].1.as_str())];
     let d = labels(&dead);
     let dead_labels = [(d[0].0, d[0].1.as_str()), (d[1].0, d[1].1.as_str())];
@@ -56,7 +58,7 @@ async fn requests_attempts_retries_ejections_and_latency_are_counted_per_endpoin
         sum("serversets_http_attempt_seconds_count", &live_labels),
         10.0
     );
-    // The dead endpoint was tried once, failed to connect, the request was
+    // The dead member was tried once, failed to connect, the request was
     // retried on the live one, and the failure ejected it.
     assert_eq!(sum("serversets_http_attempts_total", &dead_labels), 1.0);
     assert_eq!(sum("serversets_http_retries_total", &dead_labels), 1.0);
@@ -69,14 +71,14 @@ async fn requests_attempts_retries_ejections_and_latency_are_counted_per_endpoin
         0.0
     );
 
-    // Membership changes move the endpoint gauge.
-    members.set_addresses([live_ep.clone()]).unwrap();
-    assert!(
-        eventually(Duration::from_secs(10), || {
-            sum("serversets_http_endpoints", &[("set", "/t/http")]) == 1.0
-        })
-        .await
-    );
+    // Membership changes move the member gauge.
+    members.set_addresses([live_addr.clone()]).unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the member gauge to drop to 1",
+        || async { sum("serversets_http_endpoints", &[("set", "/t/http")]) == 1.0 },
+    )
+    .await;
     members.set_addresses(Vec::<String>::new()).unwrap();
     assert!(matches!(set.get("/").await, Err(Error::NoServers { .. })));
     let none = [("set", "/t/http"), ("outcome", "no_servers")];
@@ -88,9 +90,9 @@ async fn requests_attempts_retries_ejections_and_latency_are_counted_per_endpoin
 async fn an_unnamed_set_is_labelled_unnamed() {
     recorder();
     let live = TestServer::start("live", Mode::Normal).await;
-    let set = HttpSet::new(FixedSet::new([live.endpoint()]).unwrap());
+    let set = HttpSet::new(FixedSet::new([live.addr()]).unwrap());
     set.get("/").await.unwrap();
-    let ep = live.endpoint();
-    let labels = [("set", "unnamed"), ("endpoint", ep.as_str())];
+    let addr = live.addr();
+    let labels = [("set", "unnamed"), ("endpoint", addr.as_str())];
     assert!(sum("serversets_http_attempts_total", &labels) >= 1.0);
 }

@@ -17,7 +17,7 @@ const ROUNDS: usize = 300;
 /// rebuild (one connection pool per member) takes a moment, as a large
 /// production set does, so the window is wide enough to hit.
 fn members(server: &TestServer) -> Vec<String> {
-    let mut all = vec![server.endpoint()];
+    let mut all = vec![server.addr()];
     all.extend((1..=200).map(|i| format!("127.0.{}.{}:9", i / 250, i % 250 + 1)));
     all
 }
@@ -34,7 +34,7 @@ async fn a_request_waiting_for_servers_gets_one_as_soon_as_they_arrive() {
             .retries(0)
             .build(source.clone())
             .unwrap();
-        // Any outcome but NoServers shows an endpoint was picked: most
+        // Any outcome but NoServers shows a member was picked: most
         // members refuse connections, and that is fine here.
         let req = {
             let set = set.clone();
@@ -68,8 +68,8 @@ async fn a_request_right_after_a_publish_never_sees_the_old_empty_set() {
         let set = HttpSet::builder().retries(0).build(source.clone()).unwrap();
         // Let the follower start and settle on the empty set.
         tokio::task::yield_now().await;
-        source.set_addresses([server.endpoint()]).unwrap();
-        // Published: a request from here on must see the endpoint, whether
+        source.set_addresses([server.addr()]).unwrap();
+        // Published: a request from here on must see the member, whether
         // or not the follower is rebuilding at this very moment.
         let set2 = set.clone();
         let (a, b) = tokio::join!(

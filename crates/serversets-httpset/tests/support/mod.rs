@@ -80,7 +80,7 @@ impl TestServer {
     }
 
     /// `127.0.0.1:port`, as a set member.
-    pub fn endpoint(&self) -> String {
+    pub fn addr(&self) -> String {
         self.addr.to_string()
     }
 
@@ -331,7 +331,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// A loopback port with nothing listening: connections are refused.
-pub fn dead_endpoint() -> String {
+pub fn dead_addr() -> String {
     format!("127.0.0.1:{}", testkit::free_port())
 }
 
@@ -339,20 +339,6 @@ pub fn dead_endpoint() -> String {
 pub async fn text(resp: Response<Incoming>) -> String {
     let bytes = resp.into_body().collect().await.expect("body").to_bytes();
     String::from_utf8(bytes.to_vec()).expect("utf-8")
-}
-
-/// Polls `cond` every 10 ms for up to `limit`; true when it held.
-pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// Captures `tracing` output of the current thread into a buffer.
