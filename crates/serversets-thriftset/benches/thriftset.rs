@@ -37,7 +37,7 @@ use serversets_core::{HostPort, Member};
 use serversets_fixedset::FixedSet;
 use serversets_thriftset::ThriftSet;
 use support::echo::{EchoSyncClient, TEchoSyncClient};
-use support::{with_client, Backend};
+use support::{slow_calls, with_client, Backend};
 use testkit::bench::{emit, time_per_call, wanted, Record};
 use thrift::protocol::{TBinaryInputProtocol, TBinaryOutputProtocol};
 use thrift::transport::{TFramedReadTransport, TFramedWriteTransport};
@@ -241,20 +241,7 @@ fn slow_share() {
         let slow = Backend::slow(10);
         let addrs = [fast[0].addr(), fast[1].addr(), slow.addr()];
         let set = Arc::new(ThriftSet::new(FixedSet::new(addrs).unwrap()).unwrap());
-        let threads: Vec<_> = (0..callers)
-            .map(|_| {
-                let set = set.clone();
-                std::thread::spawn(move || {
-                    for _ in 0..per_caller {
-                        let mut conn = set.get().unwrap();
-                        with_client(&mut conn, |c| c.slow(2)).unwrap();
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
+        slow_calls(&set, callers, per_caller, 2);
         let total: usize =
             fast.iter().map(|b| b.stats.requests()).sum::<usize>() + slow.stats.requests();
         shares.push(slow.stats.requests() as f64 / total as f64);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serversets_fixedset::FixedSet;
 use serversets_thriftset::ThriftSet;
-use support::{with_client, Backend, TEchoSyncClient};
+use support::{assert_echo, slow_calls, with_client, Backend, TEchoSyncClient};
 use testkit::eventually_blocking;
 
 /// One of three backends answers `slow` ten times slower; with concurrent
@@ -26,20 +26,7 @@ fn least_outstanding_sends_little_to_a_slow_backend() {
     );
     let callers = 8;
     let per_caller = 40;
-    let threads: Vec<_> = (0..callers)
-        .map(|_| {
-            let set = set.clone();
-            std::thread::spawn(move || {
-                for _ in 0..per_caller {
-                    let mut conn = set.get().unwrap();
-                    assert_eq!(with_client(&mut conn, |c| c.slow(2)).unwrap(), 2);
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
+    slow_calls(&set, callers, per_caller, 2);
     let total = fast1.stats.requests() + fast2.stats.requests() + slow.stats.requests();
     assert_eq!(total, callers * per_caller);
     let share = slow.stats.requests() as f64 / total as f64;
@@ -54,8 +41,8 @@ fn least_outstanding_sends_little_to_a_slow_backend() {
 }
 
 /// 32 callers against 3 members with 4 in flight / 2 idle allowed per
-/// member: no member ever serves more than 4 calls at once, the pool never reports more
-/// than 4 active or 2 idle, and every call succeeds.
+/// member: no member ever serves more than 4 calls at once, the pool never
+/// reports more than 4 in flight or 2 idle, and every call succeeds.
 #[test]
 fn pool_limits_hold_under_32_callers() {
     let backends = [Backend::start(), Backend::start(), Backend::start()];
@@ -91,10 +78,7 @@ fn pool_limits_hold_under_32_callers() {
                         with_client(&mut conn, |c| c.slow(1)).unwrap();
                     } else {
                         let msg = format!("caller {i} call {j}");
-                        assert_eq!(
-                            with_client(&mut conn, |c| c.echo(msg.clone())).unwrap(),
-                            msg
-                        );
+                        assert_echo(&mut conn, &msg);
                     }
                 }
             })
@@ -166,10 +150,7 @@ fn idle_timeout_closes_connections() {
         || backend.stats.open() == 0,
     );
     let mut conn = set.get().unwrap();
-    assert_eq!(
-        with_client(&mut conn, |c| c.echo("again".into())).unwrap(),
-        "again"
-    );
+    assert_echo(&mut conn, "again");
     assert_eq!(backend.stats.accepted(), 5);
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serversets_fixedset::FixedSet;
 use serversets_thriftset::{Error, ThriftSet};
-use support::{with_client, Backend, TEchoSyncClient};
+use support::{assert_echo, with_client, Backend, TEchoSyncClient};
 use testkit::eventually_blocking;
 
 struct Call {
@@ -237,10 +237,7 @@ fn membership_changes_close_and_open_the_right_connections() {
         || b.stats.open() == 1,
     );
     // The checked-out connection still works until it is returned...
-    assert_eq!(
-        with_client(&mut in_flight_b, |c| c.echo("late".into())).unwrap(),
-        "late"
-    );
+    assert_echo(&mut in_flight_b, "late");
     let b_requests = b.stats.requests();
     drop(in_flight_b);
     // ...and is then closed, not pooled.
@@ -271,9 +268,6 @@ fn membership_changes_close_and_open_the_right_connections() {
         .iter_mut()
         .find(|c| c.addr().to_string() == b.addr())
         .unwrap();
-    assert_eq!(
-        with_client(back, |c| c.echo("back".into())).unwrap(),
-        "back"
-    );
+    assert_echo(back, "back");
     assert_eq!(b.stats.accepted(), b_accepted + 1);
 }

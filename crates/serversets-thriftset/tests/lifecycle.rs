@@ -11,7 +11,7 @@ use std::time::Duration;
 use serversets_fixedset::FixedSet;
 use serversets_thriftset::{BuildError, Error, Protocol, ThriftSet, Transport};
 use support::backend::start_tserver;
-use support::{with_client, Backend, BackendOptions, TEchoSyncClient};
+use support::{assert_echo, with_client, Backend, BackendOptions, TEchoSyncClient};
 use testkit::eventually_blocking;
 
 #[test]
@@ -45,10 +45,7 @@ fn closed_set_refuses_get_and_closes_connections() {
     );
     // A connection checked out before the close still works, and is closed
     // (not pooled) when returned.
-    assert_eq!(
-        with_client(&mut held, |c| c.echo("still".into())).unwrap(),
-        "still"
-    );
+    assert_echo(&mut held, "still");
     drop(held);
     eventually_blocking(
         Duration::from_secs(5),
@@ -166,10 +163,7 @@ fn tiny_pool_with_many_callers_never_deadlocks() {
                 for j in 0..25 {
                     let mut conn = set.get().unwrap();
                     let msg = format!("{i}/{j}");
-                    assert_eq!(
-                        with_client(&mut conn, |c| c.echo(msg.clone())).unwrap(),
-                        msg
-                    );
+                    assert_echo(&mut conn, &msg);
                 }
             })
         })
@@ -262,10 +256,7 @@ fn buffered_compact_against_the_thrift_tserver() {
     for i in 0..20 {
         let mut conn = set.get().unwrap();
         let msg = format!("compact {i}");
-        assert_eq!(
-            with_client(&mut conn, |c| c.echo(msg.clone())).unwrap(),
-            msg
-        );
+        assert_echo(&mut conn, &msg);
     }
     assert_eq!(stats.requests(), 20);
     assert_eq!(set.members()[0].idle, 1, "one connection served every call");
@@ -297,10 +288,7 @@ fn io_timeout_breaks_the_connection() {
     assert!(conn.is_broken());
     drop(conn);
     let mut conn = set.get().unwrap();
-    assert_eq!(
-        with_client(&mut conn, |c| c.echo("fresh".into())).unwrap(),
-        "fresh"
-    );
+    assert_echo(&mut conn, "fresh");
     assert_eq!(backend.stats.accepted(), 2);
 }
 
@@ -314,10 +302,7 @@ fn closed_source_keeps_the_last_members() {
     members.close();
     std::thread::sleep(Duration::from_millis(50));
     let mut conn = set.get().unwrap();
-    assert_eq!(
-        with_client(&mut conn, |c| c.echo("still".into())).unwrap(),
-        "still"
-    );
+    assert_echo(&mut conn, "still");
     assert!(!set.is_closed());
 }
 

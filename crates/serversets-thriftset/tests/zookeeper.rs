@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serversets_core::{Environment, ServerSet};
 use serversets_thriftset::ThriftSet;
-use support::{with_client, Backend, TEchoSyncClient};
+use support::{assert_echo, with_client, Backend, TEchoSyncClient};
 use testkit::eventually_blocking;
 
 #[test]
@@ -33,10 +33,7 @@ fn follows_backends_registered_in_zookeeper() {
     };
     assert_eq!(addrs(&set), [a.addr()]);
     let mut conn = set.get().unwrap();
-    assert_eq!(
-        with_client(&mut conn, |c| c.echo("zk".into())).unwrap(),
-        "zk"
-    );
+    assert_echo(&mut conn, "zk");
     drop(conn);
 
     // A second backend registers: the pool picks it up and uses it.

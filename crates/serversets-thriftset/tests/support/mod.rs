@@ -14,7 +14,9 @@ pub mod net;
 
 pub use backend::{Backend, BackendOptions, Stats};
 
-use serversets_thriftset::{Connection, InputProtocol, OutputProtocol};
+use std::sync::Arc;
+
+use serversets_thriftset::{Connection, InputProtocol, OutputProtocol, ThriftSet};
 
 pub use echo::TEchoSyncClient;
 
@@ -35,4 +37,30 @@ pub fn with_client<T>(
         conn.report_error(e);
     }
     out
+}
+
+/// Makes one `echo` call on `conn` and checks that `msg` comes back.
+pub fn assert_echo(conn: &mut Connection, msg: &str) {
+    let reply = with_client(conn, |c| c.echo(msg.to_string())).unwrap();
+    assert_eq!(reply, msg);
+}
+
+/// Runs `callers` threads at once, each making `per_caller` calls of
+/// `slow(ms)` through `set` one after the other, and waits for them all.
+/// Every call must succeed.
+pub fn slow_calls(set: &Arc<ThriftSet>, callers: usize, per_caller: usize, ms: i32) {
+    let threads: Vec<_> = (0..callers)
+        .map(|_| {
+            let set = set.clone();
+            std::thread::spawn(move || {
+                for _ in 0..per_caller {
+                    let mut conn = set.get().unwrap();
+                    assert_eq!(with_client(&mut conn, |c| c.slow(ms)).unwrap(), ms);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
 }
