@@ -617,7 +617,13 @@ fn parse_addr(s: &str) -> Result<HostPort, String> {
 }
 
 fn parse_node(s: &str) -> Result<WeightedNode, String> {
-    s.parse::<WeightedNode>().map_err(|e| e.to_string())
+    // The address error is the source of `RingError::InvalidAddress`, not
+    // part of its message: print both.
+    s.parse::<WeightedNode>()
+        .map_err(|e| match std::error::Error::source(&e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        })
 }
 
 #[cfg(test)]

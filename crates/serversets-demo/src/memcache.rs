@@ -40,7 +40,7 @@ pub fn memcache_keys(demo: &mut Demo) -> StepFuture<'_> {
         ];
         let mut placed = 0;
         for key in keys {
-            let server = cache.pick_server(key)?;
+            let server = cache.pick(key)?;
             cache
                 .set(key, key.as_bytes(), Some(Duration::from_secs(60)))
                 .await?;

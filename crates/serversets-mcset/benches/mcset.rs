@@ -13,7 +13,8 @@
 //!   default); `mcset.pick_counted`: the same with
 //!   `McSetBuilder::count_picks(true)`, one counter add per pick. Their
 //!   samples alternate with the others.
-//! * `mcset.rebuild` (ms): building the ketama ring for 1000 servers.
+//! * `mcset.rebuild` (ms): building the ketama ring for 10, 100 and 1000
+//!   servers.
 //! * `mcset.moved` (fraction): share of 1,000,000 keys that change server
 //!   when one of 100 equal servers leaves.
 
@@ -106,7 +107,7 @@ fn bench_pick(runtime: &tokio::runtime::Runtime) {
         for round in 0..=SAMPLES {
             let p = sample(|| {
                 i = (i + 1) & mask;
-                black_box(set.pick_server(black_box(&keys[i])).ok());
+                black_box(set.pick(black_box(&keys[i])).ok());
             });
             let f = sample(|| {
                 j = (j + 1) & mask;
@@ -114,15 +115,15 @@ fn bench_pick(runtime: &tokio::runtime::Runtime) {
             });
             let w = sample(|| {
                 k = (k + 1) & mask;
-                black_box(weighted_set.pick_server(black_box(&keys[k])).ok());
+                black_box(weighted_set.pick(black_box(&keys[k])).ok());
             });
             let rec = sample(|| {
                 r = (r + 1) & mask;
-                black_box(recorded.pick_server(black_box(&keys[r])).ok());
+                black_box(recorded.pick(black_box(&keys[r])).ok());
             });
             let cnt = sample(|| {
                 c = (c + 1) & mask;
-                black_box(counted.pick_server(black_box(&keys[c])).ok());
+                black_box(counted.pick(black_box(&keys[c])).ok());
             });
             // Round 0 warms caches and branch predictors.
             if round > 0 {
@@ -181,29 +182,32 @@ fn bench_pick(runtime: &tokio::runtime::Runtime) {
 }
 
 fn bench_rebuild() {
-    let members: Vec<Member> = addresses(1000)
-        .iter()
-        .map(|a| Member::from_addr(a.parse::<HostPort>().expect("valid")))
-        .collect();
-    let mut samples = Vec::new();
-    for round in 0..=30 {
-        let start = Instant::now();
-        let ring = Ring::builder().members(members.iter().cloned());
-        let ms = start.elapsed().as_secs_f64() * 1e3;
-        // 160,000 points, less the few that collide.
-        assert!(ring.point_count() > 159_900);
-        black_box(ring);
-        if round > 0 {
-            samples.push(ms);
+    for servers in [10usize, 100, 1000] {
+        let members: Vec<Member> = addresses(servers)
+            .iter()
+            .map(|a| Member::from_addr(a.parse::<HostPort>().expect("valid")))
+            .collect();
+        let rounds = if servers == 1000 { 30 } else { 200 };
+        let mut samples = Vec::new();
+        for round in 0..=rounds {
+            let start = Instant::now();
+            let ring = Ring::builder().build(members.iter().cloned());
+            let ms = start.elapsed().as_secs_f64() * 1e3;
+            // 160 points a server, less the few that collide.
+            assert!(ring.point_count() + 100 > servers * 160);
+            black_box(ring);
+            if round > 0 {
+                samples.push(ms);
+            }
         }
+        emit(&Record::from_samples(
+            "mcset.rebuild",
+            json!({ "servers": servers }),
+            "ms",
+            &samples,
+            None,
+        ));
     }
-    emit(&Record::from_samples(
-        "mcset.rebuild",
-        json!({ "servers": 1000 }),
-        "ms",
-        &samples,
-        None,
-    ));
 }
 
 fn bench_moved() {

@@ -1,9 +1,11 @@
-//! Talking to memcached for real (feature `client`): get, set and delete
-//! routed to the server the ring picks, through `async-memcached`.
+//! Talking to memcached for real (feature `client`): one memcached server's
+//! connection and the get, set and delete exchanges on it, through
+//! `async-memcached`. [`McSet`](crate::McSet) routes each key to the client
+//! of the member the ring picks (see [`routing`](crate::routing)).
 //!
 //! Each ring node gets one client handle. A handle survives rebuilds while
-//! its server stays in the set, and is dropped (closing its connection) once
-//! the server leaves and no request still uses it. The TCP connection is
+//! its member stays in the set, and is dropped (closing its connection) once
+//! the member leaves and no request still uses it. The TCP connection is
 //! opened on first use and reopened after any failure, so a server that
 //! restarts is picked up again without a rebuild.
 //!
@@ -16,13 +18,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_memcached::{AsciiProtocol, Client, Error, Status};
+use async_memcached::{AsciiProtocol, Client, Status};
 use serversets_core::HostPort;
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 use tokio::time::{timeout_at, Instant};
 
-use crate::mcset::Routing;
-use crate::{McSet, McSetError, Ring};
+use crate::{Error, Ring};
 
 /// How long talking to one memcached server may take; set on
 /// [`McSetBuilder`](crate::McSetBuilder).
@@ -106,24 +107,58 @@ impl ServerClient {
         }
     }
 
-    fn error(&self, source: Error) -> McSetError {
-        McSetError::Memcache {
-            server: self.addr.clone(),
+    fn error(&self, source: async_memcached::Error) -> Error {
+        Error::Memcache {
+            addr: self.addr.clone(),
             source,
         }
     }
 
-    fn connect_timed_out(&self) -> McSetError {
-        McSetError::ConnectTimeout {
-            server: self.addr.clone(),
+    fn connect_timed_out(&self) -> Error {
+        Error::ConnectTimeout {
+            addr: self.addr.clone(),
             after: self.options.connect_timeout,
         }
     }
 
-    fn request_timed_out(&self) -> McSetError {
-        McSetError::RequestTimeout {
-            server: self.addr.clone(),
+    fn request_timed_out(&self) -> Error {
+        Error::RequestTimeout {
+            addr: self.addr.clone(),
             after: self.options.request_timeout,
+        }
+    }
+
+    /// Reads `key`; `None` when it is not there.
+    pub(crate) async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        let (mut conn, deadline) = self.connection().await?;
+        // A request cut short by the deadline closes its connection (an
+        // `async-memcached` guarantee), so no late reply is read as the
+        // next request's.
+        match timeout_at(deadline, conn.get(key)).await {
+            Ok(Ok(value)) => Ok(value.and_then(|v| v.data)),
+            Ok(Err(e)) => Err(self.error(e)),
+            Err(_) => Err(self.request_timed_out()),
+        }
+    }
+
+    /// Stores `value` under `key` with memcached expiry `exptime` (see
+    /// [`exptime`]).
+    pub(crate) async fn set(&self, key: &[u8], value: &[u8], exptime: i64) -> Result<(), Error> {
+        let (mut conn, deadline) = self.connection().await?;
+        match timeout_at(deadline, conn.set(key, value, Some(exptime), None)).await {
+            Ok(result) => result.map_err(|e| self.error(e)),
+            Err(_) => Err(self.request_timed_out()),
+        }
+    }
+
+    /// Deletes `key`; `false` when it was not there.
+    pub(crate) async fn delete(&self, key: &[u8]) -> Result<bool, Error> {
+        let (mut conn, deadline) = self.connection().await?;
+        match timeout_at(deadline, conn.delete(key)).await {
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(async_memcached::Error::Protocol(Status::NotFound))) => Ok(false),
+            Ok(Err(e)) => Err(self.error(e)),
+            Err(_) => Err(self.request_timed_out()),
         }
     }
 
@@ -133,7 +168,7 @@ impl ServerClient {
     /// A request spends at most the connect timeout getting a connection
     /// opened and at most the request timeout on the rest (waiting its turn
     /// and the exchange), so at most their sum in all.
-    async fn connection(&self) -> Result<(MappedMutexGuard<'_, Client>, Instant), McSetError> {
+    async fn connection(&self) -> Result<(MappedMutexGuard<'_, Client>, Instant), Error> {
         let mut deadline = Instant::now() + self.options.request_timeout;
         // Fixed once this request first has to connect, so retries below
         // share one connect budget.
@@ -145,7 +180,7 @@ impl ServerClient {
             if slot.as_ref().is_some_and(|c| !c.is_closed()) {
                 // Checked just above, so the map always succeeds.
                 let conn = MutexGuard::try_map(slot, Option::as_mut)
-                    .map_err(|_| self.error(Error::ConnectionClosed))?;
+                    .map_err(|_| self.error(async_memcached::Error::ConnectionClosed))?;
                 return Ok((conn, deadline));
             }
             // Never connect with the lock held: requests queued on it would
@@ -160,7 +195,7 @@ impl ServerClient {
     }
 
     /// Opens a connection unless another request already has, by `until`.
-    async fn connect(&self, until: Instant) -> Result<(), McSetError> {
+    async fn connect(&self, until: Instant) -> Result<(), Error> {
         let _turn = timeout_at(until, self.connecting.lock())
             .await
             .map_err(|_| self.connect_timed_out())?;
@@ -177,7 +212,7 @@ impl ServerClient {
             Ok(Err(e)) => return Err(self.error(e)),
             Err(_) => return Err(self.connect_timed_out()),
         };
-        tracing::debug!(server = %self.addr, "connected to memcached");
+        tracing::debug!(addr = %self.addr, "connected to memcached");
         // Only short checks hold the lock while the slot has no open
         // connection, and only this request fills it.
         let mut slot = timeout_at(until, self.conn.lock())
@@ -190,21 +225,19 @@ impl ServerClient {
 
 impl Drop for ServerClient {
     fn drop(&mut self) {
-        tracing::debug!(server = %self.addr, "dropping memcached client");
+        tracing::debug!(addr = %self.addr, "dropping memcached client");
     }
 }
 
-/// Client handles for `ring`'s nodes, reusing those of `previous` for
-/// servers that are still there.
+/// Client handles for `ring`'s nodes, by node index, reusing those in
+/// `previous` for members that are still there.
 pub(crate) fn clients_for(
     ring: &Ring,
-    previous: Option<&Routing>,
+    previous: &[Arc<ServerClient>],
     options: ClientOptions,
 ) -> Box<[Arc<ServerClient>]> {
-    let mut old: HashMap<&HostPort, &Arc<ServerClient>> = HashMap::new();
-    if let Some(previous) = previous {
-        old.extend(previous.clients.iter().map(|c| (&c.addr, c)));
-    }
+    let old: HashMap<&HostPort, &Arc<ServerClient>> =
+        previous.iter().map(|c| (&c.addr, c)).collect();
     ring.nodes()
         .iter()
         .map(|node| match old.get(node.addr()) {
@@ -212,142 +245,6 @@ pub(crate) fn clients_for(
             None => Arc::new(ServerClient::new(node.addr().clone(), options)),
         })
         .collect()
-}
-
-impl McSet {
-    fn client_for(&self, key: &[u8]) -> Result<Arc<ServerClient>, McSetError> {
-        let routing = self.routing();
-        let index = routing.ring.pick_index(key).ok_or(McSetError::NoServers)?;
-        routing.picked(index);
-        routing
-            .clients
-            .get(index)
-            .cloned()
-            .ok_or(McSetError::NoServers)
-    }
-
-    /// Reads `key` from the server it lives on; `None` when it is not there.
-    ///
-    /// # Errors
-    ///
-    /// [`McSetError::NoServers`] for an empty set;
-    /// [`McSetError::ConnectTimeout`] or [`McSetError::RequestTimeout`]
-    /// when the server does not accept or answer in time (see
-    /// [`McSetBuilder`](crate::McSetBuilder)); [`McSetError::Memcache`] for
-    /// any other failure. The same holds for [`set`](McSet::set) and
-    /// [`delete`](McSet::delete).
-    ///
-    /// ```no_run
-    /// use serversets_mcset::McSet;
-    /// use serversets_fixedset::FixedSet;
-    ///
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-    /// let set = McSet::new(FixedSet::new(["127.0.0.1:11211"])?)?;
-    /// set.set("greeting", b"hello", None).await?;
-    /// assert_eq!(set.get("greeting").await?.as_deref(), Some(&b"hello"[..]));
-    /// assert!(set.delete("greeting").await?);
-    /// # Ok(()) }
-    /// ```
-    pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, McSetError> {
-        let key = key.as_ref();
-        let server = self.client_for(key)?;
-        let (mut conn, deadline) = server.connection().await?;
-        // A request cut short by the deadline closes its connection (an
-        // `async-memcached` guarantee), so no late reply is read as the
-        // next request's.
-        match timeout_at(deadline, conn.get(key)).await {
-            Ok(Ok(value)) => Ok(value.and_then(|v| v.data)),
-            Ok(Err(e)) => Err(server.error(e)),
-            Err(_) => Err(server.request_timed_out()),
-        }
-    }
-
-    /// Stores `value` under `key` on the server it lives on, expiring after
-    /// `ttl`.
-    ///
-    /// The TTL follows memcached's rules, so an item lives at least as long
-    /// as asked (to memcached's one-second clock) and never by accident
-    /// forever:
-    ///
-    /// * `None`: the item never expires (it may still be evicted).
-    /// * `Some(Duration::ZERO)`: the item is expired at once. memcached
-    ///   stores nothing readable, and any older value under the key is
-    ///   replaced and so gone as well: a TTL computed as "time left" that
-    ///   has run out does what it says.
-    /// * Anything else is rounded up to whole seconds (500 ms lives 1 s,
-    ///   1.2 s lives 2 s). Up to 30 days it is sent as a number of seconds;
-    ///   beyond, memcached expects an absolute Unix time, which is sent
-    ///   instead (now plus the TTL on this machine's clock, so the two
-    ///   clocks should agree), clamped to the latest time memcached
-    ///   accepts, in January 2038.
-    ///
-    /// ```no_run
-    /// use std::time::Duration;
-    /// use serversets_mcset::McSet;
-    /// use serversets_fixedset::FixedSet;
-    ///
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-    /// let set = McSet::new(FixedSet::new(["127.0.0.1:11211"])?)?;
-    /// set.set("session:1", b"{}", Some(Duration::from_secs(300))).await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn set(
-        &self,
-        key: impl AsRef<[u8]>,
-        value: &[u8],
-        ttl: Option<Duration>,
-    ) -> Result<(), McSetError> {
-        let key = key.as_ref();
-        let server = self.client_for(key)?;
-        let exptime = exptime(ttl, SystemTime::now());
-        let (mut conn, deadline) = server.connection().await?;
-        match timeout_at(deadline, conn.set(key, value, Some(exptime), None)).await {
-            Ok(result) => result.map_err(|e| server.error(e)),
-            Err(_) => Err(server.request_timed_out()),
-        }
-    }
-
-    /// Deletes `key` from the server it lives on; `false` when it was not
-    /// there.
-    ///
-    /// ```no_run
-    /// use serversets_mcset::McSet;
-    /// use serversets_fixedset::FixedSet;
-    ///
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-    /// let set = McSet::new(FixedSet::new(["127.0.0.1:11211"])?)?;
-    /// let existed = set.delete("maybe").await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn delete(&self, key: impl AsRef<[u8]>) -> Result<bool, McSetError> {
-        let key = key.as_ref();
-        let server = self.client_for(key)?;
-        let (mut conn, deadline) = server.connection().await?;
-        match timeout_at(deadline, conn.delete(key)).await {
-            Ok(Ok(())) => Ok(true),
-            Ok(Err(Error::Protocol(Status::NotFound))) => Ok(false),
-            Ok(Err(e)) => Err(server.error(e)),
-            Err(_) => Err(server.request_timed_out()),
-        }
-    }
-
-    /// Number of memcached client handles currently held (one per server in
-    /// the ring); handles of departed servers go once their last request
-    /// ends.
-    ///
-    /// ```
-    /// use serversets_mcset::McSet;
-    /// use serversets_fixedset::FixedSet;
-    ///
-    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-    /// let set = McSet::new(FixedSet::new(["127.0.0.1:11211", "127.0.0.2:11211"])?)?;
-    /// assert_eq!(set.client_count(), 2);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// # }).unwrap();
-    /// ```
-    pub fn client_count(&self) -> usize {
-        self.routing().clients.len()
-    }
 }
 
 #[cfg(test)]

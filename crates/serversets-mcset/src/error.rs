@@ -1,7 +1,12 @@
-//! Typed errors: one enum for building rings from explicit input, one for
-//! the live set.
+//! Typed errors: [`Error`] for the live set, [`RingError`] for building
+//! rings from explicit input.
+//!
+//! A cause is given once: a variant that wraps another error returns it from
+//! `source()` and does not print it in its message.
 
 use serversets_core::{AddressError, HostPort};
+
+use crate::SyncState;
 
 /// Why a ring could not be built from an explicit node list, or a
 /// `HOST:PORT[=WEIGHT]` entry was refused.
@@ -12,12 +17,17 @@ use serversets_core::{AddressError, HostPort};
 /// let err = "cache01:11211=-2".parse::<WeightedNode>().unwrap_err();
 /// assert!(matches!(err, RingError::InvalidWeight { .. }));
 /// assert!(err.to_string().contains("cache01:11211=-2"));
+///
+/// // An address error is the source, not part of the message.
+/// let err = "cache01".parse::<WeightedNode>().unwrap_err();
+/// let cause = std::error::Error::source(&err).expect("the address error");
+/// assert!(!err.to_string().contains(&cause.to_string()));
 /// ```
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RingError {
     /// The `host:port` part of an entry is not a valid address.
-    #[error("invalid node {entry:?}: {source}")]
+    #[error("invalid node {entry:?}")]
     InvalidAddress {
         /// The entry as given.
         entry: String,
@@ -36,7 +46,7 @@ pub enum RingError {
     /// caller does not expect.
     #[error("node {node} has weight {weight}, but the go-mcset ring does not support weights")]
     WeightNotSupported {
-        /// The node.
+        /// The node's address.
         node: HostPort,
         /// The weight that was asked for.
         weight: f64,
@@ -46,76 +56,131 @@ pub enum RingError {
 /// Why a key could not be served by a [`McSet`](crate::McSet).
 ///
 /// ```
-/// use serversets_mcset::{McSet, McSetError};
+/// use serversets_mcset::{Error, McSet};
 /// use serversets_fixedset::FixedSet;
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let set = McSet::new(FixedSet::empty())?;
-/// assert!(matches!(set.pick_server("k"), Err(McSetError::NoServers)));
-/// # Ok::<(), McSetError>(())
+/// assert!(matches!(set.pick("k"), Err(Error::NoMembers)));
+/// # Ok::<(), Error>(())
 /// # }).unwrap();
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum McSetError {
-    /// The set has no servers (or none that owns part of the ring).
-    #[error("no memcache servers in the set")]
-    NoServers,
+pub enum Error {
+    /// The set has no members (or none that owns part of the ring).
+    #[error("no members in the memcache set")]
+    NoMembers,
     /// [`McSet::new`](crate::McSet::new) was called outside a Tokio runtime,
     /// so the task that follows the watcher could not be started.
     #[error("McSet must be created inside a Tokio runtime (it follows the watcher on a task)")]
     NoRuntime,
     /// The task that follows the watcher has ended (the source closed, or the
     /// task failed); the last ring is still served, but it will not change.
-    #[error("the McSet no longer follows its source: {0}")]
-    NotFollowing(String),
-    /// The memcached server chosen for the key failed the request.
+    #[error("the McSet no longer follows its source ({state})")]
+    NotFollowing {
+        /// How the following ended: never [`SyncState::Following`].
+        state: SyncState,
+    },
+    /// The memcached server at the member's address failed the request.
     #[cfg(feature = "client")]
-    #[error("memcached {server}: {source}")]
+    #[error("memcached at {addr} failed the request")]
     Memcache {
-        /// The server the key maps to.
-        server: HostPort,
+        /// The address of the member the key maps to.
+        addr: HostPort,
         /// What the client reported.
         #[source]
         source: async_memcached::Error,
     },
-    /// The memcached server chosen for the key did not accept a connection
-    /// within the connect timeout (a host that is down, or a full accept
-    /// queue). The next request tries again.
+    /// The memcached server at the member's address did not accept a
+    /// connection within the connect timeout (a host that is down, or a
+    /// full accept queue). The next request tries again.
     #[cfg(feature = "client")]
-    #[error("memcached {server}: no connection within {after:?}")]
+    #[error("memcached at {addr}: no connection within {after:?}")]
     ConnectTimeout {
-        /// The server the key maps to.
-        server: HostPort,
+        /// The address of the member the key maps to.
+        addr: HostPort,
         /// The connect timeout that ran out.
         after: std::time::Duration,
     },
-    /// The memcached server chosen for the key did not answer within the
-    /// request timeout. Its connection is closed, so a late reply is never
-    /// read as another request's.
+    /// The memcached server at the member's address did not answer within
+    /// the request timeout. Its connection is closed, so a late reply is
+    /// never read as another request's.
     #[cfg(feature = "client")]
-    #[error("memcached {server}: no reply within {after:?}")]
+    #[error("memcached at {addr}: no reply within {after:?}")]
     RequestTimeout {
-        /// The server the key maps to.
-        server: HostPort,
+        /// The address of the member the key maps to.
+        addr: HostPort,
         /// The request timeout that ran out.
         after: std::time::Duration,
     },
 }
 
-impl McSetError {
-    /// True for [`ConnectTimeout`](McSetError::ConnectTimeout) and
-    /// [`RequestTimeout`](McSetError::RequestTimeout).
+impl Error {
+    /// True for [`ConnectTimeout`](Error::ConnectTimeout) and
+    /// [`RequestTimeout`](Error::RequestTimeout): the member did not
+    /// answer in time, which a caller may treat as a cache miss.
     ///
     /// ```
-    /// use serversets_mcset::McSetError;
-    /// assert!(!McSetError::NoServers.is_timeout());
+    /// use serversets_mcset::Error;
+    ///
+    /// fn cache_miss_is_fine(err: &Error) -> bool {
+    ///     err.is_timeout() || matches!(err, Error::NoMembers)
+    /// }
+    /// assert!(cache_miss_is_fine(&Error::NoMembers));
+    /// assert!(!Error::NoRuntime.is_timeout());
     /// ```
     pub fn is_timeout(&self) -> bool {
         match self {
             #[cfg(feature = "client")]
-            McSetError::ConnectTimeout { .. } | McSetError::RequestTimeout { .. } => true,
+            Error::ConnectTimeout { .. } | Error::RequestTimeout { .. } => true,
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn a_wrapped_cause_is_the_source_and_not_in_the_message() {
+        let err = "cache01".parse::<crate::WeightedNode>().unwrap_err();
+        let RingError::InvalidAddress { source, .. } = &err else {
+            panic!("expected InvalidAddress, got {err:?}");
+        };
+        let cause = source.to_string();
+        assert!(!err.to_string().contains(&cause), "{err}");
+        assert_eq!(err.source().map(|s| s.to_string()), Some(cause));
+    }
+
+    #[cfg(feature = "client")]
+    #[test]
+    fn a_memcache_failure_names_the_address_once_and_keeps_its_cause() {
+        let source = async_memcached::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "connection refused",
+        ));
+        let cause = source.to_string();
+        let err = Error::Memcache {
+            addr: HostPort::new("10.0.0.1", 11211).unwrap(),
+            source,
+        };
+        assert!(err.to_string().contains("10.0.0.1:11211"), "{err}");
+        assert!(!err.to_string().contains(&cause), "{err}");
+        assert_eq!(err.source().map(|s| s.to_string()), Some(cause));
+    }
+
+    #[test]
+    fn not_following_says_how_it_ended() {
+        let err = Error::NotFollowing {
+            state: SyncState::SourceClosed,
+        };
+        assert_eq!(
+            err.to_string(),
+            "the McSet no longer follows its source (the source closed)"
+        );
+        assert!(err.source().is_none());
     }
 }

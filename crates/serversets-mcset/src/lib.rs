@@ -7,16 +7,22 @@
 //! same server identifiers) and keeps it in sync with any
 //! [`serversets_core::Watcher`]: a ZooKeeper watch, a `FixedSet`, your own.
 //!
-//! * [`McSet`]: the live pool. `pick_server(key)` returns the member a key
-//!   lives on; `each()` lists every server. Rebuilds run on a background
-//!   task and are swapped in atomically; readers never wait.
+//! * [`McSet`]: the live pool. `pick(key)` returns the member a key lives
+//!   on; `each()` lists every member. Rebuilds run on a background task and
+//!   are swapped in atomically; readers never wait.
 //! * [`Ring`]: the pure, synchronous ring, for tools that map keys over a
 //!   fixed list (`--node HOST:PORT[=WEIGHT]`, see [`WeightedNode`]).
 //! * [`RingKind::GoMcset`]: go.serversets' mcset ring (groupcache
 //!   consistent hash, 32-bit MurmurHash3, 150 replicas) for clients
 //!   migrating from Go, selected explicitly.
 //! * Feature `client`: `McSet::get`, `set` and `delete` talk to the chosen
-//!   server through `async-memcached`, one connection per server.
+//!   member's memcached through `async-memcached`, one connection per
+//!   member.
+//! * Feature `test-util`: hooks for tests (`McSet::client_count`).
+//!
+//! Words: a *member* is an entry of the watched set; a *node* is an entry
+//! of a ring (one per member); a ring's *points* are the hashes its nodes
+//! own.
 //!
 //! ```
 //! use serversets_mcset::{McSet, Ring, WeightedNode};
@@ -31,26 +37,34 @@
 //! // A watched set (here a FixedSet; a ZooKeeper watch works the same).
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let set = McSet::new(FixedSet::new(["10.0.1.1:11211", "10.0.1.2:11211"])?)?;
-//! let server = set.pick_server("user:42")?;
-//! assert!(ring.nodes().iter().any(|n| n.addr() == server.addr()));
+//! let member = set.pick("user:42")?;
+//! assert!(ring.nodes().iter().any(|n| n.addr() == member.addr()));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
 //! ```
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
-#[cfg(feature = "client")]
-mod client;
+// The pure ring: hashes, points, the sorted continuum, nodes.
 mod continuum;
-mod error;
 mod hash;
-mod mcset;
-mod md5x;
 mod node;
 mod points;
 mod ring;
 
-pub use error::{McSetError, RingError};
-pub use mcset::{McSet, McSetBuilder, Servers, SyncState};
+// The live set: the McSet handle, the routing table readers load, the
+// follower that rebuilds it, memcached clients, metrics.
+#[cfg(feature = "client")]
+mod client;
+mod follow;
+mod mcset;
+mod metrics;
+mod routing;
+
+mod error;
+
+pub use error::{Error, RingError};
+pub use follow::SyncState;
+pub use mcset::{McSet, McSetBuilder, Members};
 pub use node::{NodeIdentity, WeightedNode};
 pub use ring::{Location, Node, Ring, RingBuilder, RingKind};

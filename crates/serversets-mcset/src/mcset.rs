@@ -1,183 +1,21 @@
-//! A ring kept in sync with a watched server set.
+//! The live pool: [`McSet`], a ring kept in step with a watched server
+//! set, and its [`McSetBuilder`].
 //!
-//! Readers load the current routing table with one atomic load (`arc-swap`)
-//! and never wait: rebuilds happen on a background task, off the read path,
-//! on Tokio's blocking pool, and are swapped in whole.
+//! Readers load the current routing table (`routing::Routing`) with one
+//! atomic load (`arc-swap`) and never wait: the follower (`follow`) rebuilds
+//! rings on a background task and swaps them in whole.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 #[cfg(feature = "client")]
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwap;
-use serversets_core::{Member, Snapshot, Subscription, Watcher};
-use tokio::sync::watch;
+use serversets_core::{Member, Watcher};
 
-use crate::{McSetError, NodeIdentity, Ring, RingBuilder, RingKind};
-
-/// Timeouts for the memcached client (feature `client`); nothing without it.
-#[cfg(feature = "client")]
-use crate::client::ClientOptions;
-#[cfg(not(feature = "client"))]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct ClientOptions;
-
-/// What the routing table a reader loads holds: the ring and, with the
-/// `client` feature, one memcached client per ring node.
-pub(crate) struct Routing {
-    pub(crate) ring: Arc<Ring>,
-    #[cfg(feature = "client")]
-    pub(crate) clients: Box<[Arc<crate::client::ServerClient>]>,
-    /// `serversets_mc_picks_total` of each ring node, by node index, when
-    /// [`McSetBuilder::count_picks`] is on; `None` (nothing to do per
-    /// pick) otherwise.
-    picks: Option<Box<[metrics::Counter]>>,
-}
-
-impl Routing {
-    fn new(
-        ring: Ring,
-        _previous: Option<&Routing>,
-        _options: &ClientOptions,
-        metrics: &McMetrics,
-    ) -> Routing {
-        #[cfg(feature = "client")]
-        let clients = crate::client::clients_for(&ring, _previous, *_options);
-        let picks = metrics.count_picks.then(|| {
-            ring.nodes()
-                .iter()
-                .map(|node| {
-                    metrics::counter!(
-                        "serversets_mc_picks_total",
-                        "set" => metrics.name.to_string(),
-                        "endpoint" => node.addr().to_string()
-                    )
-                })
-                .collect()
-        });
-        metrics.nodes.set(ring.len() as f64);
-        metrics.points.set(ring.point_count() as f64);
-        Routing {
-            ring: Arc::new(ring),
-            #[cfg(feature = "client")]
-            clients,
-            picks,
-        }
-    }
-
-    /// Counts a pick of node `index` (when picks are counted).
-    #[inline]
-    pub(crate) fn picked(&self, index: usize) {
-        if let Some(counter) = self.picks.as_ref().and_then(|p| p.get(index)) {
-            counter.increment(1);
-        }
-    }
-}
-
-/// The `set` label when none was given ([`McSetBuilder::metrics_set`]).
-const UNNAMED: &str = "unnamed";
-
-/// A McSet's metrics, labelled `set`; registered when it is built.
-struct McMetrics {
-    name: Arc<str>,
-    count_picks: bool,
-    /// `serversets_mc_rebuilds_total`: rings built and installed after a
-    /// membership change.
-    rebuilds: metrics::Counter,
-    /// `serversets_mc_rebuild_failures_total`: rebuilds that failed (the
-    /// previous ring stays).
-    rebuild_failures: metrics::Counter,
-    /// `serversets_mc_ring_nodes`: servers on the ring now.
-    nodes: metrics::Gauge,
-    /// `serversets_mc_ring_points`: points on the continuum now.
-    points: metrics::Gauge,
-}
-
-impl McMetrics {
-    fn new(name: Arc<str>, count_picks: bool) -> McMetrics {
-        metrics::describe_counter!(
-            "serversets_mc_rebuilds_total",
-            "Memcache rings rebuilt and installed after a membership change"
-        );
-        metrics::describe_counter!(
-            "serversets_mc_rebuild_failures_total",
-            "Memcache ring rebuilds that failed (the previous ring stays in service)"
-        );
-        metrics::describe_gauge!("serversets_mc_ring_nodes", "Servers on the memcache ring");
-        metrics::describe_gauge!(
-            "serversets_mc_ring_points",
-            "Points on the memcache ring's continuum"
-        );
-        if count_picks {
-            metrics::describe_counter!(
-                "serversets_mc_picks_total",
-                "Keys routed to each memcache server (McSetBuilder::count_picks)"
-            );
-        }
-        let set = name.to_string();
-        McMetrics {
-            rebuilds: metrics::counter!("serversets_mc_rebuilds_total", "set" => set.clone()),
-            rebuild_failures: metrics::counter!("serversets_mc_rebuild_failures_total", "set" => set.clone()),
-            nodes: metrics::gauge!("serversets_mc_ring_nodes", "set" => set.clone()),
-            points: metrics::gauge!("serversets_mc_ring_points", "set" => set),
-            name,
-            count_picks,
-        }
-    }
-}
-
-/// Whether a [`McSet`] still follows its source.
-///
-/// ```
-/// use serversets_mcset::{McSet, SyncState};
-/// use serversets_fixedset::FixedSet;
-///
-/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-/// let source = FixedSet::new(["127.0.0.1:11211"])?;
-/// let feed = source.feed();
-/// let set = McSet::new(feed)?;
-/// assert_eq!(set.state(), SyncState::Following);
-/// source.close();
-/// let _ = set.wait_for_version(u64::MAX).await; // returns once the task has ended
-/// assert_eq!(set.state(), SyncState::SourceClosed);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// # }).unwrap();
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SyncState {
-    /// The ring follows every change of the source.
-    Following,
-    /// The source closed; the last ring is kept and served.
-    SourceClosed,
-    /// The task following the source stopped unexpectedly (it panicked or
-    /// its runtime shut down); the last ring is kept and served. The text
-    /// says why; the same was logged at error level.
-    Failed(String),
-}
-
-#[derive(Debug, Clone)]
-struct Progress {
-    version: u64,
-    state: SyncState,
-}
-
-struct Shared {
-    routing: ArcSwap<Routing>,
-    /// Timeouts given to the client handles of servers that join later.
-    client: ClientOptions,
-    progress: watch::Sender<Progress>,
-    /// Set by `McSet::drop` before it aborts the task, so the task's exit
-    /// guard can tell an orderly stop from a failure.
-    dropping: AtomicBool,
-    /// Metric handles; per-node pick counters live in [`Routing`].
-    metrics: McMetrics,
-}
-
-impl Shared {
-    fn set_state(&self, state: SyncState) {
-        self.progress.send_modify(|p| p.state = state);
-    }
-}
+use crate::follow::{self, Shared, SyncState};
+use crate::metrics::{McMetrics, UNNAMED};
+use crate::routing::ClientOptions;
+use crate::{Error, NodeIdentity, Ring, RingBuilder, RingKind};
 
 /// Options for a [`McSet`]: ring kind and identifier rule, and with the
 /// `client` feature the memcached timeouts.
@@ -219,10 +57,10 @@ impl McSetBuilder {
         self
     }
 
-    /// The longest a request waits for a connection to its server to open
-    /// (default 1 s), DNS included; then it fails with
-    /// [`McSetError::ConnectTimeout`]. Requests to other servers never wait
-    /// for it.
+    /// The longest a request waits for a connection to its member's
+    /// memcached to open (default 1 s), DNS included; then it fails with
+    /// [`Error::ConnectTimeout`]. Requests to other members never wait for
+    /// it.
     ///
     /// ```
     /// use std::time::Duration;
@@ -243,9 +81,9 @@ impl McSetBuilder {
         self
     }
 
-    /// The longest a get, set or delete waits for its turn on the server's
+    /// The longest a get, set or delete waits for its turn on the member's
     /// connection plus the exchange itself (default 1 s); then it fails with
-    /// [`McSetError::RequestTimeout`] and the connection is closed. Time
+    /// [`Error::RequestTimeout`] and the connection is closed. Time
     /// spent opening a connection counts against
     /// [`connect_timeout`](Self::connect_timeout) instead, so a request
     /// takes at most the sum of the two. See `connect_timeout` for an
@@ -276,7 +114,7 @@ impl McSetBuilder {
         self
     }
 
-    /// Counts the keys routed to each server in
+    /// Counts the keys routed to each ring node in
     /// `serversets_mc_picks_total{set,endpoint}` (default off). On, each
     /// pick adds to a counter registered when the ring was built (an atomic
     /// add on a line all pickers share); off, a pick does nothing for
@@ -290,7 +128,7 @@ impl McSetBuilder {
     /// let set = McSet::builder()
     ///     .count_picks(true)
     ///     .build(FixedSet::new(["10.0.0.1:11211"])?)?;
-    /// set.pick_server("user:42")?;
+    /// set.pick("user:42")?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
@@ -305,6 +143,10 @@ impl McSetBuilder {
     /// The McSet owns the watcher: dropping the McSet stops the task and
     /// drops the watcher with it.
     ///
+    /// # Errors
+    ///
+    /// [`Error::NoRuntime`] outside a Tokio runtime.
+    ///
     /// ```
     /// use serversets_mcset::{McSet, RingKind};
     /// use serversets_fixedset::FixedSet;
@@ -315,11 +157,11 @@ impl McSetBuilder {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
-    pub fn build<W>(self, watcher: W) -> Result<McSet, McSetError>
+    pub fn build<W>(self, watcher: W) -> Result<McSet, Error>
     where
         W: Watcher + 'static,
     {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| McSetError::NoRuntime)?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         // Subscribe before reading, so a change in between is seen by the
         // task rather than lost.
         let subscription = watcher.subscribe();
@@ -327,32 +169,20 @@ impl McSetBuilder {
         let ring = self
             .ring
             .version(first.version())
-            .members(first.iter().cloned());
-        let (progress, _) = watch::channel(Progress {
-            version: ring.version(),
-            state: SyncState::Following,
-        });
+            .build(first.iter().cloned());
         let metrics = McMetrics::new(
             self.metrics_set.unwrap_or_else(|| Arc::from(UNNAMED)),
             self.count_picks,
         );
-        let shared = Arc::new(Shared {
-            routing: ArcSwap::from_pointee(Routing::new(ring, None, &self.client, &metrics)),
-            client: self.client,
-            progress,
-            dropping: AtomicBool::new(false),
-            metrics,
-        });
-        // The guard is built here, not inside the task, so it also reports a
-        // task that is dropped before it ever ran.
-        let guard = ExitGuard {
-            shared: shared.clone(),
-        };
-        let task = runtime.spawn(follow(guard, self.ring, Box::new(watcher), subscription));
-        Ok(McSet {
-            shared,
-            task: task.abort_handle(),
-        })
+        let shared = Arc::new(Shared::new(ring, self.client, metrics));
+        let task = follow::spawn(
+            &runtime,
+            &shared,
+            self.ring,
+            Box::new(watcher),
+            subscription,
+        );
+        Ok(McSet { shared, task })
     }
 }
 
@@ -373,10 +203,10 @@ impl McSetBuilder {
 /// use serversets_fixedset::FixedSet;
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// let servers = FixedSet::new(["10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11211"])?;
-/// let set = McSet::new(servers)?;
-/// let server = set.pick_server("user:42")?;
-/// println!("user:42 lives on {}", server.addr());
+/// let source = FixedSet::new(["10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11211"])?;
+/// let set = McSet::new(source)?;
+/// let member = set.pick("user:42")?;
+/// println!("user:42 lives on {}", member.addr());
 /// assert_eq!(set.each().count(), 3);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
@@ -388,18 +218,21 @@ pub struct McSet {
 
 impl McSet {
     /// A ketama McSet (Finagle identity) following `watcher`; see
-    /// [`McSetBuilder::build`]. Fails with [`McSetError::NoRuntime`] outside
-    /// a Tokio runtime.
+    /// [`McSetBuilder::build`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoRuntime`] outside a Tokio runtime.
     ///
     /// ```
-    /// use serversets_mcset::{McSet, McSetError};
+    /// use serversets_mcset::{Error, McSet};
     /// use serversets_fixedset::FixedSet;
     ///
     /// // No runtime here: refused with a typed error rather than a panic.
     /// let err = McSet::new(FixedSet::empty()).unwrap_err();
-    /// assert!(matches!(err, McSetError::NoRuntime));
+    /// assert!(matches!(err, Error::NoRuntime));
     /// ```
-    pub fn new<W>(watcher: W) -> Result<McSet, McSetError>
+    pub fn new<W>(watcher: W) -> Result<McSet, Error>
     where
         W: Watcher + 'static,
     {
@@ -411,8 +244,11 @@ impl McSet {
         McSetBuilder::default()
     }
 
-    /// The server `key` lives on, or [`McSetError::NoServers`] when the set
-    /// is empty.
+    /// The member `key` lives on.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoMembers`] when the set is empty.
     ///
     /// ```
     /// use serversets_mcset::McSet;
@@ -420,24 +256,16 @@ impl McSet {
     ///
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// let set = McSet::new(FixedSet::new(["10.0.1.1:11211"])?)?;
-    /// assert_eq!(set.pick_server(b"k")?.addr().to_string(), "10.0.1.1:11211");
+    /// assert_eq!(set.pick(b"k")?.addr().to_string(), "10.0.1.1:11211");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
     #[inline]
-    pub fn pick_server(&self, key: impl AsRef<[u8]>) -> Result<Member, McSetError> {
-        let routing = self.shared.routing.load();
-        let Some(index) = routing.ring.pick_index(key.as_ref()) else {
-            return Err(McSetError::NoServers);
-        };
-        routing.picked(index);
-        match routing.ring.nodes().get(index) {
-            Some(node) => Ok(node.member().clone()),
-            None => Err(McSetError::NoServers),
-        }
+    pub fn pick(&self, key: impl AsRef<[u8]>) -> Result<Member, Error> {
+        self.shared.routing.load().pick(key.as_ref())
     }
 
-    /// Every server in the current ring (sorted by ring identifier), as Go's
+    /// Every member in the current ring (sorted by ring identifier), as Go's
     /// `ServerSelector.Each` gave them: for fan-out work such as flushing.
     ///
     /// ```
@@ -451,8 +279,8 @@ impl McSet {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
-    pub fn each(&self) -> Servers {
-        Servers {
+    pub fn each(&self) -> Members {
+        Members {
             ring: self.ring(),
             next: 0,
         }
@@ -474,7 +302,7 @@ impl McSet {
     /// # }).unwrap();
     /// ```
     pub fn ring(&self) -> Arc<Ring> {
-        self.shared.routing.load().ring.clone()
+        self.shared.routing.load().ring().clone()
     }
 
     /// Whether the set still follows its source; see [`SyncState`] for an
@@ -484,8 +312,11 @@ impl McSet {
     }
 
     /// Waits until the ring reflects source version `version` or later and
-    /// returns that ring; fails with [`McSetError::NotFollowing`] if the task
-    /// ends first. Handy after changing a source you control.
+    /// returns that ring. Handy after changing a source you control.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFollowing`] if the follower ends first.
     ///
     /// ```
     /// use serversets_core::Watcher;
@@ -502,7 +333,7 @@ impl McSet {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
-    pub async fn wait_for_version(&self, version: u64) -> Result<Arc<Ring>, McSetError> {
+    pub async fn wait_for_version(&self, version: u64) -> Result<Arc<Ring>, Error> {
         let mut progress = self.shared.progress.subscribe();
         let reached = progress
             .wait_for(|p| p.version >= version || p.state != SyncState::Following)
@@ -510,15 +341,133 @@ impl McSet {
             .map(|p| p.clone());
         match reached {
             Ok(p) if p.version >= version => Ok(self.ring()),
-            Ok(p) => Err(McSetError::NotFollowing(format!("{:?}", p.state))),
-            // The sender lives in `shared`, which `self` holds.
-            Err(_) => Err(McSetError::NotFollowing("progress channel closed".into())),
+            Ok(p) => Err(Error::NotFollowing { state: p.state }),
+            // The sender lives in `shared`, which `self` holds, so the
+            // channel never closes while this waits.
+            Err(_) => Err(Error::NotFollowing {
+                state: self.state(),
+            }),
         }
     }
 
+    /// Reads `key` from the member it lives on; `None` when it is not there.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoMembers`] for an empty set; [`Error::ConnectTimeout`] or
+    /// [`Error::RequestTimeout`] when the member's memcached does not accept
+    /// or answer in time (see [`McSetBuilder`]); [`Error::Memcache`] for any
+    /// other failure.
+    ///
+    /// ```no_run
+    /// use serversets_mcset::McSet;
+    /// use serversets_fixedset::FixedSet;
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let set = McSet::new(FixedSet::new(["127.0.0.1:11211"])?)?;
+    /// set.set("greeting", b"hello", None).await?;
+    /// assert_eq!(set.get("greeting").await?.as_deref(), Some(&b"hello"[..]));
+    /// assert!(set.delete("greeting").await?);
+    /// # Ok(()) }
+    /// ```
     #[cfg(feature = "client")]
-    pub(crate) fn routing(&self) -> arc_swap::Guard<Arc<Routing>> {
-        self.shared.routing.load()
+    pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, Error> {
+        let key = key.as_ref();
+        self.client(key)?.get(key).await
+    }
+
+    /// Stores `value` under `key` on the member it lives on, expiring after
+    /// `ttl`.
+    ///
+    /// The TTL follows memcached's rules, so an item lives at least as long
+    /// as asked (to memcached's one-second clock) and never by accident
+    /// forever:
+    ///
+    /// * `None`: the item never expires (it may still be evicted).
+    /// * `Some(Duration::ZERO)`: the item is expired at once. memcached
+    ///   stores nothing readable, and any older value under the key is
+    ///   replaced and so gone as well: a TTL computed as "time left" that
+    ///   has run out does what it says.
+    /// * Anything else is rounded up to whole seconds (500 ms lives 1 s,
+    ///   1.2 s lives 2 s). Up to 30 days it is sent as a number of seconds;
+    ///   beyond, memcached expects an absolute Unix time, which is sent
+    ///   instead (now plus the TTL on this machine's clock, so the two
+    ///   clocks should agree), clamped to the latest time memcached
+    ///   accepts, in January 2038.
+    ///
+    /// # Errors
+    ///
+    /// As for [`get`](McSet::get).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use serversets_mcset::McSet;
+    /// use serversets_fixedset::FixedSet;
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let set = McSet::new(FixedSet::new(["127.0.0.1:11211"])?)?;
+    /// set.set("session:1", b"{}", Some(Duration::from_secs(300))).await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "client")]
+    pub async fn set(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<(), Error> {
+        let key = key.as_ref();
+        let client = self.client(key)?;
+        client
+            .set(key, value, crate::client::exptime(ttl, SystemTime::now()))
+            .await
+    }
+
+    /// Deletes `key` from the member it lives on; `false` when it was not
+    /// there.
+    ///
+    /// # Errors
+    ///
+    /// As for [`get`](McSet::get).
+    ///
+    /// ```no_run
+    /// use serversets_mcset::McSet;
+    /// use serversets_fixedset::FixedSet;
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let set = McSet::new(FixedSet::new(["127.0.0.1:11211"])?)?;
+    /// let existed = set.delete("maybe").await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "client")]
+    pub async fn delete(&self, key: impl AsRef<[u8]>) -> Result<bool, Error> {
+        let key = key.as_ref();
+        self.client(key)?.delete(key).await
+    }
+
+    /// Number of memcached client handles currently held (one per ring
+    /// node); handles of departed members go once their last request ends.
+    /// A test hook: feature `test-util`.
+    ///
+    /// ```
+    /// use serversets_mcset::McSet;
+    /// use serversets_fixedset::FixedSet;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let set = McSet::new(FixedSet::new(["127.0.0.1:11211", "127.0.0.2:11211"])?)?;
+    /// assert_eq!(set.client_count(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    #[cfg(all(feature = "client", feature = "test-util"))]
+    pub fn client_count(&self) -> usize {
+        self.shared.routing.load().client_count()
+    }
+
+    /// The client of the member owning `key`.
+    #[cfg(feature = "client")]
+    fn client(&self, key: &[u8]) -> Result<Arc<crate::client::ServerClient>, Error> {
+        self.shared.routing.load().client(key)
     }
 }
 
@@ -535,22 +484,22 @@ impl std::fmt::Debug for McSet {
         f.debug_struct("McSet")
             .field("kind", &ring.kind())
             .field("version", &ring.version())
-            .field("servers", &ring.len())
+            .field("nodes", &ring.len())
             .field("state", &self.state())
             .finish()
     }
 }
 
-/// Iterator over the servers of a ring; see [`McSet::each`] for an example.
+/// Iterator over the members of a ring; see [`McSet::each`] for an example.
 /// Holds the ring it started with, so a concurrent rebuild does not disturb
 /// it.
 #[derive(Debug, Clone)]
-pub struct Servers {
+pub struct Members {
     ring: Arc<Ring>,
     next: usize,
 }
 
-impl Iterator for Servers {
+impl Iterator for Members {
     type Item = Member;
 
     fn next(&mut self) -> Option<Member> {
@@ -565,83 +514,4 @@ impl Iterator for Servers {
     }
 }
 
-impl ExactSizeIterator for Servers {}
-
-/// Marks the state when the following task ends for any reason other than
-/// an orderly one it recorded itself, so the end is never silent.
-struct ExitGuard {
-    shared: Arc<Shared>,
-}
-
-impl Drop for ExitGuard {
-    fn drop(&mut self) {
-        if self.shared.dropping.load(Ordering::SeqCst) {
-            return;
-        }
-        if self.shared.progress.borrow().state != SyncState::Following {
-            return;
-        }
-        let why = if std::thread::panicking() {
-            "the task following the source panicked"
-        } else {
-            "the task following the source was cancelled (runtime shut down?)"
-        };
-        tracing::error!("{why}; the memcache ring will no longer change");
-        self.shared.set_state(SyncState::Failed(why.to_string()));
-    }
-}
-
-async fn follow(
-    guard: ExitGuard,
-    options: RingBuilder,
-    // Held so the source stays alive as long as the McSet follows it.
-    _watcher: Box<dyn Watcher>,
-    mut subscription: Subscription,
-) {
-    let shared = &guard.shared;
-    loop {
-        let Some(snapshot) = subscription.changed().await else {
-            tracing::info!("memcache server set closed; keeping the last ring");
-            shared.set_state(SyncState::SourceClosed);
-            return;
-        };
-        if snapshot.version() <= shared.routing.load().ring.version() {
-            continue;
-        }
-        match rebuild(options, snapshot).await {
-            Ok(ring) => install(shared, ring),
-            Err(err) if err.is_cancelled() => {
-                // The blocking pool is shutting down: so is the runtime.
-                shared.set_state(SyncState::Failed(
-                    "the runtime shut down while rebuilding the ring".into(),
-                ));
-                return;
-            }
-            Err(err) => {
-                shared.metrics.rebuild_failures.increment(1);
-                tracing::error!(error = %err, "building the memcache ring failed; keeping the previous ring");
-            }
-        }
-    }
-}
-
-async fn rebuild(options: RingBuilder, snapshot: Snapshot) -> Result<Ring, tokio::task::JoinError> {
-    tokio::task::spawn_blocking(move || {
-        options
-            .version(snapshot.version())
-            .members(snapshot.iter().cloned())
-    })
-    .await
-}
-
-fn install(shared: &Shared, ring: Ring) {
-    let version = ring.version();
-    let servers = ring.len();
-    let previous = shared.routing.load();
-    let routing = Routing::new(ring, Some(&previous), &shared.client, &shared.metrics);
-    drop(previous);
-    shared.routing.store(Arc::new(routing));
-    shared.metrics.rebuilds.increment(1);
-    shared.progress.send_modify(|p| p.version = version);
-    tracing::debug!(version, servers, "memcache ring rebuilt");
-}
+impl ExactSizeIterator for Members {}

@@ -1,4 +1,4 @@
-//! How a server is named on the ring and how much of it it owns.
+//! How a member is named as a ring node and how much of the ring it owns.
 
 use std::fmt;
 use std::str::FromStr;
@@ -10,10 +10,10 @@ use crate::RingError;
 /// memcached's default port: ketama names servers on it by host alone.
 pub(crate) const MEMCACHED_PORT: u16 = 11211;
 
-/// Which string a server hashes under on a ketama ring.
+/// Which string a member hashes under on a ketama ring.
 ///
-/// The identifier decides every point a server owns, so two clients agree on
-/// where a key lives only if they name servers the same way.
+/// The identifier decides every point a node owns, so two clients agree on
+/// where a key lives only if they name nodes the same way.
 ///
 /// * [`NodeIdentity::Finagle`] (the default) is Finagle's memcached client:
 ///   the member's shard id when it has one, else the address rule below.
@@ -79,7 +79,7 @@ pub(crate) fn address_identifier(addr: &HostPort) -> String {
 ///
 /// Absent means 1. A value that is not a finite number greater than zero is
 /// reported through `tracing` and replaced by 1: one bad announcement must
-/// not take a server out of the ring or break the rebuild for the others.
+/// not take a member out of the ring or break the rebuild for the others.
 pub(crate) fn member_weight(member: &Member) -> f64 {
     match member.metadata().get("weight") {
         None => 1.0,
@@ -110,7 +110,7 @@ pub(crate) fn parse_weight(text: &str) -> Option<f64> {
 /// overflow to infinity and leave every node without points.
 pub(crate) const MAX_WEIGHT: f64 = 1e9;
 
-/// A server address with a ketama weight: one entry of an explicit node
+/// An address with a ketama weight: one entry of an explicit node
 /// list, written `HOST:PORT` or `HOST:PORT=WEIGHT` (weight default 1).
 ///
 /// This is what a command line `--node` option parses into.

@@ -1,21 +1,20 @@
-//! Ring points for each scheme: which hashes a server owns.
+//! Ring points for each scheme: which hashes a node owns.
 //!
 //! Ketama: a node of weight `w` gets `floor(w / W * N * 40 + 1e-10)`
 //! digests `md5(identifier + "-" + i)`, each giving four little-endian u32
 //! points. go-mcset: 150 points `murmur3_32(decimal(i) + "host:port")`.
 
 use crate::continuum::{Continuum, ContinuumBuilder, TieRule};
-use crate::hash::murmur3_32;
-use crate::md5x::Md5Batch;
+use crate::hash::{le_word, md5_digest, murmur3_32};
 
-/// Ketama digests per server at equal weight: 160 points / 4 per digest.
+/// Ketama digests per node at equal weight: 160 points / 4 per digest.
 const KETAMA_DIGESTS_PER_SERVER: f64 = 40.0;
 /// Finagle's fudge against floating-point error in the digest count.
 const KETAMA_FUDGE: f64 = 1e-10;
-/// Points per server on go.serversets' ring (groupcache `consistenthash`).
+/// Points per node on go.serversets' ring (groupcache `consistenthash`).
 const GO_REPLICAS: u32 = 150;
 
-/// One server that owns points: its identifier, weight and node index.
+/// One node that owns points: its identifier, weight and index.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Source<'a> {
     pub(crate) identifier: &'a str,
@@ -50,13 +49,6 @@ pub(crate) fn ketama_continuum(sources: &[Source<'_>]) -> Continuum {
     };
     let total: usize = counts.iter().map(|&d| d as usize * 4).sum();
     let mut ring = ContinuumBuilder::with_capacity(total);
-    // Digests are computed many at a time (see `md5x`); each comes back
-    // with the owner it was queued for.
-    let mut batch = Md5Batch::new(|owner, words: [u32; 4]| {
-        for point in words {
-            ring.push(point, owner);
-        }
-    });
     let mut buf = Vec::with_capacity(64);
     for (source, &count) in sources.iter().zip(&counts) {
         buf.clear();
@@ -66,11 +58,12 @@ pub(crate) fn ketama_continuum(sources: &[Source<'_>]) -> Continuum {
         for i in 0..count {
             buf.truncate(prefix);
             push_decimal(&mut buf, i);
-            batch.push(&buf, source.owner);
+            let digest = md5_digest(&buf);
+            for word in 0..4 {
+                ring.push(le_word(&digest, word), source.owner);
+            }
         }
     }
-    batch.flush();
-    drop(batch);
     ring.finish(TieRule::FirstOwner)
 }
 
@@ -87,7 +80,7 @@ pub(crate) fn go_continuum(sources: &[Source<'_>]) -> Continuum {
         }
     }
     // Owners are numbered in byte order of `host:port`, the order Go sorts
-    // and adds them in; its last write (the larger endpoint) wins a shared
+    // and adds them in; its last write (the larger `host:port`) wins a shared
     // point.
     ring.finish(TieRule::LastOwner)
 }

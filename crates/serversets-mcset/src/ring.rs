@@ -1,5 +1,5 @@
 //! The pure, synchronous hash ring: build it from members or an explicit
-//! node list, then map keys to servers. No watcher, no runtime.
+//! node list, then map keys to nodes. No watcher, no runtime.
 
 use std::fmt;
 
@@ -18,8 +18,8 @@ use crate::RingError;
 ///
 /// let nodes: Vec<WeightedNode> = ["10.0.0.1:11211", "10.0.0.2:11211"]
 ///     .iter().map(|n| n.parse()).collect::<Result<_, _>>()?;
-/// let ketama = Ring::builder().nodes(nodes.clone())?;
-/// let go = Ring::builder().kind(RingKind::GoMcset).nodes(nodes)?;
+/// let ketama = Ring::builder().build_nodes(nodes.clone())?;
+/// let go = Ring::builder().kind(RingKind::GoMcset).build_nodes(nodes)?;
 /// assert_eq!(ketama.kind(), RingKind::Ketama);
 /// assert_eq!(ketama.point_count(), 2 * 160);
 /// assert_eq!(go.point_count(), 2 * 150);
@@ -28,7 +28,7 @@ use crate::RingError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum RingKind {
     /// Ketama as in Finagle's memcached client and libmemcached: MD5, 160
-    /// points per server at equal weight, weighted point counts.
+    /// points per node at equal weight, weighted point counts.
     #[default]
     Ketama,
     /// go.serversets' mcset ring (groupcache `consistenthash`): 32-bit
@@ -37,13 +37,13 @@ pub enum RingKind {
     GoMcset,
 }
 
-/// One server on a ring: the member, the identifier it hashes under, its
+/// One node of a ring: the member, the identifier it hashes under, its
 /// weight and how many ring points it owns.
 ///
 /// ```
 /// use serversets_mcset::{Ring, WeightedNode};
 ///
-/// let ring = Ring::builder().nodes(["cache01:11211=2".parse::<WeightedNode>()?])?;
+/// let ring = Ring::builder().build_nodes(["cache01:11211=2".parse::<WeightedNode>()?])?;
 /// let node = &ring.nodes()[0];
 /// assert_eq!(node.addr().to_string(), "cache01:11211");
 /// assert_eq!(node.identifier(), "cache01");
@@ -146,7 +146,7 @@ impl fmt::Debug for Node {
 /// ```
 /// use serversets_mcset::{Ring, WeightedNode};
 ///
-/// let ring = Ring::builder().nodes(["10.0.1.1:11211".parse::<WeightedNode>()?])?;
+/// let ring = Ring::builder().build_nodes(["10.0.1.1:11211".parse::<WeightedNode>()?])?;
 /// let at = ring.locate("some-key").expect("ring has nodes");
 /// assert!(at.point >= at.key_hash || at.point == ring.points().next().unwrap().0);
 /// assert_eq!(at.node.identifier(), "10.0.1.1");
@@ -163,7 +163,7 @@ pub struct Location<'a> {
     pub node: &'a Node,
 }
 
-/// An immutable consistent-hash ring over a set of servers.
+/// An immutable consistent-hash ring over a set of members, one node each.
 ///
 /// Build one with [`Ring::builder`]; look keys up with [`Ring::pick`] or
 /// [`Ring::locate`]. A ring never changes: a new member list means a new
@@ -172,7 +172,7 @@ pub struct Location<'a> {
 /// # Determinism
 ///
 /// Nodes are kept sorted by identifier, then address, then member id, and
-/// everything derives from that order, so the same servers give the same
+/// everything derives from that order, so the same members give the same
 /// ring whatever order they were listed in:
 ///
 /// * Members sharing an identifier (say two members announcing the same
@@ -186,7 +186,7 @@ pub struct Location<'a> {
 ///   defines it; the shipped vectors contain no such collision.)
 /// * On a [`RingKind::GoMcset`] ring the node *last* in that order (the
 ///   larger `host:port` string) keeps a shared point, as in go.serversets,
-///   which adds its sorted endpoints in order to a map that keeps the last
+///   which adds its sorted `host:port` strings in order to a map that keeps the last
 ///   write. A few percent of 100-200 node pools have such a point.
 ///
 /// ```
@@ -194,7 +194,7 @@ pub struct Location<'a> {
 ///
 /// let nodes: Vec<WeightedNode> = ["10.0.1.1:11211", "10.0.1.2:11211", "10.0.1.3:11211"]
 ///     .iter().map(|n| n.parse()).collect::<Result<_, _>>()?;
-/// let ring = Ring::builder().nodes(nodes)?;
+/// let ring = Ring::builder().build_nodes(nodes)?;
 /// let node = ring.pick("user:42").expect("non-empty ring");
 /// println!("user:42 lives on {}", node.addr());
 /// assert_eq!(ring.len(), 3);
@@ -219,7 +219,7 @@ pub struct Ring {
 /// let ring = Ring::builder()
 ///     .kind(RingKind::Ketama)
 ///     .identity(NodeIdentity::HostPort)
-///     .members(members);
+///     .build(members);
 /// assert_eq!(ring.nodes()[0].identifier(), "10.0.0.1");
 /// # Ok::<(), serversets_core::AddressError>(())
 /// ```
@@ -235,7 +235,7 @@ impl RingBuilder {
     ///
     /// ```
     /// use serversets_mcset::{Ring, RingKind};
-    /// assert_eq!(Ring::builder().kind(RingKind::GoMcset).members([]).kind(), RingKind::GoMcset);
+    /// assert_eq!(Ring::builder().kind(RingKind::GoMcset).build([]).kind(), RingKind::GoMcset);
     /// ```
     pub fn kind(mut self, kind: RingKind) -> Self {
         self.kind = kind;
@@ -250,7 +250,7 @@ impl RingBuilder {
     /// use serversets_mcset::{NodeIdentity, Ring};
     ///
     /// let sharded = Member::builder("m1", HostPort::new("10.0.0.1", 11211)?).shard(4).build();
-    /// let ring = Ring::builder().identity(NodeIdentity::HostPort).members([sharded]);
+    /// let ring = Ring::builder().identity(NodeIdentity::HostPort).build([sharded]);
     /// assert_eq!(ring.nodes()[0].identifier(), "10.0.0.1");
     /// # Ok::<(), serversets_core::AddressError>(())
     /// ```
@@ -266,7 +266,7 @@ impl RingBuilder {
     ///
     /// ```
     /// use serversets_mcset::Ring;
-    /// assert_eq!(Ring::builder().version(7).members([]).version(), 7);
+    /// assert_eq!(Ring::builder().version(7).build([]).version(), 7);
     /// ```
     pub fn version(mut self, version: u64) -> Self {
         self.version = version;
@@ -297,13 +297,13 @@ impl RingBuilder {
     ///     .metadata("weight", "3")
     ///     .build();
     /// let light = Member::from_addr(HostPort::new("10.0.0.2", 11211)?);
-    /// let ring = Ring::builder().members([heavy, light]);
+    /// let ring = Ring::builder().build([heavy, light]);
     /// // 2 nodes, total weight 4: floor(3/4*2*40) = 60 and floor(1/4*2*40) = 20 digests.
     /// assert_eq!(ring.nodes()[0].owned_points(), 240);
     /// assert_eq!(ring.nodes()[1].owned_points(), 80);
     /// # Ok::<(), serversets_core::AddressError>(())
     /// ```
-    pub fn members(self, members: impl IntoIterator<Item = Member>) -> Ring {
+    pub fn build(self, members: impl IntoIterator<Item = Member>) -> Ring {
         let members: Vec<Member> = members.into_iter().collect();
         // All of weight 0: all equal (never a ring without points).
         let all_zero = members.iter().all(|m| m.weight() == 0.0);
@@ -319,24 +319,27 @@ impl RingBuilder {
                 (member, weight)
             })
             .collect();
-        self.build(nodes)
+        self.build_weighted(nodes)
     }
 
     /// Builds a ring over an explicit list of addresses and weights. Each
     /// node becomes a member whose id is its address text.
     ///
-    /// Fails only for the go-mcset ring given a weight other than 1.
+    /// # Errors
+    ///
+    /// [`RingError::WeightNotSupported`] for the go-mcset ring given a
+    /// weight other than 1 (the only failure).
     ///
     /// ```
     /// use serversets_mcset::{Ring, RingError, RingKind, WeightedNode};
     ///
     /// let nodes = vec!["a:11211=2".parse::<WeightedNode>()?, "b:11211".parse()?];
-    /// assert!(Ring::builder().nodes(nodes.clone()).is_ok());
-    /// let err = Ring::builder().kind(RingKind::GoMcset).nodes(nodes).unwrap_err();
+    /// assert!(Ring::builder().build_nodes(nodes.clone()).is_ok());
+    /// let err = Ring::builder().kind(RingKind::GoMcset).build_nodes(nodes).unwrap_err();
     /// assert!(matches!(err, RingError::WeightNotSupported { .. }));
     /// # Ok::<(), RingError>(())
     /// ```
-    pub fn nodes<I, N>(self, nodes: I) -> Result<Ring, RingError>
+    pub fn build_nodes<I, N>(self, nodes: I) -> Result<Ring, RingError>
     where
         I: IntoIterator<Item = N>,
         N: Into<WeightedNode>,
@@ -354,10 +357,10 @@ impl RingBuilder {
                 Ok((Member::from_addr(node.addr().clone()), node.weight()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(self.build(nodes))
+        Ok(self.build_weighted(nodes))
     }
 
-    fn build(self, members: Vec<(Member, f64)>) -> Ring {
+    fn build_weighted(self, members: Vec<(Member, f64)>) -> Ring {
         let mut nodes: Vec<Node> = members
             .into_iter()
             .map(|(member, weight)| {
@@ -443,7 +446,7 @@ impl Ring {
     ///
     /// ```
     /// use serversets_mcset::{Ring, RingKind};
-    /// let ring = Ring::builder().kind(RingKind::GoMcset).members([]);
+    /// let ring = Ring::builder().kind(RingKind::GoMcset).build([]);
     /// assert!(ring.is_empty());
     /// ```
     pub fn builder() -> RingBuilder {
@@ -451,7 +454,7 @@ impl Ring {
     }
 
     /// A ketama ring (Finagle identity) over explicit nodes; shorthand for
-    /// `Ring::builder().nodes(nodes)`, which cannot fail for ketama.
+    /// `Ring::builder().build_nodes(nodes)`, which cannot fail for ketama.
     ///
     /// ```
     /// use serversets_mcset::{Ring, WeightedNode};
@@ -472,7 +475,7 @@ impl Ring {
                 (Member::from_addr(node.addr().clone()), node.weight())
             })
             .collect();
-        Ring::builder().build(members)
+        Ring::builder().build_weighted(members)
     }
 
     /// The node owning `key`, or `None` when no node owns any point.
@@ -528,7 +531,7 @@ impl Ring {
     /// use serversets_mcset::{Ring, RingKind};
     ///
     /// // md5("abc") starts 90 01 50 98: read little-endian.
-    /// assert_eq!(Ring::builder().members([]).key_hash("abc"), 0x9850_0190);
+    /// assert_eq!(Ring::builder().build([]).key_hash("abc"), 0x9850_0190);
     /// ```
     #[inline]
     pub fn key_hash(&self, key: impl AsRef<[u8]>) -> u32 {
@@ -538,7 +541,7 @@ impl Ring {
         }
     }
 
-    /// Every server, sorted by identifier then address, including any that
+    /// Every node, sorted by identifier then address, including any that
     /// own no points.
     ///
     /// ```
@@ -569,7 +572,7 @@ impl Ring {
             .map(|e| (e.point, &self.nodes[e.owner as usize]))
     }
 
-    /// Number of servers (including any that own no points).
+    /// Number of nodes (including any that own no points).
     ///
     /// ```
     /// use serversets_mcset::{Ring, WeightedNode};
@@ -581,11 +584,11 @@ impl Ring {
         self.nodes.len()
     }
 
-    /// True when the ring has no servers.
+    /// True when the ring has no nodes.
     ///
     /// ```
     /// use serversets_mcset::Ring;
-    /// assert!(Ring::builder().members([]).is_empty());
+    /// assert!(Ring::builder().build([]).is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
@@ -607,7 +610,7 @@ impl Ring {
     ///
     /// ```
     /// use serversets_mcset::{Ring, RingKind};
-    /// assert_eq!(Ring::builder().members([]).kind(), RingKind::Ketama);
+    /// assert_eq!(Ring::builder().build([]).kind(), RingKind::Ketama);
     /// ```
     pub fn kind(&self) -> RingKind {
         self.kind
@@ -617,7 +620,7 @@ impl Ring {
     ///
     /// ```
     /// use serversets_mcset::{NodeIdentity, Ring};
-    /// assert_eq!(Ring::builder().members([]).identity(), NodeIdentity::Finagle);
+    /// assert_eq!(Ring::builder().build([]).identity(), NodeIdentity::Finagle);
     /// ```
     pub fn identity(&self) -> NodeIdentity {
         self.identity
@@ -628,7 +631,7 @@ impl Ring {
     ///
     /// ```
     /// use serversets_mcset::Ring;
-    /// assert_eq!(Ring::builder().members([]).version(), 0);
+    /// assert_eq!(Ring::builder().build([]).version(), 0);
     /// ```
     pub fn version(&self) -> u64 {
         self.version
@@ -698,7 +701,7 @@ mod tests {
     fn shared_identifiers_collapse_to_the_first_node() {
         let shard =
             |id: &str, addr: &str| Member::builder(id, addr.parse().unwrap()).shard(0).build();
-        let ring = Ring::builder().members([shard("m2", "b:1"), shard("m1", "a:1")]);
+        let ring = Ring::builder().build([shard("m2", "b:1"), shard("m1", "a:1")]);
         assert_eq!(ring.len(), 2);
         let owners: Vec<_> = ring
             .nodes()
@@ -707,13 +710,13 @@ mod tests {
             .collect();
         assert_eq!(owners, [("a:1".to_string(), 160), ("b:1".to_string(), 0)]);
         // Same ring as a single node named "0".
-        let single = Ring::builder().members([shard("m1", "a:1")]);
+        let single = Ring::builder().build([shard("m1", "a:1")]);
         let points = |r: &Ring| r.points().map(|(p, _)| p).collect::<Vec<_>>();
         assert_eq!(points(&ring), points(&single));
 
         let by_addr = Ring::builder()
             .identity(NodeIdentity::HostPort)
-            .members([shard("m2", "b:1"), shard("m1", "a:1")]);
+            .build([shard("m2", "b:1"), shard("m1", "a:1")]);
         assert!(by_addr.nodes().iter().all(|n| n.owned_points() == 160));
     }
 
@@ -724,7 +727,7 @@ mod tests {
             .build();
         let ring = Ring::builder()
             .kind(RingKind::GoMcset)
-            .members([heavy, Member::from_addr("10.0.0.2:11211".parse().unwrap())]);
+            .build([heavy, Member::from_addr("10.0.0.2:11211".parse().unwrap())]);
         assert_eq!(ring.point_count(), 300);
         assert_eq!(ring.nodes()[0].identifier(), "10.0.0.1:11211");
         assert!(ring.nodes().iter().all(|n| n.owned_points() == 150));
@@ -759,7 +762,7 @@ mod tests {
 
     #[test]
     fn empty_ring_picks_nothing() {
-        let ring = Ring::builder().members([]);
+        let ring = Ring::builder().build([]);
         assert!(ring.pick("k").is_none());
         assert!(ring.locate("k").is_none());
         assert_eq!(ring.point_count(), 0);

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serversets_core::{Environment, ServerSet, Watcher};
 use serversets_fixedset::FixedSet;
-use serversets_mcset::{McSet, McSetError, Ring, WeightedNode};
+use serversets_mcset::{Error, McSet, Ring, WeightedNode};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -147,7 +147,7 @@ async fn keys_land_on_the_ketama_server_and_removal_moves_only_its_keys() {
     let mut moved = 0;
     for i in 0..KEYS {
         let old = &before[&key(i)][0];
-        let new = set.pick_server(key(i)).expect("servers").addr().to_string();
+        let new = set.pick(key(i)).expect("servers").addr().to_string();
         assert_eq!(new, after.pick(key(i)).unwrap().addr().to_string());
         if *old == gone {
             moved += 1;
@@ -167,13 +167,12 @@ async fn keys_land_on_the_ketama_server_and_removal_moves_only_its_keys() {
     assert_eq!(moved, per_server[gone.as_str()]);
 
     // The departed server's client was dropped: its connection closes.
-    tokio::time::timeout(WAIT, async {
-        while curr_connections(&gone).await >= with_client {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("client connection to the removed server closed");
+    testkit::eventually(
+        WAIT,
+        "client connection to the removed server closed",
+        || async { curr_connections(&gone).await < with_client },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -184,7 +183,7 @@ async fn delete_and_missing_keys() {
     set.set("k1", b"v1", Some(Duration::from_secs(60)))
         .await
         .unwrap();
-    let home = set.pick_server("k1").unwrap().addr().to_string();
+    let home = set.pick("k1").unwrap().addr().to_string();
     assert_eq!(raw_get(&home, "k1").await, Some(b"v1".to_vec()));
     assert!(set.delete("k1").await.unwrap());
     assert!(!set.delete("k1").await.unwrap());
@@ -216,13 +215,10 @@ impl OnPort {
             .spawn()
             .expect("spawn memcached");
         let server = OnPort(child);
-        tokio::time::timeout(WAIT, async {
-            while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+        testkit::eventually(WAIT, "restarted memcached accepts", || async {
+            TcpStream::connect(("127.0.0.1", port)).await.is_ok()
         })
-        .await
-        .expect("restarted memcached accepts");
+        .await;
         server
     }
 }
@@ -242,7 +238,7 @@ async fn a_dead_server_fails_typed_and_is_reconnected_when_back() {
     let on = |n: usize| {
         (0..)
             .map(key)
-            .find(|k| set.pick_server(k).unwrap().addr().to_string() == servers[n])
+            .find(|k| set.pick(k).unwrap().addr().to_string() == servers[n])
             .unwrap()
     };
     let k = on(0);
@@ -252,7 +248,7 @@ async fn a_dead_server_fails_typed_and_is_reconnected_when_back() {
     memcached[0].kill();
     let err = set.get(&k).await.expect_err("server is down");
     match &err {
-        McSetError::Memcache { server, .. } => assert_eq!(server.to_string(), servers[0]),
+        Error::Memcache { addr, .. } => assert_eq!(addr.to_string(), servers[0]),
         other => panic!("unexpected error {other:?}"),
     }
     assert!(err.to_string().contains(&servers[0]), "{err}");
@@ -272,22 +268,12 @@ async fn a_dead_server_fails_typed_and_is_reconnected_when_back() {
 #[tokio::test]
 async fn empty_set_is_no_servers() {
     let set = McSet::new(FixedSet::empty()).expect("runtime");
-    assert!(matches!(set.get("k").await, Err(McSetError::NoServers)));
+    assert!(matches!(set.get("k").await, Err(Error::NoMembers)));
     assert!(matches!(
         set.set("k", b"v", None).await,
-        Err(McSetError::NoServers)
+        Err(Error::NoMembers)
     ));
-    assert!(matches!(set.delete("k").await, Err(McSetError::NoServers)));
-}
-
-async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    tokio::time::timeout(WAIT, async {
-        while !cond() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out waiting for: {what}"));
+    assert!(matches!(set.delete("k").await, Err(Error::NoMembers)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -305,7 +291,10 @@ async fn servers_registered_in_zookeeper() {
         endpoints.push(ep.expect("registered"));
     }
     let mcset = McSet::new(set.watch().await.expect("watch")).expect("runtime");
-    wait_until("all three members seen", || mcset.ring().len() == 3).await;
+    testkit::eventually(WAIT, "all three members seen", || async {
+        mcset.ring().len() == 3
+    })
+    .await;
 
     // Keys land on the ketama server.
     write_all(&mcset).await;
@@ -324,11 +313,11 @@ async fn servers_registered_in_zookeeper() {
         .close()
         .await
         .expect("deregistered");
-    wait_until("removal seen", || mcset.ring().len() == 2).await;
+    testkit::eventually(WAIT, "removal seen", || async { mcset.ring().len() == 2 }).await;
     let mut moved = 0;
     for i in 0..KEYS {
         let old = &before[&key(i)][0];
-        let new = mcset.pick_server(key(i)).unwrap().addr().to_string();
+        let new = mcset.pick(key(i)).unwrap().addr().to_string();
         let stored = mcset.get(key(i)).await.expect("get");
         if *old == gone {
             moved += 1;
@@ -353,7 +342,10 @@ async fn servers_registered_in_zookeeper() {
         .register()
         .await
         .expect("registered again");
-    wait_until("weighted member seen", || mcset.ring().len() == 3).await;
+    testkit::eventually(WAIT, "weighted member seen", || async {
+        mcset.ring().len() == 3
+    })
+    .await;
     let weighted = Ring::ketama([
         format!("{}=1", servers[0]).parse::<WeightedNode>().unwrap(),
         format!("{}=1", servers[1]).parse().unwrap(),

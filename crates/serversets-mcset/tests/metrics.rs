@@ -91,7 +91,7 @@ fn rebuilds_and_ring_size_follow_the_members() {
             set.ring().point_count() as f64
         );
         // Picks are not counted unless asked for.
-        set.pick_server("k").unwrap();
+        set.pick("k").unwrap();
         assert!(!samples().has("serversets_mc_picks_total", &set_label));
     });
 }
@@ -108,7 +108,7 @@ fn picks_are_counted_per_node_when_asked_for() {
             .unwrap();
         let mut want = std::collections::HashMap::new();
         for i in 0..300 {
-            let server = set.pick_server(format!("user:{i}")).unwrap();
+            let server = set.pick(format!("user:{i}")).unwrap();
             *want.entry(server.addr().to_string()).or_insert(0.0) += 1.0;
         }
         let s = samples();
@@ -141,10 +141,10 @@ fn a_pick_allocates_nothing_with_a_recorder_installed() {
                 .unwrap()
         };
         let keys: Vec<String> = (0..1000).map(|i| format!("user:{i}")).collect();
-        set.pick_server(&keys[0]).unwrap(); // warm
+        set.pick(&keys[0]).unwrap(); // warm
         let before = allocations();
         for key in &keys {
-            std::hint::black_box(set.pick_server(key).unwrap());
+            std::hint::black_box(set.pick(key).unwrap());
         }
         assert_eq!(
             allocations() - before,

@@ -72,7 +72,7 @@ fn ring_of(kind: RingKind, nodes: &[(HostPort, f64)]) -> Ring {
     let nodes = nodes
         .iter()
         .map(|(addr, w)| WeightedNode::new(addr.clone(), *w).unwrap());
-    Ring::builder().kind(kind).nodes(nodes).unwrap()
+    Ring::builder().kind(kind).build_nodes(nodes).unwrap()
 }
 
 fn kind() -> impl Strategy<Value = RingKind> {
@@ -95,7 +95,7 @@ proptest! {
                 .metadata("weight", n.weight().to_string())
                 .build()
         });
-        let by_members = Ring::builder().members(members);
+        let by_members = Ring::builder().build(members);
         for (key, node) in vectors(KETAMA) {
             prop_assert_eq!(by_nodes.pick(key).unwrap().identifier(), node, "key {}", key);
             prop_assert_eq!(by_members.pick(key).unwrap().identifier(), node, "key {}", key);
@@ -108,7 +108,7 @@ proptest! {
         colliding in Just(go_nodes(GO_COLLISIONS)).prop_shuffle(),
     ) {
         for (nodes, text) in [(three, GO_3_NODES), (colliding, GO_COLLISIONS)] {
-            let ring = Ring::builder().kind(RingKind::GoMcset).nodes(nodes).unwrap();
+            let ring = Ring::builder().kind(RingKind::GoMcset).build_nodes(nodes).unwrap();
             for (key, node) in vectors(text) {
                 prop_assert_eq!(ring.pick(key).unwrap().addr().to_string(), node, "key {}", key);
             }

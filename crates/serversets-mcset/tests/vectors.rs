@@ -108,7 +108,7 @@ fn ketama_vectors_hold_for_members_with_weight_metadata() {
             .metadata("weight", n.weight().to_string())
             .build()
     });
-    let ring = Ring::builder().members(members);
+    let ring = Ring::builder().build(members);
     let reference = ketama_ring();
     let points = |r: &Ring| {
         r.points()
@@ -159,7 +159,7 @@ fn ketama_identity_choice_changes_placement_only_for_sharded_members() {
         .collect();
     // No shards: both rules name nodes by host and agree with the vectors.
     for identity in [NodeIdentity::Finagle, NodeIdentity::HostPort] {
-        let ring = Ring::builder().identity(identity).members(members.clone());
+        let ring = Ring::builder().identity(identity).build(members.clone());
         for line in data_lines(KETAMA) {
             let cols: Vec<&str> = line.split(' ').collect();
             assert_eq!(ring.pick(cols[0]).unwrap().identifier(), cols[3]);
@@ -176,10 +176,10 @@ fn ketama_identity_choice_changes_placement_only_for_sharded_members() {
                 .build()
         })
         .collect();
-    let by_shard = Ring::builder().members(sharded.clone());
+    let by_shard = Ring::builder().build(sharded.clone());
     let by_addr = Ring::builder()
         .identity(NodeIdentity::HostPort)
-        .members(sharded);
+        .build(sharded);
     assert_eq!(by_shard.nodes()[0].identifier(), "0");
     assert_eq!(by_addr.nodes()[0].identifier(), "10.0.1.1");
     let differ = data_lines(KETAMA)
@@ -196,7 +196,7 @@ fn go_ring() -> Ring {
     assert_eq!(nodes.len(), 3);
     Ring::builder()
         .kind(RingKind::GoMcset)
-        .nodes(nodes)
+        .build_nodes(nodes)
         .expect("unweighted nodes")
 }
 
@@ -222,7 +222,7 @@ fn go_mcset_vectors_hold_whatever_the_node_order() {
     let ring = Ring::builder()
         .kind(RingKind::GoMcset)
         .identity(NodeIdentity::Finagle) // ignored by the Go ring
-        .nodes(nodes)
+        .build_nodes(nodes)
         .unwrap();
     for line in data_lines(GO_MCSET) {
         let (key, node) = line.rsplit_once(' ').unwrap();
@@ -264,7 +264,7 @@ fn go_mcset_collision_goes_to_the_larger_endpoint_as_in_go() {
         }
         let ring = Ring::builder()
             .kind(RingKind::GoMcset)
-            .nodes(nodes)
+            .build_nodes(nodes)
             .unwrap();
         assert_eq!(ring.point_count(), 220 * 150 - 1, "one shared point");
         let mut checked = 0;

@@ -23,31 +23,30 @@ fn points(ring: &Ring) -> Vec<(u32, String)> {
 #[test]
 fn vector_weights_of_one_leave_the_ring_byte_for_byte() {
     let meta = [Some("1"), Some("2"), None, Some("0.5")];
-    let plain = Ring::builder().members((0..4).map(|i| {
+    let plain = Ring::builder().build((0..4).map(|i| {
         let m = member(i, meta[i], 1.0);
         assert_eq!(m.weight(), 1.0);
         m
     }));
-    let explicit =
-        Ring::builder().members((0..4).map(|i| member(i, meta[i], 1.0).with_weight(1.0)));
+    let explicit = Ring::builder().build((0..4).map(|i| member(i, meta[i], 1.0).with_weight(1.0)));
     assert_eq!(points(&plain), points(&explicit));
 }
 
 #[test]
 fn metadata_and_vector_weights_multiply() {
-    let a = Ring::builder().members([member(0, Some("2"), 0.5), member(1, None, 3.0)]);
-    let b = Ring::builder().members([member(0, None, 1.0), member(1, Some("3"), 1.0)]);
+    let a = Ring::builder().build([member(0, Some("2"), 0.5), member(1, None, 3.0)]);
+    let b = Ring::builder().build([member(0, None, 1.0), member(1, Some("3"), 1.0)]);
     assert_eq!(points(&a), points(&b));
 }
 
 #[test]
 fn weight_zero_owns_nothing_and_the_rest_is_the_ring_without_it() {
-    let with_zero = Ring::builder().members([
+    let with_zero = Ring::builder().build([
         member(0, None, 1.0),
         member(1, Some("2"), 0.0),
         member(2, None, 1.0),
     ]);
-    let without = Ring::builder().members([member(0, None, 1.0), member(2, None, 1.0)]);
+    let without = Ring::builder().build([member(0, None, 1.0), member(2, None, 1.0)]);
     assert_eq!(points(&with_zero), points(&without));
     assert_eq!(with_zero.nodes().len(), 3, "still listed");
     for i in 0..30_000 {
@@ -55,8 +54,8 @@ fn weight_zero_owns_nothing_and_the_rest_is_the_ring_without_it() {
         assert_ne!(with_zero.pick(&key).unwrap().addr().host(), "10.0.0.2");
     }
     // All of weight 0: all equal, as if every vector weight were 1.
-    let zeros = Ring::builder().members((0..3).map(|i| member(i, None, 0.0)));
-    let ones = Ring::builder().members((0..3).map(|i| member(i, None, 1.0)));
+    let zeros = Ring::builder().build((0..3).map(|i| member(i, None, 0.0)));
+    let ones = Ring::builder().build((0..3).map(|i| member(i, None, 1.0)));
     assert_eq!(points(&zeros), points(&ones));
 }
 
@@ -73,7 +72,7 @@ fn weight_zero_owns_nothing_and_the_rest_is_the_ring_without_it() {
 #[test]
 fn key_shares_follow_weights_over_30000_keys() {
     let weights = [1.0, 2.0, 3.0, 0.0];
-    let ring = Ring::builder().members((0..4).map(|i| member(i, None, weights[i])));
+    let ring = Ring::builder().build((0..4).map(|i| member(i, None, weights[i])));
     let index = |addr: &HostPort| {
         usize::from(
             addr.host()

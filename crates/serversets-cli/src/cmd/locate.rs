@@ -40,7 +40,7 @@ pub(crate) async fn run(
                 watch.path()
             )));
         }
-        builder.members(snapshot.iter().cloned())
+        builder.build(snapshot.iter().cloned())
     } else {
         if a.endpoint.is_some() || a.shard.is_some() {
             return Err(usage(
@@ -48,7 +48,7 @@ pub(crate) async fn run(
             ));
         }
         builder
-            .nodes(a.node.iter().cloned())
+            .build_nodes(a.node.iter().cloned())
             .map_err(|e| usage(e.to_string()))?
     };
     let mut locate = |key: &str| -> Result<(), CliError> {
