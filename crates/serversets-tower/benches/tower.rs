@@ -223,7 +223,7 @@ fn client(path: Path, set: Arc<dyn Watcher>) -> Client {
             });
             let service = ServiceBuilder::new()
                 .layer(FailFastLayer::new(
-                    discover.endpoints(),
+                    discover.member_count(),
                     Duration::from_secs(5),
                 ))
                 .service(Buffer::new(Balance::new(discover), 1024));
@@ -292,7 +292,7 @@ fn thread_cpu() -> Duration {
 }
 
 async fn request_bench(path: Path, addrs: &[SocketAddr]) {
-    let set = Arc::new(FixedSet::new(addrs.iter().map(|a| a.to_string())).expect("endpoints"));
+    let set = Arc::new(FixedSet::new(addrs.iter().map(|a| a.to_string())).expect("addresses"));
     let ours = client(path, set);
     let direct = direct(addrs);
     // Warm up both (connections, buffers, the servers).
@@ -417,7 +417,7 @@ impl Source {
         let all: Vec<String> = servers.addrs.iter().map(|a| a.to_string()).collect();
         let old = all[..SERVERS].to_vec();
         Source::Fixed {
-            set: Arc::new(FixedSet::new(&old).expect("endpoints")),
+            set: Arc::new(FixedSet::new(&old).expect("addresses")),
             old,
             with_new: all,
         }
@@ -469,7 +469,7 @@ impl Source {
     async fn add(&mut self) {
         match self {
             Source::Fixed { set, with_new, .. } => {
-                set.set_addresses(&*with_new).expect("endpoints")
+                set.set_addresses(&*with_new).expect("addresses")
             }
             Source::ZooKeeper {
                 set,
@@ -489,7 +489,7 @@ impl Source {
     /// Takes the new member out again, and waits until the set shows it.
     async fn remove(&mut self) {
         match self {
-            Source::Fixed { set, old, .. } => set.set_addresses(&*old).expect("endpoints"),
+            Source::Fixed { set, old, .. } => set.set_addresses(&*old).expect("addresses"),
             Source::ZooKeeper {
                 watch,
                 registration,

@@ -104,7 +104,9 @@ async fn main() -> Result<(), Error> {
         MemberLoad::new(endpoint.connect_lazy(), member)
     });
     let service = ServiceBuilder::new()
-        .layer(FailFastLayer::new(discover.endpoints(), Duration::from_secs(1)).grpc_unavailable())
+        .layer(
+            FailFastLayer::new(discover.member_count(), Duration::from_secs(1)).grpc_unavailable(),
+        )
         .service(Buffer::new(Balance::new(discover), 1024));
     let mut client = GreeterClient::new(service);
     let mut answered = BTreeMap::new();

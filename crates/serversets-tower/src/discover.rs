@@ -12,8 +12,8 @@ use futures_core::Stream;
 use serversets_core::{Member, MemberId, Watcher};
 use tower::discover::Change;
 
-use crate::endpoints::Endpoints;
-use crate::follow::Follower;
+use crate::follow::PollFollower;
+use crate::member_count::MemberCount;
 
 /// Builds the service for one member; implemented by every
 /// `FnMut(&Member) -> S`.
@@ -122,17 +122,17 @@ enum Pending {
 /// ```
 pub struct WatcherDiscover<M: MakeMember> {
     /// Where the changes come from.
-    follower: Follower,
+    follower: PollFollower,
     /// Builds a member's service when its insert is handed out.
     make: M,
     /// Changes of the last diff not handed out yet; the follower is polled
     /// again only once this is empty, so nothing in it goes stale.
     queue: VecDeque<Pending>,
     /// Keys the balancer holds: to tell a new insert from a replacement and
-    /// to keep `endpoints` exact.
+    /// to keep `members` exact.
     live: HashSet<MemberId>,
     /// `live.len()`, shared with fail-fast layers.
-    endpoints: Endpoints,
+    members: MemberCount,
 }
 
 impl<M: MakeMember> WatcherDiscover<M> {
@@ -143,18 +143,18 @@ impl<M: MakeMember> WatcherDiscover<M> {
     pub fn new(watcher: impl Watcher + 'static, make: M) -> WatcherDiscover<M> {
         let watcher: Arc<dyn Watcher> = Arc::new(watcher);
         WatcherDiscover {
-            follower: Follower::new(watcher.clone()),
+            follower: PollFollower::new(watcher.clone()),
             make,
             queue: VecDeque::new(),
             live: HashSet::new(),
-            endpoints: Endpoints::new(watcher),
+            members: MemberCount::new(watcher),
         }
     }
 
-    /// The count of endpoints this stream has handed out, for
+    /// The count of members this stream has handed out, for
     /// [`FailFast`](crate::FailFast).
-    pub fn endpoints(&self) -> Endpoints {
-        self.endpoints.clone()
+    pub fn member_count(&self) -> MemberCount {
+        self.members.clone()
     }
 }
 
@@ -173,12 +173,12 @@ impl<M: MakeMember> Stream for WatcherDiscover<M> {
                 Some(Pending::Insert(member)) => {
                     let service = this.make.make(&member);
                     this.live.insert(member.id().clone());
-                    this.endpoints.set(this.live.len());
+                    this.members.set(this.live.len());
                     return Poll::Ready(Some(Ok(Change::Insert(member.id().clone(), service))));
                 }
                 Some(Pending::Remove(id)) => {
                     if this.live.remove(&id) {
-                        this.endpoints.set(this.live.len());
+                        this.members.set(this.live.len());
                         return Poll::Ready(Some(Ok(Change::Remove(id))));
                     }
                     continue;
@@ -203,7 +203,7 @@ impl<M: MakeMember> fmt::Debug for WatcherDiscover<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WatcherDiscover")
             .field("version", &self.follower.applied().version())
-            .field("endpoints", &self.live.len())
+            .field("members", &self.live.len())
             .field("queued", &self.queue.len())
             .finish()
     }
@@ -247,18 +247,18 @@ mod tests {
             built += 1;
             format!("{}#{built}", m.addr())
         });
-        let endpoints = d.endpoints();
+        let members = d.member_count();
         assert_eq!(take(&mut d, 2).await, ["+m1=h:1#1", "+m2=h:2#2"]);
-        assert_eq!(endpoints.len(), 2);
+        assert_eq!(members.len(), 2);
 
         // m2 re-registers as m3 on the same address; m1 gets a new weight.
         publisher.publish([member("m1", "h:1").with_weight(2.0), member("m3", "h:2")]);
         assert_eq!(take(&mut d, 3).await, ["+m1=h:1#3", "+m3=h:2#4", "-m2"]);
-        assert_eq!(endpoints.len(), 2);
+        assert_eq!(members.len(), 2);
 
         publisher.publish([]);
         assert_eq!(take(&mut d, 2).await, ["-m1", "-m3"]);
-        assert!(endpoints.is_empty());
+        assert!(members.is_empty());
     }
 
     #[tokio::test]
@@ -270,7 +270,11 @@ mod tests {
         assert_eq!(take(&mut d, 1).await, ["+a=a"]);
         assert!(d.next().await.is_none());
         assert!(d.next().await.is_none());
-        assert_eq!(d.endpoints().len(), 1, "a closed source keeps its members");
+        assert_eq!(
+            d.member_count().len(),
+            1,
+            "a closed source keeps its members"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -153,3 +153,26 @@ impl StdError for Error {
         Some(self.source.as_ref())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cause is given once: in `source()`, never again in the message.
+    #[test]
+    fn the_message_never_repeats_the_source() {
+        let errors = [
+            Error::no_servers_after(Duration::from_millis(250)),
+            Error::reported_no_servers(Box::new(NoServers::after(Duration::ZERO))),
+            Error::from_service("connection refused".into()),
+            Error::from_service(Box::new(std::io::Error::other("reset by peer"))),
+        ];
+        for error in errors {
+            let source = error.source().expect("every Error wraps its cause");
+            assert!(
+                !error.to_string().contains(&source.to_string()),
+                "{error:?} prints its source in its message: {error}"
+            );
+        }
+    }
+}

@@ -1,4 +1,4 @@
-//! [`FailFast`]: a request to a balancer with no endpoints fails with
+//! [`FailFast`]: a request to a balancer with no members fails with
 //! [`NoServers`] after a bounded wait, instead of waiting forever.
 
 use std::fmt;
@@ -11,8 +11,8 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower::{BoxError, Layer, Service};
 
-use crate::endpoints::Endpoints;
 use crate::error::{Error, NoServers};
+use crate::member_count::MemberCount;
 
 /// How a [`NoServers`] is reported: boxed as is, or wrapped (in a
 /// `tonic::Status` with code `Unavailable`, see
@@ -33,7 +33,7 @@ fn boxed(e: NoServers) -> BoxError {
 /// let discover = WatcherDiscover::new(FixedSet::empty(), |m: &serversets_core::Member| {
 ///     serversets_tower::MemberLoad::new(tower::service_fn(|()| async { Ok::<_, std::io::Error>(()) }), m)
 /// });
-/// let layer = FailFastLayer::new(discover.endpoints(), Duration::from_millis(500));
+/// let layer = FailFastLayer::new(discover.member_count(), Duration::from_millis(500));
 /// let service = tower::ServiceBuilder::new()
 ///     .layer(layer)
 ///     .service(tower::balance::p2c::Balance::new(discover));
@@ -41,17 +41,17 @@ fn boxed(e: NoServers) -> BoxError {
 /// ```
 #[derive(Clone)]
 pub struct FailFastLayer {
-    endpoints: Endpoints,
+    members: MemberCount,
     wait: Duration,
     report: Report,
 }
 
 impl FailFastLayer {
-    /// Fails requests with [`NoServers`] once `endpoints` has been empty
+    /// Fails requests with [`NoServers`] once `members` has been empty
     /// for `wait`.
-    pub fn new(endpoints: Endpoints, wait: Duration) -> FailFastLayer {
+    pub fn new(members: MemberCount, wait: Duration) -> FailFastLayer {
         FailFastLayer {
-            endpoints,
+            members,
             wait,
             report: boxed,
         }
@@ -74,7 +74,7 @@ impl FailFastLayer {
     /// let discover = WatcherDiscover::new(FixedSet::empty(), |m: &serversets_core::Member| {
     ///     serversets_tower::MemberLoad::new(tower::service_fn(|()| async { Ok::<_, std::io::Error>(()) }), m)
     /// });
-    /// let layer = FailFastLayer::new(discover.endpoints(), Duration::ZERO).grpc_unavailable();
+    /// let layer = FailFastLayer::new(discover.member_count(), Duration::ZERO).grpc_unavailable();
     /// let err = layer.layer(Balance::new(discover)).oneshot(()).await.unwrap_err();
     /// assert!(err.is_no_servers());
     /// let status = tonic::Status::from_error(Box::new(err));
@@ -95,7 +95,7 @@ impl<S> Layer<S> for FailFastLayer {
     fn layer(&self, inner: S) -> FailFast<S> {
         FailFast {
             inner,
-            endpoints: self.endpoints.clone(),
+            members: self.members.clone(),
             wait: self.wait,
             report: self.report,
             timer: None,
@@ -106,32 +106,32 @@ impl<S> Layer<S> for FailFastLayer {
 impl fmt::Debug for FailFastLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FailFastLayer")
-            .field("endpoints", &self.endpoints.len())
+            .field("members", &self.members.len())
             .field("wait", &self.wait)
             .finish()
     }
 }
 
 /// Fails requests with [`NoServers`] when the balancer behind it has had no
-/// endpoint for a configurable wait.
+/// member for a configurable wait.
 ///
 /// tower's p2c `Balance` stays `Pending` forever when it holds no ready
 /// service, and a tonic `Channel` (a buffer in front of such a balancer)
-/// queues requests forever. `FailFast` looks at the [`Endpoints`] count of
-/// whatever feeds the balancer ([`WatcherDiscover::endpoints`],
-/// [`MakeDiscover::endpoints`], the tonic helper's `ChannelSync`), in both
-/// places a request can wait:
+/// queues requests forever. `FailFast` looks at the [`MemberCount`] of
+/// whatever feeds the balancer ([`WatcherDiscover::member_count`],
+/// [`MakeDiscover::member_count`], the tonic helper's `ChannelSync`), in
+/// both places a request can wait:
 ///
 /// - **`poll_ready`**, for a balancer used directly: while the inner
-///   service is not ready and there are no endpoints, a timer runs; when it
-///   fires with still no endpoint, `poll_ready` returns the error. Put
+///   service is not ready and there are no members, a timer runs; when it
+///   fires with still no member, `poll_ready` returns the error. Put
 ///   `FailFast` *outside* any `Buffer`: a buffer's worker treats a
 ///   `poll_ready` error as fatal.
 /// - **the response future**, for a buffered balancer or a tonic `Channel`
 ///   (ready at once, waiting inside): a request made while there are no
-///   endpoints fails after the wait if there are still none, and the queued
+///   members fails after the wait if there are still none, and the queued
 ///   request is dropped (tower's and tonic's buffers skip requests whose
-///   caller has gone). As soon as an endpoint arrives the request just waits
+///   caller has gone). As soon as a member arrives the request just waits
 ///   for its answer.
 ///
 /// A request placed while there were servers is not guarded: should the
@@ -139,14 +139,14 @@ impl fmt::Debug for FailFastLayer {
 /// it waits for a server as any request would. Bound requests with a
 /// timeout as well (tower's `Timeout`, tonic's `Endpoint::timeout`).
 ///
-/// While there are endpoints it costs, per request, a look at
-/// [`Endpoints::no_servers`] (an atomic load and a watcher snapshot) and no
+/// While there are members it costs, per request, a look at
+/// [`MemberCount::no_servers`] (an atomic load and a watcher snapshot) and no
 /// timer. A wait of zero fails at once. Errors are an [`Error`]:
 /// [`Error::is_no_servers`], or the inner service's error as its source.
 /// The timer is tokio's, so it needs a runtime with time enabled.
 ///
-/// [`WatcherDiscover::endpoints`]: crate::WatcherDiscover::endpoints
-/// [`MakeDiscover::endpoints`]: crate::MakeDiscover::endpoints
+/// [`WatcherDiscover::member_count`]: crate::WatcherDiscover::member_count
+/// [`MakeDiscover::member_count`]: crate::MakeDiscover::member_count
 ///
 /// ```
 /// use std::time::Duration;
@@ -162,8 +162,8 @@ impl fmt::Debug for FailFastLayer {
 /// let discover = WatcherDiscover::new(set, |m: &Member| {
 ///     MemberLoad::new(tower::service_fn(|()| async { Ok::<_, std::io::Error>(()) }), m)
 /// });
-/// let endpoints = discover.endpoints();
-/// let service = FailFast::new(Balance::new(discover), endpoints, Duration::from_millis(100));
+/// let members = discover.member_count();
+/// let service = FailFast::new(Balance::new(discover), members, Duration::from_millis(100));
 /// let err = service.oneshot(()).await.unwrap_err();
 /// assert!(err.is_no_servers());
 /// assert_eq!(err.no_servers().map(NoServers::waited), Some(Duration::from_millis(100)));
@@ -172,21 +172,21 @@ impl fmt::Debug for FailFastLayer {
 pub struct FailFast<S> {
     /// The balancer (or anything in front of one).
     inner: S,
-    /// How many endpoints the balancer has.
-    endpoints: Endpoints,
-    /// How long a request may wait for a first endpoint.
+    /// How many members the balancer has.
+    members: MemberCount,
+    /// How long a request may wait for a first member.
     wait: Duration,
     /// Turns a `NoServers` into the error returned.
     report: Report,
-    /// Runs while `poll_ready` waits with no endpoints.
+    /// Runs while `poll_ready` waits with no members.
     timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> FailFast<S> {
-    /// Wraps `inner`, failing requests once `endpoints` has been empty for
+    /// Wraps `inner`, failing requests once `members` has been empty for
     /// `wait`.
-    pub fn new(inner: S, endpoints: Endpoints, wait: Duration) -> FailFast<S> {
-        FailFastLayer::new(endpoints, wait).layer(inner)
+    pub fn new(inner: S, members: MemberCount, wait: Duration) -> FailFast<S> {
+        FailFastLayer::new(members, wait).layer(inner)
     }
 
     /// The wrapped service.
@@ -199,9 +199,9 @@ impl<S> FailFast<S> {
         &mut self.inner
     }
 
-    /// The endpoint count this layer looks at.
-    pub fn endpoints(&self) -> &Endpoints {
-        &self.endpoints
+    /// The member count this layer looks at.
+    pub fn member_count(&self) -> &MemberCount {
+        &self.members
     }
 
     fn error(&self) -> Error {
@@ -213,7 +213,7 @@ impl<S: Clone> Clone for FailFast<S> {
     fn clone(&self) -> Self {
         FailFast {
             inner: self.inner.clone(),
-            endpoints: self.endpoints.clone(),
+            members: self.members.clone(),
             wait: self.wait,
             report: self.report,
             // A clone has not been waiting.
@@ -226,7 +226,7 @@ impl<S: fmt::Debug> fmt::Debug for FailFast<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FailFast")
             .field("inner", &self.inner)
-            .field("endpoints", &self.endpoints.len())
+            .field("members", &self.members.len())
             .field("wait", &self.wait)
             .field("waiting", &self.timer.is_some())
             .finish()
@@ -248,8 +248,8 @@ where
                 self.timer = None;
                 Poll::Ready(ready.map_err(|e| Error::from_service(e.into())))
             }
-            Poll::Pending if !self.endpoints.no_servers() => {
-                // Endpoints exist and are getting ready: not ours to judge.
+            Poll::Pending if !self.members.no_servers() => {
+                // Members exist and are getting ready: not ours to judge.
                 self.timer = None;
                 Poll::Pending
             }
@@ -271,7 +271,7 @@ where
     }
 
     fn call(&mut self, request: Request) -> FailFastFuture<S::Future> {
-        if !self.endpoints.no_servers() {
+        if !self.members.no_servers() {
             return FailFastFuture::new(State::Plain {
                 inner: self.inner.call(request),
             });
@@ -285,7 +285,7 @@ where
         FailFastFuture::new(State::Guarded {
             inner: self.inner.call(request),
             timer: Box::pin(tokio::time::sleep(self.wait)),
-            endpoints: Some(self.endpoints.clone()),
+            members: Some(self.members.clone()),
             error: Some(self.error()),
         })
     }
@@ -302,7 +302,7 @@ pin_project! {
 pin_project! {
     #[project = Projection]
     enum State<F> {
-        // Sent while there were endpoints: just the inner future.
+        // Sent while there were members: just the inner future.
         Plain {
             #[pin]
             inner: F,
@@ -313,12 +313,12 @@ pin_project! {
             #[pin]
             inner: F,
             timer: Pin<Box<Sleep>>,
-            // `None` once an endpoint arrived: from then on, wait for the
+            // `None` once a member arrived: from then on, wait for the
             // answer however long it takes.
-            endpoints: Option<Endpoints>,
+            members: Option<MemberCount>,
             error: Option<Error>,
         },
-        // Failed before sending (a zero wait with no endpoints).
+        // Failed before sending (a zero wait with no members).
         Failed {
             error: Option<Error>,
         },
@@ -346,23 +346,23 @@ where
             Projection::Guarded {
                 inner,
                 timer,
-                endpoints,
+                members,
                 error,
             } => {
                 if let Poll::Ready(out) = inner.poll(cx) {
                     return Poll::Ready(out.map_err(|e| Error::from_service(e.into())));
                 }
-                if endpoints.as_ref().is_some_and(|e| !e.no_servers()) {
-                    *endpoints = None;
+                if members.as_ref().is_some_and(|m| !m.no_servers()) {
+                    *members = None;
                 }
-                if endpoints.is_none() {
+                if members.is_none() {
                     return Poll::Pending;
                 }
                 match timer.as_mut().poll(cx) {
                     Poll::Pending => Poll::Pending,
-                    // An endpoint may have arrived since the look above.
-                    Poll::Ready(()) if endpoints.as_ref().is_some_and(|e| !e.no_servers()) => {
-                        *endpoints = None;
+                    // A member may have arrived since the look above.
+                    Poll::Ready(()) if members.as_ref().is_some_and(|m| !m.no_servers()) => {
+                        *members = None;
                         Poll::Pending
                     }
                     Poll::Ready(()) => Poll::Ready(Err(take_error(error))),

@@ -1,51 +1,27 @@
-//! Following a Watcher: the one place that turns snapshots into the keyed
-//! inserts and removes every part of this crate hands to a balancer.
+//! Following a Watcher by polling: the one place that turns snapshots into
+//! the keyed inserts and removes ([`Changes`]) every part of this crate hands
+//! to a balancer.
+//!
+//! Why not core's [`Follower`](serversets_core::balance::Follower): that one
+//! *pushes* each snapshot into the balancer from a task it spawns (or from a
+//! catch-up on each use, once that task has died). A tower `Discover` is
+//! *pulled*: tower's `Balance` polls it on its own task when it places a
+//! request, and a `Stream` may not spawn. So this is a thin poll-driven
+//! adaptor over core's parts instead ([`Subscription`] for the wait,
+//! [`Changes`] for the diff): it reads the newest snapshot only when polled,
+//! so changes that came in between are coalesced into one diff, and there
+//! is no task that could die apart from the balancer, hence no dead-follower
+//! policy to apply: while the balancer is not polled it places no requests,
+//! and on its next poll it gets everything newer at once. The tonic sync
+//! task polls it too, inside the task it spawns.
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use serversets_core::{Member, MemberId, Snapshot, Subscription, Watcher};
-
-/// What a balancer must do to go from one snapshot to the next, by member
-/// id. A member whose id stayed but whose contents changed (a new weight,
-/// say) is only in `insert`: an insert under a key the balancer already
-/// holds replaces that service, and tower's `ReadyCache` keeps the old one
-/// serving until the new one is ready, so the change opens no gap.
-#[derive(Debug, Default)]
-pub(crate) struct Changes {
-    /// Members to insert (new ids) or replace (known ids, new contents).
-    pub insert: Vec<Member>,
-    /// Ids that left the set.
-    pub remove: Vec<MemberId>,
-}
-
-impl Changes {
-    /// The changes from `older` to `newer`, from [`Snapshot::diff`].
-    pub fn between(newer: &Snapshot, older: &Snapshot) -> Changes {
-        let diff = newer.diff(older);
-        // `diff` lists a changed member in both `added` and `removed`; its id
-        // is not going away, so it is an insert (a replacement) only.
-        let kept: HashSet<&MemberId> = diff.added.iter().map(Member::id).collect();
-        let remove = diff
-            .removed
-            .iter()
-            .filter(|m| !kept.contains(m.id()))
-            .map(|m| m.id().clone())
-            .collect();
-        Changes {
-            insert: diff.added,
-            remove,
-        }
-    }
-
-    /// True when there is nothing to do.
-    pub fn is_empty(&self) -> bool {
-        self.insert.is_empty() && self.remove.is_empty()
-    }
-}
+use serversets_core::balance::Changes;
+use serversets_core::{Snapshot, Subscription, Watcher};
 
 /// The wait for the next snapshot. `Subscription::changed` borrows the
 /// subscription, so the future owns it and hands it back with the result;
@@ -63,7 +39,7 @@ fn wait_for_change(mut subscription: Subscription) -> NextChange {
 /// poll, then each change after that. Ends (`None`) when the source closes,
 /// after its last list; the balancer keeps what it was given, as a watch
 /// keeps its members through an outage.
-pub(crate) struct Follower {
+pub(crate) struct PollFollower {
     /// Kept only so the source lives as long as we follow it (dropping a
     /// ZooKeeper `Watch` may end its background task).
     _watcher: Arc<dyn Watcher>,
@@ -75,12 +51,12 @@ pub(crate) struct Follower {
     next: Option<NextChange>,
 }
 
-impl Follower {
-    pub fn new(watcher: Arc<dyn Watcher>) -> Follower {
+impl PollFollower {
+    pub fn new(watcher: Arc<dyn Watcher>) -> PollFollower {
         // Subscribe before reading, so a change between the two is not lost.
         let mut subscription = watcher.subscribe();
         let first = subscription.latest();
-        Follower {
+        PollFollower {
             _watcher: watcher,
             applied: Snapshot::empty(),
             first: Some(first),
@@ -119,6 +95,12 @@ impl Follower {
         }
     }
 
+    /// The next non-empty set of changes, or `None` once the source has
+    /// closed.
+    pub async fn changes(&mut self) -> Option<Changes> {
+        std::future::poll_fn(|cx| self.poll_changes(cx)).await
+    }
+
     /// Members in the snapshot last handed out.
     pub fn applied(&self) -> &Snapshot {
         &self.applied
@@ -128,55 +110,42 @@ impl Follower {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serversets_core::{HostPort, Publisher};
+    use serversets_core::{HostPort, Member, MemberId, Publisher};
 
     fn member(id: &str, addr: &str) -> Member {
         Member::builder(id, addr.parse::<HostPort>().unwrap()).build()
-    }
-
-    #[test]
-    fn a_changed_member_is_replaced_not_removed() {
-        let old = Snapshot::from_members(1, [member("a", "h:1"), member("b", "h:2")]);
-        let new =
-            Snapshot::from_members(2, [member("a", "h:1").with_weight(3.0), member("c", "h:3")]);
-        let changes = Changes::between(&new, &old);
-        let inserted: Vec<_> = changes.insert.iter().map(|m| m.id().as_str()).collect();
-        assert_eq!(inserted, ["a", "c"]);
-        assert_eq!(changes.remove, [MemberId::new("b")]);
-    }
-
-    #[test]
-    fn unchanged_members_are_not_inserted_again() {
-        let old = Snapshot::from_members(1, [member("a", "h:1"), member("b", "h:2")]);
-        let new = Snapshot::from_members(2, [member("a", "h:1"), member("b", "h:2")]);
-        assert!(Changes::between(&new, &old).is_empty());
     }
 
     #[tokio::test]
     async fn follows_from_the_first_list_to_the_close() {
         let publisher = Publisher::new();
         publisher.publish([member("a", "h:1")]);
-        let mut follower = Follower::new(Arc::new(publisher.feed()));
-        let first = std::future::poll_fn(|cx| follower.poll_changes(cx))
-            .await
-            .unwrap();
+        let mut follower = PollFollower::new(Arc::new(publisher.feed()));
+        let first = follower.changes().await.unwrap();
         assert_eq!(first.insert.len(), 1);
 
         publisher.publish([member("b", "h:2")]);
-        let second = std::future::poll_fn(|cx| follower.poll_changes(cx))
-            .await
-            .unwrap();
+        let second = follower.changes().await.unwrap();
         assert_eq!(second.insert[0].id().as_str(), "b");
         assert_eq!(second.remove, [MemberId::new("a")]);
         assert_eq!(follower.applied().len(), 1);
 
         publisher.close();
-        assert!(std::future::poll_fn(|cx| follower.poll_changes(cx))
-            .await
-            .is_none());
+        assert!(follower.changes().await.is_none());
         // Fused: polling again is still the end, not a panic.
-        assert!(std::future::poll_fn(|cx| follower.poll_changes(cx))
-            .await
-            .is_none());
+        assert!(follower.changes().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn changes_between_polls_are_coalesced_into_one_diff() {
+        let publisher = Publisher::new();
+        let mut follower = PollFollower::new(Arc::new(publisher.feed()));
+        // Nothing in the set: the first poll has nothing to hand out.
+        publisher.publish([member("a", "h:1")]);
+        publisher.publish([member("b", "h:2")]);
+        let changes = follower.changes().await.unwrap();
+        let inserted: Vec<_> = changes.insert.iter().map(|m| m.id().as_str()).collect();
+        assert_eq!(inserted, ["b"]);
+        assert!(changes.remove.is_empty(), "a was never handed out");
     }
 }

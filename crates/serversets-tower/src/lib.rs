@@ -1,22 +1,25 @@
 //! tower and tonic over serversets: a tower `Discover` for any
 //! [`Watcher`](serversets_core::Watcher) (a ZooKeeper server set, a fixed
 //! list, your own), the load tower's p2c balancer compares (weighted, and
-//! wary of failing members), a fail-fast layer for empty sets, and, with the
-//! `tonic` feature, a tonic `Channel` whose endpoints follow a set.
+//! ejecting failing members), a fail-fast layer for empty sets, and, with
+//! the `tonic` feature, a tonic `Channel` whose endpoints follow a set.
 //!
 //! Like the other serversets balancers it depends only on the ZooKeeper-free
-//! part of `serversets-core`.
+//! part of `serversets-core`, and shares its
+//! [`balance`](serversets_core::balance) parts: the diff of two snapshots
+//! into keyed changes, the in-flight counter and the one ejection rule.
 //!
 //! - [`WatcherDiscover`]: a `Stream` of [`tower::discover::Change`]s keyed by
 //!   [`MemberId`](serversets_core::MemberId), each member's service built by
 //!   a function; [`MakeDiscover`] builds them with a `MakeService`
 //!   (asynchronously, retrying failures).
 //! - [`MemberLoad`]: in-flight requests divided by the member's weight, and
-//!   infinite for a second after a failure; tower's `PendingRequests` and
-//!   `PeakEwma` work too, unweighted.
+//!   infinite while the member is ejected (core's rule: 5 failures in a
+//!   row, 10 s); tower's `PendingRequests` and `PeakEwma` work too,
+//!   unweighted.
 //! - [`FailFast`] / [`FailFastLayer`]: [`NoServers`] after a bounded wait
-//!   when the balancer has no endpoint (tower's `Balance` would wait for
-//!   ever).
+//!   when the balancer has no member (tower's `Balance` would wait for
+//!   ever); [`MemberCount`] is what it looks at.
 //! - `tonic::BalanceChannel` (feature `tonic`): keeps
 //!   `Channel::balance_channel`'s sender in step with a watcher.
 //!
@@ -42,10 +45,10 @@
 //!     });
 //!     MemberLoad::new(client, member)
 //! });
-//! let endpoints = discover.endpoints();
+//! let members = discover.member_count();
 //! // Shared by clones through a buffer; fails fast when the set is empty.
 //! let client = ServiceBuilder::new()
-//!     .layer(FailFastLayer::new(endpoints, Duration::from_secs(1)))
+//!     .layer(FailFastLayer::new(members, Duration::from_secs(1)))
 //!     .service(Buffer::new(Balance::new(discover), 1024));
 //! let answer = client.clone().oneshot("ping".to_string()).await?;
 //! assert!(answer.ends_with("got ping"));
@@ -55,18 +58,18 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod discover;
-mod endpoints;
 mod error;
 mod fail_fast;
 mod follow;
 mod load;
 mod make;
+mod member_count;
 #[cfg(feature = "tonic")]
 pub mod tonic;
 
 pub use discover::{MakeMember, WatcherDiscover};
-pub use endpoints::Endpoints;
 pub use error::{Error, NoServers};
 pub use fail_fast::{FailFast, FailFastFuture, FailFastLayer};
-pub use load::{LoadFuture, MemberLoad, Score, DEFAULT_FAILURE_COOLDOWN};
+pub use load::{LoadFuture, MemberLoad, Score};
 pub use make::{MakeDiscover, DEFAULT_RETRY_MAX, DEFAULT_RETRY_MIN};
+pub use member_count::MemberCount;

@@ -17,8 +17,8 @@ use serversets_core::{Member, MemberId, Watcher};
 use tower::discover::Change;
 use tower::Service;
 
-use crate::endpoints::Endpoints;
-use crate::follow::Follower;
+use crate::follow::PollFollower;
+use crate::member_count::MemberCount;
 
 /// First wait before making a member's service again after a failure.
 pub const DEFAULT_RETRY_MIN: Duration = Duration::from_millis(100);
@@ -124,7 +124,7 @@ where
     M: Service<Member>,
 {
     /// Where the changes come from; `None` once the source has closed.
-    follower: Option<Follower>,
+    follower: Option<PollFollower>,
     /// Makes the services.
     make: M,
     /// Members that should be in the balancer, with the generation of the
@@ -144,7 +144,7 @@ where
     /// Keys the balancer holds.
     live: HashSet<MemberId>,
     /// `live.len()`, shared with fail-fast layers.
-    endpoints: Endpoints,
+    members: MemberCount,
     /// Back-off between attempts for one member: first wait, longest wait.
     retry: (Duration, Duration),
 }
@@ -157,7 +157,7 @@ where
     pub fn new(watcher: impl Watcher + 'static, make: M) -> MakeDiscover<M> {
         let watcher: Arc<dyn Watcher> = Arc::new(watcher);
         MakeDiscover {
-            follower: Some(Follower::new(watcher.clone())),
+            follower: Some(PollFollower::new(watcher.clone())),
             make,
             wanted: HashMap::new(),
             next_generation: 0,
@@ -166,7 +166,7 @@ where
             retrying: FuturesUnordered::new(),
             out: VecDeque::new(),
             live: HashSet::new(),
-            endpoints: Endpoints::new(watcher),
+            members: MemberCount::new(watcher),
             retry: (DEFAULT_RETRY_MIN, DEFAULT_RETRY_MAX),
         }
     }
@@ -192,10 +192,10 @@ where
         self
     }
 
-    /// The count of endpoints this stream has handed out, for
+    /// The count of members this stream has handed out, for
     /// [`FailFast`](crate::FailFast).
-    pub fn endpoints(&self) -> Endpoints {
-        self.endpoints.clone()
+    pub fn member_count(&self) -> MemberCount {
+        self.members.clone()
     }
 
     /// The wait before attempt `attempt + 1` (attempt 0 failed first).
@@ -331,7 +331,7 @@ where
             }
         }
 
-        this.endpoints.set(this.live.len());
+        this.members.set(this.live.len());
         if let Some(change) = this.out.pop_front() {
             return Poll::Ready(Some(Ok(change)));
         }
@@ -349,7 +349,7 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MakeDiscover")
-            .field("endpoints", &self.live.len())
+            .field("members", &self.live.len())
             .field("wanted", &self.wanted.len())
             .field("making", &self.making.len())
             .field("retrying", &self.retrying.len())
@@ -455,7 +455,7 @@ mod tests {
         gate.finish("a", Ok("client-a"));
         let change = d.next().await.expect("open").expect("no maker error");
         assert_eq!(describe(&change), "+a=\"client-a\"");
-        assert_eq!(d.endpoints().len(), 1);
+        assert_eq!(d.member_count().len(), 1);
     }
 
     #[tokio::test]
@@ -479,7 +479,7 @@ mod tests {
             poll_once(&mut d).is_pending(),
             "a was inserted after it left"
         );
-        assert!(d.endpoints().is_empty());
+        assert!(d.member_count().is_empty());
 
         // Closed, with nothing left to make: the stream ends.
         publisher.close();

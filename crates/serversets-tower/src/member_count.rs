@@ -8,18 +8,19 @@ use std::sync::Arc;
 
 use serversets_core::Watcher;
 
-/// What a balancer has to send to: the endpoints handed to it, and the set
+/// What a balancer has to send to: the members handed to it, and the set
 /// they come from.
 ///
-/// - [`len`](Endpoints::len) counts the endpoints handed to the balancer and
-///   not taken back: inserts minus removes, by key. A balancer fed by a
+/// - [`len`](MemberCount::len) counts the members handed to the balancer
+///   and not taken back: inserts minus removes, by key. A balancer fed by a
 ///   discover stream takes changes in only when it is polled (on a
 ///   request), so this can lag the set until then.
-/// - [`no_servers`](Endpoints::no_servers) is what
+/// - [`no_servers`](MemberCount::no_servers) is what
 ///   [`FailFast`](crate::FailFast) asks: true when nothing has been handed
-///   out, *or* when the set itself is empty now (the balancer will drop what it holds before it places
-///   the next request). So the first request after a set empties is already
-///   guarded, though the balancer has not heard of it yet.
+///   out, *or* when the set itself is empty now (the balancer will drop
+///   what it holds before it places the next request). So the first request
+///   after a set empties is already guarded, though the balancer has not
+///   heard of it yet.
 ///
 /// Cloning shares the state. `len` is one relaxed atomic load;
 /// `no_servers` adds one snapshot of the watcher (an atomic load and a reference count).
@@ -38,37 +39,37 @@ use serversets_core::Watcher;
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let set = Arc::new(FixedSet::new(["10.0.0.1:80", "10.0.0.2:80"])?);
 /// let mut discover = WatcherDiscover::new(set.clone(), |m: &serversets_core::Member| m.addr().clone());
-/// let endpoints = discover.endpoints();
-/// assert!(endpoints.is_empty()); // nothing handed out yet
-/// assert!(endpoints.no_servers());
+/// let members = discover.member_count();
+/// assert!(members.is_empty()); // nothing handed out yet
+/// assert!(members.no_servers());
 /// discover.next().await;
 /// discover.next().await;
-/// assert_eq!(endpoints.len(), 2);
-/// assert!(!endpoints.no_servers());
+/// assert_eq!(members.len(), 2);
+/// assert!(!members.no_servers());
 ///
 /// // The set empties: the removals are not handed out yet, but there are
 /// // already no servers for the next request.
 /// set.set_addresses(Vec::<String>::new())?;
-/// assert_eq!(endpoints.len(), 2);
-/// assert!(endpoints.no_servers());
+/// assert_eq!(members.len(), 2);
+/// assert!(members.no_servers());
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
-pub struct Endpoints {
+pub struct MemberCount {
     shared: Arc<Shared>,
 }
 
 struct Shared {
-    /// Endpoints handed to the balancer and not taken back.
+    /// Members handed to the balancer and not taken back.
     handed_out: AtomicUsize,
     /// The set they come from.
     watcher: Arc<dyn Watcher>,
 }
 
-impl Endpoints {
+impl MemberCount {
     /// Nothing handed out yet, from `watcher`'s set.
-    pub(crate) fn new(watcher: Arc<dyn Watcher>) -> Endpoints {
-        Endpoints {
+    pub(crate) fn new(watcher: Arc<dyn Watcher>) -> MemberCount {
+        MemberCount {
             shared: Arc::new(Shared {
                 handed_out: AtomicUsize::new(0),
                 watcher,
@@ -76,19 +77,19 @@ impl Endpoints {
         }
     }
 
-    /// The number of endpoints the balancer was given and still has.
+    /// The number of members the balancer was given and still has.
     pub fn len(&self) -> usize {
         // Relaxed: the count guards no other memory; a reader only needs some
         // recent value, and a stale one costs at most a short wait.
         self.shared.handed_out.load(Ordering::Relaxed)
     }
 
-    /// True when no endpoint is handed out (`len() == 0`).
+    /// True when no member is handed out (`len() == 0`).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// True when the balancer has, or is about to have, no endpoint: none
+    /// True when the balancer has, or is about to have, no member: none
     /// handed out, or the set is empty now.
     pub fn no_servers(&self) -> bool {
         self.is_empty() || self.shared.watcher.snapshot().is_empty()
@@ -100,9 +101,9 @@ impl Endpoints {
     }
 }
 
-impl fmt::Debug for Endpoints {
+impl fmt::Debug for MemberCount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Endpoints")
+        f.debug_struct("MemberCount")
             .field("handed_out", &self.len())
             .field("set_len", &self.shared.watcher.snapshot().len())
             .finish()

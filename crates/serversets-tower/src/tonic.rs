@@ -16,15 +16,16 @@ use std::time::Duration;
 use ::tonic::transport::channel::Change;
 use ::tonic::transport::{Channel, Endpoint};
 use ::tonic::Status;
-use serversets_core::{Member, MemberId, Snapshot, Subscription, Watcher};
+use serversets_core::balance::Changes;
+use serversets_core::{Member, MemberId, Watcher};
 use tokio::sync::mpsc::Sender;
 use tokio::task::JoinHandle;
 use tower::BoxError;
 
-use crate::endpoints::Endpoints;
 use crate::error::NoServers;
 use crate::fail_fast::FailFastLayer;
-use crate::follow::Changes;
+use crate::follow::PollFollower;
+use crate::member_count::MemberCount;
 
 /// How many endpoint changes may queue for tonic's balancer (tonic's own
 /// default buffer size).
@@ -67,10 +68,10 @@ type Configure = Box<dyn Fn(&Member, Endpoint) -> Result<Endpoint, BoxError> + S
 ///         Ok::<_, std::convert::Infallible>(endpoint.timeout(Duration::from_secs(2)))
 ///     })
 ///     .build()?;
-/// // Requests with no endpoint fail with NoServers (as gRPC `Unavailable`)
+/// // Requests with no member fail with NoServers (as gRPC `Unavailable`)
 /// // after 1 s rather than wait for ever.
 /// let channel = tower::Layer::layer(&sync.fail_fast(Duration::from_secs(1)), channel);
-/// while sync.endpoints().len() < 2 {
+/// while sync.member_count().len() < 2 {
 ///     tokio::task::yield_now().await;
 /// }
 /// // let mut client = GreeterClient::new(channel); ...
@@ -154,27 +155,24 @@ impl<W: Watcher + 'static> BalanceChannel<W> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
         let (channel, sender) = Channel::balance_channel::<MemberId>(self.capacity);
         let watcher: Arc<dyn Watcher> = Arc::new(self.watcher);
-        let endpoints = Endpoints::new(watcher.clone());
+        let members = MemberCount::new(watcher.clone());
         let rejected = Arc::new(Mutex::new(HashMap::new()));
-        // Subscribe before reading, so no change between the two is lost.
-        let mut subscription = watcher.subscribe();
-        let first = subscription.latest();
         let task = SyncTask {
-            _watcher: watcher,
-            subscription,
+            // Subscribes now, so no change before the task starts is lost.
+            follower: PollFollower::new(watcher),
             sender,
             scheme: self.scheme,
             configure: self.configure,
             live: HashSet::new(),
-            endpoints: endpoints.clone(),
+            members: members.clone(),
             rejected: rejected.clone(),
         };
-        let task = runtime.spawn(task.run(first));
+        let task = runtime.spawn(task.run());
         Ok((
             channel,
             ChannelSync {
                 task,
-                endpoints,
+                members,
                 rejected,
             },
         ))
@@ -253,10 +251,10 @@ impl Rejected {
 ///         None => Ok(endpoint),
 ///     })
 ///     .build()?;
-/// while sync.endpoints().len() + sync.rejected().len() < 2 {
+/// while sync.member_count().len() + sync.rejected().len() < 2 {
 ///     tokio::task::yield_now().await;
 /// }
-/// assert_eq!(sync.endpoints().len(), 1);
+/// assert_eq!(sync.member_count().len(), 1);
 /// assert_eq!(sync.rejected()[0].member().id().as_str(), "m2");
 /// assert_eq!(sync.rejected()[0].error().to_string(), "cannot dial unix");
 ///
@@ -267,24 +265,24 @@ impl Rejected {
 /// ```
 pub struct ChannelSync {
     task: JoinHandle<Stopped>,
-    endpoints: Endpoints,
+    members: MemberCount,
     rejected: Arc<Mutex<HashMap<MemberId, Rejected>>>,
 }
 
 impl ChannelSync {
-    /// How many endpoints the channel has been given (and not had taken
-    /// back).
-    pub fn endpoints(&self) -> Endpoints {
-        self.endpoints.clone()
+    /// How many members the channel has been given an endpoint for (and not
+    /// had it taken back).
+    pub fn member_count(&self) -> MemberCount {
+        self.members.clone()
     }
 
     /// A layer failing requests with [`NoServers`] once the channel has had
-    /// no endpoint for `wait` (see [`FailFast`](crate::FailFast)). It
+    /// no member for `wait` (see [`FailFast`](crate::FailFast)). It
     /// reports a [`Status`] with code `Unavailable` whose source is the
     /// [`NoServers`], so a generated tonic client returns that status;
     /// [`NoServers::find`] finds it in the status.
     pub fn fail_fast(&self, wait: Duration) -> FailFastLayer {
-        FailFastLayer::new(self.endpoints.clone(), wait).grpc_unavailable()
+        FailFastLayer::new(self.members.clone(), wait).grpc_unavailable()
     }
 
     /// Members left out because their endpoint could not be made.
@@ -321,7 +319,7 @@ impl ChannelSync {
 impl fmt::Debug for ChannelSync {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChannelSync")
-            .field("endpoints", &self.endpoints.len())
+            .field("members", &self.members.len())
             .field("finished", &self.task.is_finished())
             .finish_non_exhaustive()
     }
@@ -336,9 +334,8 @@ pub(crate) fn unavailable(no_servers: NoServers) -> BoxError {
 
 /// The sync task's state.
 struct SyncTask {
-    /// Kept so the source lives as long as we follow it.
-    _watcher: Arc<dyn Watcher>,
-    subscription: Subscription,
+    /// The source's changes (it keeps the source alive).
+    follower: PollFollower,
     /// Into tonic's balancer.
     sender: Sender<Change<MemberId, Endpoint>>,
     scheme: &'static str,
@@ -346,7 +343,7 @@ struct SyncTask {
     /// Ids the channel holds.
     live: HashSet<MemberId>,
     /// `live.len()`, for fail-fast.
-    endpoints: Endpoints,
+    members: MemberCount,
     /// Members left out, by id.
     rejected: Arc<Mutex<HashMap<MemberId, Rejected>>>,
 }
@@ -365,27 +362,20 @@ async fn send(
 }
 
 impl SyncTask {
-    async fn run(mut self, first: Snapshot) -> Stopped {
-        let mut applied = Snapshot::empty();
-        let mut current = first;
+    async fn run(mut self) -> Stopped {
         loop {
-            if self
-                .apply(Changes::between(&current, &applied))
-                .await
-                .is_err()
-            {
-                return Stopped::ChannelDropped;
-            }
-            applied = current;
-            tokio::select! {
-                next = self.subscription.changed() => match next {
-                    Some(snapshot) => current = snapshot,
+            let changes = tokio::select! {
+                next = self.follower.changes() => match next {
+                    Some(changes) => changes,
                     None => {
                         tracing::debug!("watcher closed; the channel keeps its endpoints");
                         return Stopped::WatcherClosed;
                     }
                 },
                 () = self.sender.closed() => return Stopped::ChannelDropped,
+            };
+            if self.apply(changes).await.is_err() {
+                return Stopped::ChannelDropped;
             }
         }
     }
@@ -415,14 +405,14 @@ impl SyncTask {
                     }
                 }
             }
-            self.endpoints.set(self.live.len());
+            self.members.set(self.live.len());
         }
         for id in changes.remove {
             self.rejected().remove(&id);
             if self.live.remove(&id) {
                 send(&self.sender, Change::Remove(id)).await?;
             }
-            self.endpoints.set(self.live.len());
+            self.members.set(self.live.len());
         }
         Ok(())
     }

@@ -5,27 +5,20 @@
 
 mod support;
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serversets_core::{Environment, Member, Registration, ServerSet, Watch, Watcher};
+use serversets_core::{Environment, Registration, ServerSet, Watch, Watcher};
 use serversets_tower::tonic::BalanceChannel;
-use serversets_tower::{Endpoints, FailFastLayer, MemberLoad, NoServers, WatcherDiscover};
+use serversets_tower::{FailFastLayer, MemberCount, NoServers, WatcherDiscover};
 use support::greeter::greeter_client::GreeterClient;
-use support::{assert_even, eventually, hello, hello_service, tally, RetryUnavailable, TestServer};
+use support::{
+    assert_even, hello, member_channel, p2c, send, since, tally, BoxedClient as Client, TestServer,
+};
 use testkit::ZkCluster;
-use tonic::body::Body;
-use tonic::transport::Endpoint;
 use tonic::Code;
-use tower::balance::p2c::Balance;
-use tower::buffer::Buffer;
 use tower::util::BoxCloneService;
-use tower::{Layer, ServiceBuilder, ServiceExt};
-
-type Client = GreeterClient<
-    BoxCloneService<http::Request<Body>, http::Response<Body>, serversets_tower::Error>,
->;
+use tower::Layer;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Path {
@@ -37,44 +30,22 @@ enum Path {
 
 const WAIT: Duration = Duration::from_millis(500);
 
-fn client(path: Path, watch: Arc<Watch>) -> (Client, Endpoints) {
+fn client(path: Path, watch: Arc<Watch>) -> (Client, MemberCount) {
     match path {
         Path::Discover => {
-            let discover = WatcherDiscover::new(watch, |member: &Member| {
-                let endpoint =
-                    Endpoint::from_shared(format!("http://{}", member.addr())).expect("uri");
-                MemberLoad::new(endpoint.connect_lazy(), member)
-            });
-            let endpoints = discover.endpoints();
-            let service = ServiceBuilder::new()
-                .layer(FailFastLayer::new(endpoints.clone(), WAIT).grpc_unavailable())
-                .service(Buffer::new(Balance::new(discover), 1024));
-            (GreeterClient::new(BoxCloneService::new(service)), endpoints)
+            let discover = WatcherDiscover::new(watch, member_channel);
+            let members = discover.member_count();
+            let fail_fast = FailFastLayer::new(members.clone(), WAIT).grpc_unavailable();
+            (p2c(discover, fail_fast), members)
         }
         Path::Channel => {
             let (channel, sync) = BalanceChannel::new(watch).build().expect("runtime");
             let channel = sync.fail_fast(WAIT).layer(channel);
             (
                 GreeterClient::new(BoxCloneService::new(channel)),
-                sync.endpoints(),
+                sync.member_count(),
             )
         }
-    }
-}
-
-async fn send(client: &Client, n: usize, concurrency: usize) {
-    let mut tasks = Vec::new();
-    for t in 0..concurrency {
-        let mut client = client.clone();
-        let count = n / concurrency + usize::from(t < n % concurrency);
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..count {
-                client.say_hello(hello("you")).await.expect("answered");
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.expect("request task");
     }
 }
 
@@ -88,17 +59,13 @@ async fn register(set: &ServerSet, server: &TestServer) -> Registration {
 /// of its own) they have been handed to the balancer. A discover stream is
 /// polled by the balancer on the next request, which applies the change
 /// before it picks a member.
-async fn propagated(path: Path, watch: &Watch, endpoints: &Endpoints, n: usize) {
-    let done = eventually(Duration::from_secs(20), || {
-        watch.snapshot().len() == n && (path == Path::Discover || endpoints.len() == n)
-    })
+async fn propagated(path: Path, watch: &Watch, members: &MemberCount, n: usize) {
+    testkit::eventually(
+        Duration::from_secs(20),
+        &format!("{path:?}: {n} members to propagate to the watch and the balancer"),
+        || async { watch.snapshot().len() == n && (path == Path::Discover || members.len() == n) },
+    )
     .await;
-    assert!(
-        done,
-        "{path:?}: {n} members not propagated: watch {}, endpoints {}",
-        watch.snapshot().len(),
-        endpoints.len()
-    );
 }
 
 async fn follows_zookeeper(path: Path) {
@@ -111,18 +78,14 @@ async fn follows_zookeeper(path: Path) {
     .connect_timeout(Duration::from_secs(20))
     .build()
     .unwrap();
-    let mut servers = vec![
-        TestServer::start("a"),
-        TestServer::start("b"),
-        TestServer::start("c"),
-    ];
+    let mut servers = TestServer::start_all(["a", "b", "c"]);
     let mut registered = Vec::new();
     for s in &servers {
         registered.push(register(&zookeepers, s).await);
     }
     let watch = Arc::new(zookeepers.watch().await.unwrap());
-    let (client, endpoints) = client(path, watch.clone());
-    propagated(path, &watch, &endpoints, 3).await;
+    let (client, members) = client(path, watch.clone());
+    propagated(path, &watch, &members, 3).await;
 
     // Requests spread over every member.
     send(&client, 900, 8).await;
@@ -130,7 +93,7 @@ async fn follows_zookeeper(path: Path) {
 
     // b deregisters: once the change has propagated, it gets no request.
     registered.remove(1).close().await.unwrap();
-    propagated(path, &watch, &endpoints, 2).await;
+    propagated(path, &watch, &members, 2).await;
     let b_hits = servers[1].hits();
     send(&client, 300, 4).await;
     assert_eq!(
@@ -142,46 +105,25 @@ async fn follows_zookeeper(path: Path) {
     // d registers later and gets its share.
     let d = TestServer::start("d");
     registered.push(register(&zookeepers, &d).await);
-    propagated(path, &watch, &endpoints, 3).await;
+    propagated(path, &watch, &members, 3).await;
     let live = |servers: &[TestServer], d: &TestServer| {
         [tally(&servers[..1]), tally(&servers[2..]), tally([d])].concat()
     };
     let before = live(&servers, &d);
     send(&client, 900, 8).await;
-    let delta: Vec<_> = live(&servers, &d)
-        .into_iter()
-        .zip(before)
-        .map(|((n, a), (_, b))| (n, a - b))
-        .collect();
-    assert_even(&delta, 0.12);
+    assert_even(&since(&before, live(&servers, &d)), 0.12);
 
     // c crashes without deregistering (its node stays until its session
     // would expire): failures are retried by the example policy.
     servers[2].kill();
     let c_hits = servers[2].hits();
-    let mut failed = 0;
-    let mut retried = 0;
-    for _ in 0..300 {
-        let policy = RetryUnavailable::new(4);
-        let log = policy.log.clone();
-        match tower::retry::Retry::new(policy, hello_service(client.clone()))
-            .oneshot(hello("you"))
-            .await
-        {
-            Ok(reply) => assert_ne!(reply.server, "c"),
-            Err(status) => {
-                assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-                assert_eq!(log.gave_up.load(Ordering::SeqCst), 1);
-                failed += 1;
-            }
-        }
-        retried += log.retried.load(Ordering::SeqCst);
-    }
+    let support::RetriedAround { retried, failed } =
+        support::retry_around(&client, "c", 4, 300).await;
     assert_eq!(servers[2].hits(), c_hits);
     assert!(retried >= 1, "{path:?}: c was never tried");
     match path {
-        // MemberLoad cools c down after each failure: about one retry a
-        // second, and none gives up.
+        // MemberLoad ejects c after 5 failures in a row, for 10 s: a few
+        // retries, then about one per cool-down, and none gives up.
         Path::Discover => assert!(
             failed == 0 && retried <= 20,
             "{failed} failed, {retried} retried"
@@ -198,7 +140,7 @@ async fn follows_zookeeper(path: Path) {
     for r in registered.drain(..) {
         r.close().await.unwrap();
     }
-    propagated(path, &watch, &endpoints, 0).await;
+    propagated(path, &watch, &members, 0).await;
     let status = client.clone().say_hello(hello("you")).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert_eq!(NoServers::find(&status).map(NoServers::waited), Some(WAIT));

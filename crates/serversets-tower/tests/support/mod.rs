@@ -1,9 +1,11 @@
-//! Shared by the integration tests, the benchmark and the example: the
-//! generated greeter service, real tonic gRPC servers on loopback (each on
-//! its own runtime, so it can be killed abruptly), an example retry policy,
-//! and waiting helpers.
+//! Shared by the integration tests (the benchmark and the example include
+//! only the generated greeter code): real tonic gRPC servers on loopback
+//! (each on its own runtime, so it can be killed abruptly), the clients the
+//! tests build over them, the request loops and the checks the tests share,
+//! and an example retry policy.
 //!
-//! Each test binary uses a different part of this module.
+//! Each test binary uses a different part of this module. Waiting for a
+//! background effect is `testkit::eventually`.
 #![allow(dead_code, unused_imports)]
 
 /// The code tonic-build generates from `proto/greeter.proto` (see
@@ -19,13 +21,23 @@ pub mod codegen;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use greeter::greeter_client::GreeterClient;
 use greeter::greeter_server::{Greeter, GreeterServer};
 use greeter::{HelloReply, HelloRequest};
+use serversets_core::Member;
+use serversets_fixedset::FixedSet;
+use serversets_tower::{FailFastLayer, MemberLoad, NoServers};
+use tonic::body::Body;
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Response, Status};
+use tower::balance::p2c::Balance;
+use tower::buffer::Buffer;
+use tower::discover::Discover;
+use tower::util::BoxCloneService;
+use tower::{BoxError, ServiceBuilder, ServiceExt};
 
 /// The greeter: answers `hello NAME` with its own name; a request named
 /// `invalid` gets `InvalidArgument` (an answer, not a transport failure).
@@ -66,6 +78,11 @@ impl TestServer {
         TestServer::start_on(name, 0)
     }
 
+    /// One server per name, in order.
+    pub fn start_all<const N: usize>(names: [&str; N]) -> [TestServer; N] {
+        names.map(TestServer::start)
+    }
+
     /// Starts on a given port (0: any free one).
     pub fn start_on(name: &str, port: u16) -> TestServer {
         let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind");
@@ -102,8 +119,8 @@ impl TestServer {
         }
     }
 
-    /// `127.0.0.1:port`, as a set member.
-    pub fn endpoint(&self) -> String {
+    /// `127.0.0.1:port`, the address a set member has.
+    pub fn addr(&self) -> String {
         self.addr.to_string()
     }
 
@@ -136,10 +153,9 @@ impl Drop for TestServer {
     }
 }
 
-/// A loopback port nothing listens on (bound, then released).
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("local addr").port()
+/// The addresses of `servers`, as a `FixedSet` takes them.
+pub fn addrs<'a>(servers: impl IntoIterator<Item = &'a TestServer>) -> Vec<String> {
+    servers.into_iter().map(TestServer::addr).collect()
 }
 
 /// Counts requests by the server that answered them.
@@ -148,6 +164,174 @@ pub fn tally<'a>(servers: impl IntoIterator<Item = &'a TestServer>) -> Vec<(Stri
         .into_iter()
         .map(|s| (s.name.clone(), s.hits()))
         .collect()
+}
+
+/// The requests each server answered between two tallies.
+pub fn since(before: &[(String, usize)], after: Vec<(String, usize)>) -> Vec<(String, usize)> {
+    after
+        .into_iter()
+        .zip(before)
+        .map(|((name, a), (_, b))| (name, a - b))
+        .collect()
+}
+
+/// A greeter client whose service is boxed with this crate's error: every
+/// p2c client of the tests, whatever discover and load feed it (a tonic
+/// client over a plain `BoxError` service could not be spawned).
+pub type BoxedClient = GreeterClient<
+    BoxCloneService<http::Request<Body>, http::Response<Body>, serversets_tower::Error>,
+>;
+
+/// The tonic endpoint of a member: `http://` its address.
+pub fn member_endpoint(member: &Member) -> Endpoint {
+    Endpoint::from_shared(format!("http://{}", member.addr())).expect("uri")
+}
+
+/// One lazily connecting channel per member, weighted, ejected when it
+/// keeps failing.
+pub fn member_channel(member: &Member) -> MemberLoad<Channel> {
+    MemberLoad::new(member_endpoint(member).connect_lazy(), member)
+}
+
+/// A greeter client over tower's p2c: buffered so clones share one
+/// balancer, behind `fail_fast`.
+pub fn p2c<D>(discover: D, fail_fast: FailFastLayer) -> BoxedClient
+where
+    D: Discover + Unpin + Send + 'static,
+    D::Key: std::hash::Hash + Clone + Send,
+    D::Error: Into<BoxError>,
+    D::Service: tower::Service<http::Request<Body>, Response = http::Response<Body>>
+        + tower::load::Load
+        + Send,
+    <D::Service as tower::Service<http::Request<Body>>>::Error: Into<BoxError>,
+    <D::Service as tower::Service<http::Request<Body>>>::Future: Send,
+    <D::Service as tower::load::Load>::Metric: std::fmt::Debug,
+{
+    let service = ServiceBuilder::new()
+        .layer(fail_fast)
+        .service(Buffer::new(Balance::new(discover), 1024));
+    GreeterClient::new(BoxCloneService::new(service))
+}
+
+/// `n` requests, `concurrency` at a time; panics on any failure.
+pub async fn send<T>(client: &GreeterClient<T>, n: usize, concurrency: usize)
+where
+    T: tonic::client::GrpcService<Body> + Clone + Send + 'static,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+    T::Future: Send,
+{
+    let mut tasks = Vec::new();
+    for t in 0..concurrency {
+        let mut client = client.clone();
+        let count = n / concurrency + usize::from(t < n % concurrency);
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..count {
+                client.say_hello(hello("you")).await.expect("answered");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("request task");
+    }
+}
+
+/// With no members, a request fails after `wait` with `NoServers` (not
+/// sooner, and not much later); then a member arriving within the wait
+/// answers a request that is waiting. Returns the first request's status.
+pub async fn fails_fast_until_a_member_arrives<T>(
+    client: &GreeterClient<T>,
+    wait: Duration,
+    set: &FixedSet,
+    member: &TestServer,
+) -> Status
+where
+    T: tonic::client::GrpcService<Body> + Clone + Send + 'static,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+    T::Future: Send,
+{
+    let started = Instant::now();
+    let status = client.clone().say_hello(hello("you")).await.unwrap_err();
+    let took = started.elapsed();
+    let no_servers =
+        NoServers::find(&status).unwrap_or_else(|| panic!("no NoServers in {status:?}"));
+    assert_eq!(no_servers.waited(), wait);
+    assert!(
+        took >= wait && took < wait + Duration::from_millis(1700),
+        "{took:?}"
+    );
+
+    let waiting = {
+        let mut client = client.clone();
+        tokio::spawn(async move { client.say_hello(hello("you")).await })
+    };
+    tokio::time::sleep(wait / 3).await;
+    set.set_addresses([member.addr()]).unwrap();
+    let reply = waiting
+        .await
+        .unwrap()
+        .expect("answered once a member arrived");
+    assert_eq!(reply.into_inner().server, member.name);
+    status
+}
+
+/// What [`retry_around`] saw.
+#[derive(Debug)]
+pub struct RetriedAround {
+    /// Attempts retried, over all requests.
+    pub retried: usize,
+    /// Requests that gave up.
+    pub failed: usize,
+}
+
+/// Sends `requests` requests, each retried on `Unavailable` up to
+/// `attempts` attempts in all, while the server named `dead` is down but
+/// still in the set. Checks each request: an answer never comes from the
+/// dead server, and a request fails only as the policy says (with
+/// `Unavailable`, after retrying every attempt).
+pub async fn retry_around<T>(
+    client: &GreeterClient<T>,
+    dead: &str,
+    attempts: usize,
+    requests: usize,
+) -> RetriedAround
+where
+    T: tonic::client::GrpcService<Body> + Clone + Send + 'static,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+    T::Future: Send,
+{
+    let mut seen = RetriedAround {
+        retried: 0,
+        failed: 0,
+    };
+    for _ in 0..requests {
+        let policy = RetryUnavailable::new(attempts);
+        let log = policy.log.clone();
+        match tower::retry::Retry::new(policy, hello_service(client.clone()))
+            .oneshot(hello("you"))
+            .await
+        {
+            Ok(reply) => {
+                assert_ne!(reply.server, dead);
+                assert_eq!(log.gave_up.load(Ordering::SeqCst), 0);
+            }
+            Err(status) => {
+                // The policy's verdict: only after every attempt failed
+                // with Unavailable.
+                assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+                assert_eq!(log.retried.load(Ordering::SeqCst), attempts - 1);
+                assert_eq!(log.gave_up.load(Ordering::SeqCst), 1);
+                seen.failed += 1;
+            }
+        }
+        seen.retried += log.retried.load(Ordering::SeqCst);
+    }
+    seen
 }
 
 /// An example retry policy for tower's `Retry`: a request that fails with
@@ -233,20 +417,6 @@ where
 pub fn hello(name: &str) -> HelloRequest {
     HelloRequest {
         name: name.to_string(),
-    }
-}
-
-/// Polls `cond` until it holds or `within` passes; returns whether it held.
-pub async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
