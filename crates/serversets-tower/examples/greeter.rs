@@ -83,16 +83,7 @@ async fn main() -> Result<(), Error> {
         })
         .build()?;
     let channel = sync.fail_fast(Duration::from_secs(1)).layer(channel);
-    let mut client = GreeterClient::new(channel);
-    let mut answered = BTreeMap::new();
-    for i in 0..30 {
-        let reply = client
-            .say_hello(HelloRequest {
-                name: format!("request {i}"),
-            })
-            .await?;
-        *answered.entry(reply.into_inner().server).or_insert(0) += 1;
-    }
+    let answered = ask(GreeterClient::new(channel), 30).await?;
     println!("through the tonic channel: {answered:?}");
 
     // 2. tower's p2c over the same set: a lazily connecting channel per
@@ -108,9 +99,22 @@ async fn main() -> Result<(), Error> {
             FailFastLayer::new(discover.member_count(), Duration::from_secs(1)).grpc_unavailable(),
         )
         .service(Buffer::new(Balance::new(discover), 1024));
-    let mut client = GreeterClient::new(service);
+    let answered = ask(GreeterClient::new(service), 30).await?;
+    println!("through tower's p2c: {answered:?}");
+    Ok(())
+}
+
+/// Sends `n` requests through `client`, one after the other, and counts the
+/// answers by the server that gave them.
+async fn ask<T>(mut client: GreeterClient<T>, n: usize) -> Result<BTreeMap<String, usize>, Error>
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
     let mut answered = BTreeMap::new();
-    for i in 0..30 {
+    for i in 0..n {
         let reply = client
             .say_hello(HelloRequest {
                 name: format!("request {i}"),
@@ -118,8 +122,7 @@ async fn main() -> Result<(), Error> {
             .await?;
         *answered.entry(reply.into_inner().server).or_insert(0) += 1;
     }
-    println!("through tower's p2c: {answered:?}");
-    Ok(())
+    Ok(answered)
 }
 
 /// A greeter that says who it is.

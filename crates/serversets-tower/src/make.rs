@@ -175,17 +175,44 @@ where
     /// first wait, doubling up to `max` (defaults
     /// [`DEFAULT_RETRY_MIN`], [`DEFAULT_RETRY_MAX`]).
     ///
-    /// ```
-    /// use std::time::Duration;
-    /// use serversets_fixedset::FixedSet;
-    /// use serversets_tower::MakeDiscover;
+    /// A member whose connect is refused twice is inserted on the third
+    /// attempt, after waiting the first wait and then twice that:
     ///
-    /// let connect = tower::service_fn(|_m: serversets_core::Member| async {
-    ///     Ok::<_, std::io::Error>(())
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use futures::StreamExt;
+    /// use serversets_core::Member;
+    /// use serversets_fixedset::FixedSet;
+    /// use serversets_tower::{MakeDiscover, DEFAULT_RETRY_MIN};
+    /// use tokio::time::Instant;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let attempts = Arc::new(AtomicU32::new(0));
+    /// let connect = tower::service_fn({
+    ///     let attempts = attempts.clone();
+    ///     move |member: Member| {
+    ///         let attempt = attempts.fetch_add(1, Ordering::SeqCst);
+    ///         async move {
+    ///             match attempt {
+    ///                 0 | 1 => Err("connection refused"),
+    ///                 _ => Ok(member.addr().to_string()),
+    ///             }
+    ///         }
+    ///     }
     /// });
-    /// let discover = MakeDiscover::new(FixedSet::empty(), connect)
-    ///     .retry_backoff(Duration::from_millis(50), Duration::from_secs(5));
-    /// # drop(discover);
+    /// let first = DEFAULT_RETRY_MIN / 2; // more eager than the default
+    /// let mut discover = MakeDiscover::new(FixedSet::new(["10.0.0.1:80"])?, connect)
+    ///     .retry_backoff(first, Duration::from_secs(5));
+    ///
+    /// let started = Instant::now();
+    /// discover.next().await; // the insert, once a make succeeds
+    /// assert_eq!(attempts.load(Ordering::SeqCst), 3);
+    /// let waited = started.elapsed();
+    /// assert!(waited >= first * 3 && waited < first * 4, "{waited:?}");
+    /// # Ok(()) }
     /// ```
     pub fn retry_backoff(mut self, first: Duration, max: Duration) -> MakeDiscover<M> {
         self.retry = (first, max.max(first));
