@@ -38,7 +38,7 @@ use bytes::Bytes;
 use http::{Request, Response, Uri};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use serde_json::json;
@@ -83,8 +83,14 @@ fn pin_to_cpu(cpu: usize) {
     }
 }
 
-/// A hyper backend answering "ok" on its own thread and runtime.
-fn start_backend() -> SocketAddr {
+/// Serves each connection accepted on a fresh loopback listener with
+/// `serve`, on a thread and current-thread runtime of its own pinned to
+/// CPU 1 (the client runs on CPU 0); returns the listener's address.
+fn start_server<F, Fut>(serve: F) -> SocketAddr
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         pin_to_cpu(1);
@@ -103,29 +109,70 @@ fn start_backend() -> SocketAddr {
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(|_req: Request<Incoming>| async {
-                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(
-                            Bytes::from_static(b"ok"),
-                        )))
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
+                tokio::spawn(serve(stream));
             }
         });
     });
     rx.recv().expect("backend address")
 }
 
+/// What every backend answers: 200 "ok".
+async fn ok(_req: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))
+}
+
+/// A hyper HTTP/1.1 backend answering "ok" on its own thread and runtime.
+fn start_backend() -> SocketAddr {
+    start_server(|stream| async move {
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), hyper::service::service_fn(ok))
+            .await;
+    })
+}
+
+/// A client a round drives: each call sends one `GET /` with a prebuilt
+/// URI (the set's names only the path) and yields the response.
+trait Sender: Clone + Send + 'static {
+    fn send(&self) -> impl std::future::Future<Output = Response<Incoming>> + Send;
+}
+
+/// Through an HttpSet, to the path `/`.
+#[derive(Clone)]
+struct ViaSet<C>(HttpSet<C>, Uri);
+
+impl<C> Sender for ViaSet<C>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
+    fn send(&self) -> impl std::future::Future<Output = Response<Incoming>> + Send {
+        let req = Request::get(self.1.clone())
+            .body(Empty::<Bytes>::new())
+            .expect("request");
+        let sent = self.0.request(req);
+        async move { sent.await.expect("httpset request") }
+    }
+}
+
+/// Through hyper-util's client, straight to `uri`.
+#[derive(Clone)]
+struct Direct<C>(Client<C, Empty<Bytes>>, Uri);
+
+impl<C> Sender for Direct<C>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
+    fn send(&self) -> impl std::future::Future<Output = Response<Incoming>> + Send {
+        let req = Request::get(self.1.clone())
+            .body(Empty::<Bytes>::new())
+            .expect("request");
+        let sent = self.0.request(req);
+        async move { sent.await.expect("direct request") }
+    }
+}
+
 /// Runs one round of `CONCURRENCY` tasks × `PER_TASK` requests; returns the
 /// per-request latencies (us) and the round's wall time.
-async fn round<F, Fut>(send: F) -> (Vec<f64>, Duration)
-where
-    F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = Response<Incoming>> + Send,
-{
+async fn round(send: impl Sender) -> (Vec<f64>, Duration) {
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(CONCURRENCY);
     for _ in 0..CONCURRENCY {
@@ -134,7 +181,7 @@ where
             let mut lat = Vec::with_capacity(PER_TASK);
             for _ in 0..PER_TASK {
                 let t = Instant::now();
-                let resp = send().await;
+                let resp = send.send().await;
                 let body = resp.into_body().collect().await.expect("body").to_bytes();
                 assert_eq!(&body[..], b"ok");
                 lat.push(micros(t.elapsed()));
@@ -177,34 +224,9 @@ fn request_bench() {
             .pool_idle_timeout(DEFAULT_POOL_IDLE_TIMEOUT)
             .build(tcp);
         let uri: Uri = format!("http://{backend}/").parse().expect("uri");
-
-        // Both sides get a prebuilt URI: the set's names only the path.
-        let path = Uri::from_static("/");
-        let via_set = {
-            let set = set.clone();
-            move || {
-                let req = Request::get(path.clone()).body(Empty::<Bytes>::new()).expect("request");
-                let sent = set.request(req);
-                async move { sent.await.expect("httpset request") }
-            }
-        };
-        let via_recorded = {
-            let set = recorded.clone();
-            let path = Uri::from_static("/");
-            move || {
-                let req = Request::get(path.clone()).body(Empty::<Bytes>::new()).expect("request");
-                let sent = set.request(req);
-                async move { sent.await.expect("recorded httpset request") }
-            }
-        };
-        let via_direct = {
-            let direct = direct.clone();
-            move || {
-                let req = Request::get(uri.clone()).body(Empty::<Bytes>::new()).expect("request");
-                let sent = direct.request(req);
-                async move { sent.await.expect("direct request") }
-            }
-        };
+        let via_set = ViaSet(set, Uri::from_static("/"));
+        let via_recorded = ViaSet(recorded, Uri::from_static("/"));
+        let via_direct = Direct(direct, uri);
 
         // Warm up both pools and the backend.
         round(via_set.clone()).await;
@@ -295,42 +317,17 @@ fn start_tls_backend(pki: &testkit::TestPki, protocol: &str) -> SocketAddr {
         .expect("server config");
     config.alpn_protocols = vec![protocol.as_bytes().to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        pin_to_cpu(1);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("backend runtime");
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            tx.send(listener.local_addr().expect("addr"))
-                .expect("send addr");
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(stream).await else {
-                        return;
-                    };
-                    let svc = hyper::service::service_fn(|_req: Request<Incoming>| async {
-                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(
-                            Bytes::from_static(b"ok"),
-                        )))
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tls), svc)
-                        .await;
-                });
-            }
-        });
-    });
-    rx.recv().expect("backend address")
+    start_server(move |stream| {
+        let acceptor = acceptor.clone();
+        async move {
+            let Ok(tls) = acceptor.accept(stream).await else {
+                return;
+            };
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), hyper::service::service_fn(ok))
+                .await;
+        }
+    })
 }
 
 /// `httpset.request` over HTTPS, against hyper-util's client with the same
@@ -376,23 +373,8 @@ fn https_request_bench(protocol: &str) {
             .pool_idle_timeout(DEFAULT_POOL_IDLE_TIMEOUT)
             .build(https);
         let uri: Uri = format!("https://{backend}/").parse().expect("uri");
-        let path = Uri::from_static("/");
-        let via_set = {
-            let set = set.clone();
-            move || {
-                let req = Request::get(path.clone()).body(Empty::<Bytes>::new()).expect("request");
-                let sent = set.request(req);
-                async move { sent.await.expect("httpset https request") }
-            }
-        };
-        let via_direct = {
-            let direct = direct.clone();
-            move || {
-                let req = Request::get(uri.clone()).body(Empty::<Bytes>::new()).expect("request");
-                let sent = direct.request(req);
-                async move { sent.await.expect("direct https request") }
-            }
-        };
+        let via_set = ViaSet(set, Uri::from_static("/"));
+        let via_direct = Direct(direct, uri);
         round(via_set.clone()).await;
         round(via_direct.clone()).await;
         let (mut lat_set, mut lat_direct) = (Vec::new(), Vec::new());

@@ -321,8 +321,14 @@ fn remaining(hint: &SizeHint, sent: u64) -> SizeHint {
     left
 }
 
+/// The test bodies the integration tests use too (one of each shape).
+#[cfg(test)]
+#[path = "../tests/support/bodies.rs"]
+mod test_bodies;
+
 #[cfg(test)]
 mod tests {
+    use super::test_bodies::Frames;
     use super::*;
     use http_body_util::{BodyExt, Empty, Full};
 
@@ -335,28 +341,6 @@ mod tests {
 
     async fn drain(body: SendBody) -> Result<Bytes, BoxError> {
         Ok(body.collect().await?.to_bytes())
-    }
-
-    /// A body of several chunks with no size known up front.
-    struct Chunks(VecDeque<&'static str>);
-
-    impl Body for Chunks {
-        type Data = Bytes;
-        type Error = std::convert::Infallible;
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-            Poll::Ready(
-                self.0
-                    .pop_front()
-                    .map(|c| Ok(Frame::data(Bytes::from_static(c.as_bytes())))),
-            )
-        }
-    }
-
-    fn chunks(parts: &[&'static str]) -> Chunks {
-        Chunks(parts.iter().copied().collect())
     }
 
     #[test]
@@ -399,30 +383,13 @@ mod tests {
         assert!(src.next().is_none());
     }
 
-    /// A chunked body (no length known) that ends with trailers.
-    struct WithTrailers(VecDeque<Frame<Bytes>>);
-
-    impl Body for WithTrailers {
-        type Data = Bytes;
-        type Error = std::convert::Infallible;
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-            Poll::Ready(self.0.pop_front().map(Ok))
-        }
-    }
-
     #[test]
     fn replays_keep_the_original_size_hint_and_trailers() {
         let mut trailers = HeaderMap::new();
         trailers.insert("x-checksum", "abc".parse().unwrap());
-        let frames = [
-            Frame::data(Bytes::from_static(b"ab")),
-            Frame::data(Bytes::from_static(b"cd")),
-            Frame::trailers(trailers.clone()),
-        ];
-        let src = BodySource::new(WithTrailers(frames.into_iter().collect()), Some(1024));
+        // A chunked body (no length known) that ends with trailers.
+        let body = Frames::chunks(&["ab", "cd"]).with_trailers(trailers.clone());
+        let src = BodySource::new(body, Some(1024));
         let first = block(src.next().unwrap().collect()).unwrap();
         assert_eq!(first.trailers(), Some(&trailers));
         let replay = src.next().unwrap();
@@ -458,7 +425,7 @@ mod tests {
 
     #[test]
     fn recorded_bodies_replay_whole() {
-        let src = BodySource::new(chunks(&["ab", "cd", "ef"]), Some(1024));
+        let src = BodySource::new(Frames::chunks(&["ab", "cd", "ef"]), Some(1024));
         assert_eq!(block(drain(src.next().unwrap())).unwrap(), "abcdef");
         assert!(src.replayable());
         for _ in 0..2 {
@@ -469,31 +436,9 @@ mod tests {
         }
     }
 
-    /// Several frames of a known total length, never reporting their end
-    /// (the `Body` default), as a hand-written body often does.
-    struct ExactChunks(VecDeque<&'static str>, u64);
-
-    impl Body for ExactChunks {
-        type Data = Bytes;
-        type Error = std::convert::Infallible;
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-            Poll::Ready(
-                self.0
-                    .pop_front()
-                    .map(|c| Ok(Frame::data(Bytes::from_static(c.as_bytes())))),
-            )
-        }
-        fn size_hint(&self) -> SizeHint {
-            SizeHint::with_exact(self.1)
-        }
-    }
-
     #[test]
     fn an_exact_length_body_is_complete_at_its_length_without_an_end_signal() {
-        let src = BodySource::new(ExactChunks(["ab", "cd"].into(), 4), Some(1024));
+        let src = BodySource::new(Frames::exact(&["ab", "cd"]), Some(1024));
         let mut first = src.next().unwrap();
         // Read only as far as the declared length, as hyper does.
         for want in ["ab", "cd"] {
@@ -507,7 +452,7 @@ mod tests {
         assert_eq!(block(drain(replay)).unwrap(), "abcd");
 
         // One frame short of the length: not whole, not replayed.
-        let src = BodySource::new(ExactChunks(["ab", "cd"].into(), 4), Some(1024));
+        let src = BodySource::new(Frames::exact(&["ab", "cd"]), Some(1024));
         let mut first = src.next().unwrap();
         block(first.frame()).unwrap().unwrap();
         drop(first);
@@ -517,7 +462,7 @@ mod tests {
     #[test]
     fn partly_sent_or_oversized_bodies_are_not_replayed() {
         // Partly sent: one frame read, then the attempt dies.
-        let src = BodySource::new(chunks(&["ab", "cd"]), Some(1024));
+        let src = BodySource::new(Frames::chunks(&["ab", "cd"]), Some(1024));
         let mut first = src.next().unwrap();
         let frame = block(first.frame()).unwrap().unwrap();
         assert_eq!(frame.into_data().unwrap(), "ab");
@@ -526,7 +471,7 @@ mod tests {
         assert!(src.next().is_none());
 
         // Over the bound: streamed fine, but not kept.
-        let src = BodySource::new(chunks(&["abc", "def"]), Some(4));
+        let src = BodySource::new(Frames::chunks(&["abc", "def"]), Some(4));
         assert_eq!(block(drain(src.next().unwrap())).unwrap(), "abcdef");
         assert!(!src.replayable());
 

@@ -98,15 +98,11 @@ pub(crate) fn pick<T>(
         if b >= a {
             b += 1;
         }
-        match (usable(a, now), usable(b, now)) {
-            (true, true) => {
-                let (la, lb) = (health(&items[a]).in_flight(), health(&items[b]).in_flight());
-                return Some(if lb < la { b } else { a });
-            }
-            (true, false) => return Some(a),
-            (false, true) => return Some(b),
-            (false, false) => {} // fall through to the walk below
+        let b_lighter = || health(&items[b]).in_flight() < health(&items[a]).in_flight();
+        if let Some(i) = two_choices(a, b, |i| usable(i, now), b_lighter) {
+            return Some(i);
         }
+        // Neither is usable: fall through to the walk below.
     }
     let start = counter.fetch_add(1, Ordering::Relaxed) % n;
     if usable(start, now) {
@@ -151,20 +147,14 @@ fn pick_weighted<T>(
             // One more draw: a heavy member often comes up twice.
             b = w.draw();
         }
-        match (usable(a, now), usable(b, now)) {
-            (true, true) => {
-                // Fewer in flight per unit of weight wins; cross-multiplied,
-                // so no division and weight 0 cannot come up here.
-                let (la, lb) = (health(&items[a]).in_flight(), health(&items[b]).in_flight());
-                return Some(if (lb as f64) * w.weight(a) < (la as f64) * w.weight(b) {
-                    b
-                } else {
-                    a
-                });
-            }
-            (true, false) => return Some(a),
-            (false, true) => return Some(b),
-            (false, false) => {}
+        // Fewer in flight per unit of weight wins; cross-multiplied, so no
+        // division and weight 0 cannot come up here.
+        let b_lighter = || {
+            let (la, lb) = (health(&items[a]).in_flight(), health(&items[b]).in_flight());
+            (lb as f64) * w.weight(a) < (la as f64) * w.weight(b)
+        };
+        if let Some(i) = two_choices(a, b, |i| usable(i, now), b_lighter) {
+            return Some(i);
         }
     }
     let start = counter.fetch_add(1, Ordering::Relaxed);
@@ -194,6 +184,24 @@ fn pick_weighted<T>(
         }
     }
     Some(first.min(n - 1))
+}
+
+/// The power-of-two-choices step between draws `a` and `b`: the usable one,
+/// or of two usable ones `b` when `b_lighter` says so and `a` otherwise;
+/// `None` when neither is usable.
+#[inline]
+fn two_choices(
+    a: usize,
+    b: usize,
+    mut usable: impl FnMut(usize) -> bool,
+    b_lighter: impl FnOnce() -> bool,
+) -> Option<usize> {
+    match (usable(a), usable(b)) {
+        (true, true) => Some(if b_lighter() { b } else { a }),
+        (true, false) => Some(a),
+        (false, true) => Some(b),
+        (false, false) => None,
+    }
 }
 
 #[cfg(test)]

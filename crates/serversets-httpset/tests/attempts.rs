@@ -4,17 +4,14 @@
 
 mod support;
 
-use std::collections::VecDeque;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
-use http_body::{Body, Frame, SizeHint};
 use serversets_fixedset::FixedSet;
 use serversets_httpset::{Error, HttpSet};
+use support::bodies::Frames;
 use support::{dead_addr, text, Mode, TestServer};
 
 /// A loopback address with nothing listening that sorts after every test
@@ -87,42 +84,6 @@ async fn a_request_no_server_saw_is_still_reported_unsent() {
     assert!(err.is_unsent());
 }
 
-/// A body whose length is known exactly, in several frames, that never
-/// says it has ended (the `Body` trait's default `is_end_stream`): hyper
-/// stops polling it once the declared length is written.
-struct ExactChunks {
-    frames: VecDeque<Bytes>,
-    len: u64,
-}
-
-impl ExactChunks {
-    fn new(parts: &[&'static str]) -> ExactChunks {
-        ExactChunks {
-            frames: parts
-                .iter()
-                .map(|p| Bytes::from_static(p.as_bytes()))
-                .collect(),
-            len: parts.iter().map(|p| p.len() as u64).sum(),
-        }
-    }
-}
-
-impl Body for ExactChunks {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Poll::Ready(self.frames.pop_front().map(|d| Ok(Frame::data(d))))
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.len)
-    }
-}
-
 #[tokio::test]
 async fn an_exact_length_body_that_never_reports_its_end_is_replayed_on_retry() {
     // The first server reads the whole request and hangs up; the retry
@@ -137,7 +98,8 @@ async fn an_exact_length_body_that_never_reports_its_end_is_replayed_on_retry() 
     };
     let members = FixedSet::new([swallow.addr(), echo.addr()]).unwrap();
     let set = HttpSet::builder().retries(1).build(members).unwrap();
-    let body = ExactChunks::new(&["put ", "the ", "same ", "thing"]);
+    // Known length, several frames, never reports its end.
+    let body = Frames::exact(&["put ", "the ", "same ", "thing"]);
     let req = Request::put("/echo").body(body).unwrap();
     let resp = set
         .request(req)

@@ -3,18 +3,15 @@
 
 mod support;
 
-use std::collections::VecDeque;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
-use http_body::{Body, Frame};
 use http_body_util::{Empty, Full};
 use serversets_fixedset::FixedSet;
 use serversets_httpset::{Error, HttpSet};
+use support::bodies::Frames;
 use support::{dead_addr, text, Captured, Mode, TestServer};
 use testkit::eventually;
 use tower::{ServiceBuilder, ServiceExt};
@@ -241,7 +238,7 @@ async fn requests_already_sent_are_not_retried_unless_idempotent_and_replayable(
 
     // PUT with a streamed body inside the replay bound: replayed whole.
     let req = Request::put("/echo")
-        .body(chunks(&["ab", "cd", "ef"]))
+        .body(Frames::chunks(&["ab", "cd", "ef"]))
         .unwrap();
     assert!(matches!(
         set.request(req).await,
@@ -265,7 +262,7 @@ async fn requests_already_sent_are_not_retried_unless_idempotent_and_replayable(
         .build(only_swallow())
         .unwrap();
     let req = Request::put("/echo")
-        .body(chunks(&["ab", "cd", "ef"]))
+        .body(Frames::chunks(&["ab", "cd", "ef"]))
         .unwrap();
     assert!(matches!(
         set.request(req).await,
@@ -395,26 +392,4 @@ async fn hanging_servers_are_covered_by_timeouts() {
     let req = Request::get("/").body(Empty::<Bytes>::new()).unwrap();
     let err = svc.oneshot(req).await.unwrap_err();
     assert!(err.is::<tower::timeout::error::Elapsed>(), "{err:?}");
-}
-
-/// A body of several chunks with no length known up front (sent chunked).
-struct Chunks(VecDeque<&'static str>);
-
-impl Body for Chunks {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Poll::Ready(
-            self.0
-                .pop_front()
-                .map(|c| Ok(Frame::data(Bytes::from_static(c.as_bytes())))),
-        )
-    }
-}
-
-fn chunks(parts: &[&'static str]) -> Chunks {
-    Chunks(parts.iter().copied().collect())
 }

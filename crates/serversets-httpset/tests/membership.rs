@@ -89,21 +89,7 @@ async fn departed_members_close_their_idle_connections_without_traffic() {
     let b = TestServer::start("b", Mode::Normal).await;
     let members = Arc::new(FixedSet::new([a.addr(), b.addr()]).unwrap());
     let set = HttpSet::new(members.clone());
-    for _ in 0..4 {
-        text(set.get("/").await.unwrap()).await;
-    }
-    assert_eq!((a.open_connections(), b.open_connections()), (1, 1));
-
-    // No request is made after this: only the membership change acts.
-    members.set_addresses([b.addr()]).unwrap();
-    eventually(
-        Duration::from_secs(3),
-        "the departed member's idle connection to close",
-        || async { a.open_connections() == 0 },
-    )
-    .await;
-    // The member that stayed keeps its pooled connection.
-    assert_eq!(b.open_connections(), 1);
+    a_departure_closes_its_idle_connection(&set, &members, &a, &b).await;
     text(set.get("/").await.unwrap()).await;
     assert_eq!(b.accepted(), 1);
 
@@ -171,20 +157,33 @@ fn a_follower_lost_with_its_runtime_is_restarted_by_the_next_request() {
         .build()
         .unwrap();
     second.block_on(async {
-        // Traffic on the new runtime starts a new follower...
-        for _ in 0..4 {
-            text(set.get("/").await.unwrap()).await;
-        }
-        assert_eq!((a.open_connections(), b.open_connections()), (1, 1));
-        // ...which applies a change with no request at all.
-        members.set_addresses([b.addr()]).unwrap();
-        eventually(
-            Duration::from_secs(3),
-            "a new follower to close the departed member's idle connection",
-            || async { a.open_connections() == 0 },
-        )
-        .await;
-        assert_eq!(b.open_connections(), 1);
+        // Traffic on the new runtime starts a new follower, which applies
+        // a change with no request at all.
+        a_departure_closes_its_idle_connection(&set, &members, &a, &b).await;
         drop(set);
     });
+}
+
+/// Sends requests until `a` and `b` each hold one pooled connection of
+/// `set`, then removes `a` from `members` and, with no request made (only
+/// the follower can act), waits for `a`'s idle connection to close; `b`
+/// keeps its own.
+async fn a_departure_closes_its_idle_connection(
+    set: &HttpSet,
+    members: &FixedSet,
+    a: &TestServer,
+    b: &TestServer,
+) {
+    for _ in 0..4 {
+        text(set.get("/").await.unwrap()).await;
+    }
+    assert_eq!((a.open_connections(), b.open_connections()), (1, 1));
+    members.set_addresses([b.addr()]).unwrap();
+    eventually(
+        Duration::from_secs(3),
+        "the departed member's idle connection to close",
+        || async { a.open_connections() == 0 },
+    )
+    .await;
+    assert_eq!(b.open_connections(), 1);
 }

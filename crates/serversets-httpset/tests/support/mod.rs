@@ -5,6 +5,8 @@
 //! its port.
 #![allow(dead_code)]
 
+pub mod bodies;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
