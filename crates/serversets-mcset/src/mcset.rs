@@ -5,7 +5,6 @@
 //! atomic load (`arc-swap`) and never wait: the follower (`follow`) rebuilds
 //! rings on a background task and swaps them in whole.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 #[cfg(feature = "client")]
 use std::time::{Duration, SystemTime};
@@ -162,26 +161,12 @@ impl McSetBuilder {
         W: Watcher + 'static,
     {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
-        // Subscribe before reading, so a change in between is seen by the
-        // task rather than lost.
-        let subscription = watcher.subscribe();
-        let first = watcher.snapshot();
-        let ring = self
-            .ring
-            .version(first.version())
-            .build(first.iter().cloned());
         let metrics = McMetrics::new(
             self.metrics_set.unwrap_or_else(|| Arc::from(UNNAMED)),
             self.count_picks,
         );
-        let shared = Arc::new(Shared::new(ring, self.client, metrics));
-        let task = follow::spawn(
-            &runtime,
-            &shared,
-            self.ring,
-            Box::new(watcher),
-            subscription,
-        );
+        let shared = Arc::new(Shared::new(watcher, self.ring, self.client, metrics));
+        let task = follow::spawn(&runtime, &shared);
         Ok(McSet { shared, task })
     }
 }
@@ -193,10 +178,15 @@ impl McSetBuilder {
 /// atomic load plus a binary search and never wait for a rebuild. Works over
 /// any [`Watcher`]: a ZooKeeper watch, a `FixedSet`, your own.
 ///
-/// The task ends when the source closes (the last ring stays in service,
+/// The follower is core's shared one
+/// ([`serversets_core::balance::Follower`]), with its one policy. It ends
+/// when the source closes (the last ring stays in service,
 /// [`state`](McSet::state) turns [`SyncState::SourceClosed`]) or when the
 /// McSet is dropped. A panic in a rebuild is logged and the previous ring
-/// kept; the next change is tried again.
+/// kept; the next change is tried again. Should the task die (its runtime
+/// shut down), `state` turns [`SyncState::Failed`] and each use of the
+/// McSet catches up with the source itself, rebuilding the ring in the
+/// caller when the source has changed.
 ///
 /// ```
 /// use serversets_mcset::McSet;
@@ -262,7 +252,7 @@ impl McSet {
     /// ```
     #[inline]
     pub fn pick(&self, key: impl AsRef<[u8]>) -> Result<Member, Error> {
-        self.shared.routing.load().pick(key.as_ref())
+        self.shared.routing().pick(key.as_ref())
     }
 
     /// Every member in the current ring (sorted by ring identifier), as Go's
@@ -302,13 +292,13 @@ impl McSet {
     /// # }).unwrap();
     /// ```
     pub fn ring(&self) -> Arc<Ring> {
-        self.shared.routing.load().ring().clone()
+        self.shared.routing().ring().clone()
     }
 
     /// Whether the set still follows its source; see [`SyncState`] for an
     /// example.
     pub fn state(&self) -> SyncState {
-        self.shared.progress.borrow().state.clone()
+        self.shared.state()
     }
 
     /// Waits until the ring reflects source version `version` or later and
@@ -334,17 +324,9 @@ impl McSet {
     /// # }).unwrap();
     /// ```
     pub async fn wait_for_version(&self, version: u64) -> Result<Arc<Ring>, Error> {
-        let mut progress = self.shared.progress.subscribe();
-        let reached = progress
-            .wait_for(|p| p.version >= version || p.state != SyncState::Following)
-            .await
-            .map(|p| p.clone());
-        match reached {
-            Ok(p) if p.version >= version => Ok(self.ring()),
-            Ok(p) => Err(Error::NotFollowing { state: p.state }),
-            // The sender lives in `shared`, which `self` holds, so the
-            // channel never closes while this waits.
-            Err(_) => Err(Error::NotFollowing {
+        match self.shared.wait_for_version(version).await {
+            Some(ring) => Ok(ring),
+            None => Err(Error::NotFollowing {
                 state: self.state(),
             }),
         }
@@ -461,19 +443,19 @@ impl McSet {
     /// ```
     #[cfg(all(feature = "client", feature = "test-util"))]
     pub fn client_count(&self) -> usize {
-        self.shared.routing.load().client_count()
+        self.shared.routing().client_count()
     }
 
     /// The client of the member owning `key`.
     #[cfg(feature = "client")]
     fn client(&self, key: &[u8]) -> Result<Arc<crate::client::ServerClient>, Error> {
-        self.shared.routing.load().client(key)
+        self.shared.routing().client(key)
     }
 }
 
 impl Drop for McSet {
     fn drop(&mut self) {
-        self.shared.dropping.store(true, Ordering::SeqCst);
+        self.shared.stop();
         self.task.abort();
     }
 }

@@ -354,7 +354,7 @@ impl RingBuilder {
                         weight: node.weight(),
                     });
                 }
-                Ok((Member::from_addr(node.addr().clone()), node.weight()))
+                Ok(weighted_member(node))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(self.build_weighted(nodes))
@@ -426,6 +426,12 @@ impl RingBuilder {
     }
 }
 
+/// The member an entry of an explicit node list stands for (its id is its
+/// address text), with the entry's weight.
+fn weighted_member(node: WeightedNode) -> (Member, f64) {
+    (Member::from_addr(node.addr().clone()), node.weight())
+}
+
 /// A node index as stored in ring entries. Rings index their entries with
 /// u32 and hold 160 points per node, so node indices stay far below
 /// u32::MAX; saturating keeps this total without a panic path.
@@ -470,10 +476,7 @@ impl Ring {
     {
         let members = nodes
             .into_iter()
-            .map(|node| {
-                let node: WeightedNode = node.into();
-                (Member::from_addr(node.addr().clone()), node.weight())
-            })
+            .map(|node| weighted_member(node.into()))
             .collect();
         Ring::builder().build_weighted(members)
     }

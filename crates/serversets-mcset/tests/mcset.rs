@@ -115,26 +115,21 @@ async fn go_ring_and_identity_are_selectable() {
     };
     let members = [sharded("10.0.0.1", 3), sharded("10.0.0.2", 4)];
 
+    let identifiers = |set: &McSet| -> Vec<String> {
+        set.ring()
+            .nodes()
+            .iter()
+            .map(|n| n.identifier().to_string())
+            .collect()
+    };
     let finagle = McSet::new(FixedSet::from_members(members.clone())).unwrap();
-    let ids: Vec<String> = finagle
-        .ring()
-        .nodes()
-        .iter()
-        .map(|n| n.identifier().to_string())
-        .collect();
-    assert_eq!(ids, ["3", "4"]);
+    assert_eq!(identifiers(&finagle), ["3", "4"]);
 
     let by_addr = McSet::builder()
         .identity(NodeIdentity::HostPort)
         .build(FixedSet::from_members(members.clone()))
         .unwrap();
-    let ids: Vec<String> = by_addr
-        .ring()
-        .nodes()
-        .iter()
-        .map(|n| n.identifier().to_string())
-        .collect();
-    assert_eq!(ids, ["10.0.0.1", "10.0.0.2"]);
+    assert_eq!(identifiers(&by_addr), ["10.0.0.1", "10.0.0.2"]);
 
     let go = McSet::builder()
         .kind(RingKind::GoMcset)
@@ -212,6 +207,48 @@ fn runtime_shutdown_is_reported_not_silent() {
     }
     // The last ring is still served.
     assert!(set.pick("k").is_ok());
+    // And each use catches up with the source itself (core's follower
+    // policy), so the ring does not go stale.
+    source.set_addresses(addrs(1..6)).unwrap();
+    assert_eq!(set.ring().len(), 5);
+    assert_eq!(set.ring().version(), source.snapshot().version());
+    assert_same_placement(&set, &reference(&addrs(1..6)));
+}
+
+#[test]
+fn a_follower_that_dies_is_reported_and_each_use_catches_up() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let source = Arc::new(FixedSet::new(addrs(1..4)).unwrap());
+    let set = runtime.block_on(async {
+        let set = McSet::new(source.clone()).unwrap();
+        // Only the task installs rings here: once this returns, it runs.
+        source.set_addresses(addrs(1..5)).unwrap();
+        settle(&set, &source).await;
+        set
+    });
+    assert_eq!(set.state(), SyncState::Following);
+    drop(runtime);
+    match set.state() {
+        SyncState::Failed(why) => assert!(why.contains("cancelled"), "{why}"),
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    assert_same_placement(&set, &reference(&addrs(1..5)));
+    source.set_addresses(addrs(2..7)).unwrap();
+    assert_eq!(set.ring().version(), source.snapshot().version());
+    assert_same_placement(&set, &reference(&addrs(2..7)));
+    let err = futures::executor::block_on(set.wait_for_version(u64::MAX)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NotFollowing {
+                state: SyncState::Failed(_)
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
