@@ -1,6 +1,6 @@
 //! mcset benchmarks in the shared record format (`cargo xtask bench`).
 //!
-//! * `mcset.pick` (ns): `McSet::pick_server` on random keys for 10, 100 and
+//! * `mcset.pick` (ns): `McSet::pick` on random keys for 10, 100 and
 //!   1000 servers, against the floor `mcset.pick_floor`: MD5 of the key plus
 //!   `partition_point` over a plain sorted `Vec<u32>` of the same ring's
 //!   points. Samples of the two alternate so drift hits both alike.

@@ -92,6 +92,10 @@ pub(crate) struct Shared {
     /// Set by `McSet::drop` before it stops the task, so the never-ran
     /// guard can tell an orderly stop from a failure.
     dropping: AtomicBool,
+    /// True from `spawn` until the task first runs (or is dropped before
+    /// it does): the task will apply the newest snapshot when it starts, so
+    /// uses need not catch up meanwhile.
+    starting: AtomicBool,
     /// Metric handles; per-node pick counters live in [`Routing`].
     metrics: McMetrics,
 }
@@ -121,6 +125,7 @@ impl Shared {
             follower,
             progress,
             dropping: AtomicBool::new(false),
+            starting: AtomicBool::new(false),
             metrics,
         }
     }
@@ -129,10 +134,12 @@ impl Shared {
     /// follower task is not running (one atomic load while it is).
     #[inline]
     pub(crate) fn routing(&self) -> Guard<Arc<Routing>> {
-        self.follower.catch_up(|snapshot| {
-            let ring = build(self.options, &snapshot);
-            self.install(ring);
-        });
+        if !self.starting.load(Ordering::Acquire) {
+            self.follower.catch_up(|snapshot| {
+                let ring = build(self.options, &snapshot);
+                self.install(ring);
+            });
+        }
         self.routing.load()
     }
 
@@ -220,6 +227,7 @@ pub(crate) fn spawn(
 ) -> tokio::task::AbortHandle {
     // Built here, not inside the task, so a task dropped before it ever ran
     // is reported too (the follower's own guard lives inside its loop).
+    shared.starting.store(true, Ordering::Release);
     let guard = NeverRan(Some(shared.clone()));
     runtime
         .spawn(async move {
@@ -242,13 +250,18 @@ struct NeverRan(Option<Arc<Shared>>);
 impl NeverRan {
     /// The task runs: nothing to report.
     fn ran(mut self) -> Option<Arc<Shared>> {
-        self.0.take()
+        let shared = self.0.take()?;
+        // The follower's own state takes over from here; its `run` marks
+        // itself running before it first awaits.
+        shared.starting.store(false, Ordering::Release);
+        Some(shared)
     }
 }
 
 impl Drop for NeverRan {
     fn drop(&mut self) {
         let Some(shared) = self.0.take() else { return };
+        shared.starting.store(false, Ordering::Release);
         if shared.dropping.load(Ordering::SeqCst) {
             return;
         }
