@@ -1,9 +1,9 @@
 //! Every kind of bad input: one clear line on stderr, nothing on stdout,
 //! exit code 2 for usage errors and 1 for an unreachable ZooKeeper.
 
-mod common;
+mod support;
 
-use common::*;
+use support::*;
 
 /// A loopback port nothing listens on.
 fn dead_zk() -> String {

@@ -1,11 +1,11 @@
 //! `dump`, `ls` and `locate` against a real ZooKeeper (and `locate` over
 //! `--node` lists, checked against the public ring vectors).
 
-mod common;
+mod support;
 
-use common::*;
 use serde_json::Value;
 use serversets_core::zookeeper_client as zk;
+use support::*;
 
 const GOOD: &str = r#"{"serviceEndpoint":{"host":"10.0.0.1","port":8080},"additionalEndpoints":{"http":{"host":"10.0.0.1","port":8081}},"status":"ALIVE","shard":0}"#;
 const NO_PORT: &str =

@@ -2,9 +2,9 @@
 //! endpoints: the CLI must place keys exactly as go.serversets does, where
 //! the larger endpoint owns a shared point.
 
-mod common;
+mod support;
 
-use common::*;
+use support::*;
 
 /// The node list (`# nodes: a,b,...`) and the `key node` lines of a
 /// go.serversets vector file.

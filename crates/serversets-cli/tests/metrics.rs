@@ -3,16 +3,17 @@
 //! state move as members come and go, and session state moves when
 //! ZooKeeper stops and comes back.
 
-mod common;
+mod support;
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{command, put_member, Running, T};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serversets_core::zookeeper_client as zk;
+use support::{command, put_member, Running, T};
 use testkit::prometheus::Samples;
 use testkit::ZkCluster;
 
@@ -47,22 +48,31 @@ impl Scraper {
         Some(Samples::parse(&String::from_utf8_lossy(&body)))
     }
 
-    /// Scrapes `addr` until `cond` holds on what it serves.
+    /// Scrapes `addr` until `cond` holds on what it serves; on a timeout
+    /// the last scrape is printed with the failure.
     async fn until(&self, addr: &str, what: &str, cond: impl Fn(&Samples) -> bool) -> Samples {
-        let deadline = tokio::time::Instant::now() + T;
-        let mut last = None;
-        loop {
-            if let Some(samples) = self.scrape(addr).await {
-                if cond(&samples) {
-                    return samples;
+        /// Prints the last scrape when the wait fails (it panics).
+        struct ShowLast<'a>(&'a str, Mutex<Option<Samples>>);
+        impl Drop for ShowLast<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    eprintln!("{}: last scrape: {:#?}", self.0, self.1.lock().unwrap());
                 }
-                last = Some(samples);
             }
-            if tokio::time::Instant::now() > deadline {
-                panic!("{addr}: timed out waiting for {what}; last scrape: {last:#?}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let last = ShowLast(addr, Mutex::new(None));
+        let what = format!("{addr}: {what}");
+        testkit::eventually(T, &what, || async {
+            let Some(samples) = self.scrape(addr).await else {
+                return false;
+            };
+            let done = cond(&samples);
+            *last.1.lock().unwrap() = Some(samples);
+            done
+        })
+        .await;
+        let samples = last.1.lock().unwrap().take();
+        samples.expect("the scrape that held")
     }
 }
 
@@ -295,7 +305,7 @@ async fn an_address_in_use_fails_with_one_line_and_exit_1() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_metrics_address_that_is_not_host_port_is_a_usage_error() {
-    let out = common::run(&[
+    let out = support::run(&[
         "--zk",
         "127.0.0.1:1",
         "register",

@@ -1,14 +1,14 @@
 //! `serversets register` against a real ZooKeeper: each check kind,
 //! checks that flip, and deregistration on signals.
 
-mod common;
+mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::Value;
+use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const FAST: &[&str] = &["--check-interval", "100ms", "--check-timeout", "1s"];
@@ -380,18 +380,11 @@ async fn a_closed_stdout_does_not_end_the_registration() {
     // member is deleted by someone else and comes back.
     drop(lines);
     client.delete(&first, None).await.unwrap();
-    let deadline = Instant::now() + T;
-    loop {
+    testkit::eventually(T, "the member to come back under a new name", || async {
         let members = members_in_zk(&client, set).await;
-        if members.len() == 1 && !first.ends_with(&members[0]) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the member never came back: {members:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        members.len() == 1 && !first.ends_with(&members[0])
+    })
+    .await;
     // Still running, and still removes its member on SIGTERM.
     assert!(child.try_wait().unwrap().is_none(), "still running");
     signal_pid(child.id().unwrap(), libc::SIGTERM);
@@ -488,14 +481,9 @@ async fn a_second_signal_gives_up_on_a_stuck_deregistration() {
     own.resume(0).unwrap();
     assert_eq!(status.code(), Some(1), "{out:?}");
     // The stderr reader may lag the exit a little.
-    let deadline = Instant::now() + T;
-    let stderr = loop {
-        let stderr = stderr_of.lock().unwrap().clone();
-        if stderr.contains("received SIGINT again") || Instant::now() > deadline {
-            break stderr;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert!(stderr.contains("received SIGINT again"), "{stderr}");
+    testkit::eventually(T, "\"received SIGINT again\" on stderr", || async {
+        stderr_of.lock().unwrap().contains("received SIGINT again")
+    })
+    .await;
     assert!(!out.iter().any(|l| l.ends_with(" deregistered")), "{out:?}");
 }

@@ -3,13 +3,13 @@
 //! reads work, members are creator-owned and world-readable by default,
 //! and every misconfiguration is one line on stderr within seconds.
 
-mod common;
+mod support;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{assert_fails, command, Output};
 use serversets_core::zookeeper_client as zk;
+use support::{assert_fails, command, Output};
 use testkit::{ClientAuth, TestPki, Validity, ZkCluster, ZkOptions, ZkSasl, ZkTls};
 
 /// Every failure below must come well before the 20 s connect timeout.
@@ -100,16 +100,21 @@ fn spawn_env(args: &[String], env: &[(&str, &str)]) -> tokio::process::Child {
 /// Polls ZooKeeper (plain port, no credentials) until `set` has a member,
 /// and returns its path.
 async fn member_of(client: &zk::Client, set: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(children) = client.list_children(set).await {
-            if let Some(m) = children.iter().find(|c| c.starts_with("member_")) {
-                return format!("{set}/{m}");
-            }
-        }
-        assert!(Instant::now() < deadline, "no member in {set}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let found = std::sync::Mutex::new(None);
+    testkit::eventually(
+        Duration::from_secs(30),
+        &format!("a member in {set}"),
+        || async {
+            let children = client.list_children(set).await.unwrap_or_default();
+            let member = children.into_iter().find(|c| c.starts_with("member_"));
+            let done = member.is_some();
+            *found.lock().unwrap() = member;
+            done
+        },
+    )
+    .await;
+    let member = found.into_inner().unwrap().expect("found");
+    format!("{set}/{member}")
 }
 
 /// The member is world-readable and owned by an authenticated identity.

@@ -1,11 +1,11 @@
 //! `serversets watch` against a real ZooKeeper, with members written by
 //! another client in the Finagle format.
 
-mod common;
+mod support;
 
-use common::*;
 use serde_json::Value;
 use serversets_core::zookeeper_client as zk;
+use support::*;
 
 const FINAGLE_A: &str = r#"{"serviceEndpoint":{"host":"10.0.0.1","port":31781},"additionalEndpoints":{"http":{"host":"10.0.0.1","port":31782},"admin":{"host":"10.0.0.1","port":9990}},"status":"ALIVE","shard":3,"metadata":{"weight":"2"}}"#;
 // go.serversets style: no shard, no metadata, extra fields tolerated.

@@ -4,13 +4,13 @@
 //! foreign client, the one-node-per-selector replace and what a concurrent
 //! change does to it. Also `watch` and `dump` showing weights.
 
-mod common;
+mod support;
 
-use common::*;
 use serde_json::Value;
 use serversets_cli::steer::{Change, Plan};
 use serversets_core::vector::Selector;
 use serversets_core::zookeeper_client as zk;
+use support::*;
 
 const A: &str = r#"{"serviceEndpoint":{"host":"10.0.1.1","port":8080},"additionalEndpoints":{"http":{"host":"10.0.1.1","port":8081}},"status":"ALIVE","shard":0}"#;
 const B: &str = r#"{"serviceEndpoint":{"host":"10.0.1.2","port":8080},"additionalEndpoints":{},"status":"ALIVE","shard":1}"#;

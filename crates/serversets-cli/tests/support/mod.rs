@@ -209,19 +209,17 @@ pub async fn members_in_zk(client: &zk::Client, path: &str) -> Vec<String> {
         .expect("list members")
 }
 
-/// Polls until `path` has `n` members.
+/// Polls until `path` has `n` members, and returns them.
 pub async fn wait_members(client: &zk::Client, path: &str, n: usize) -> Vec<String> {
-    let deadline = tokio::time::Instant::now() + T;
-    loop {
-        let m = members_in_zk(client, path).await;
-        if m.len() == n {
-            return m;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("{path} has {m:?}, wanted {n} members");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let seen = Mutex::new(Vec::new());
+    testkit::eventually(T, &format!("{path} to have {n} members"), || async {
+        let members = members_in_zk(client, path).await;
+        let done = members.len() == n;
+        *seen.lock().unwrap() = members;
+        done
+    })
+    .await;
+    seen.into_inner().unwrap()
 }
 
 /// `--zk <test zk> --session-timeout 2s` plus the rest.
@@ -312,23 +310,17 @@ pub fn signal_pid(pid: u32, sig: libc::c_int) {
 /// `SigCgt` mask in /proc), so a signal sent next is caught, not fatal.
 pub async fn wait_for_handler(pid: u32, sig: libc::c_int) {
     let bit = 1u64 << (sig - 1);
-    let deadline = tokio::time::Instant::now() + T;
-    loop {
+    let what = format!("a handler for signal {sig} in {pid}");
+    testkit::eventually(T, &what, || async {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         let caught = status
             .lines()
             .find_map(|l| l.strip_prefix("SigCgt:"))
             .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
             .unwrap_or(0);
-        if caught & bit != 0 {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no handler for signal {sig} in {pid}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+        caught & bit != 0
+    })
+    .await;
 }
 
 /// Waits for a child to exit (at most `T`), with its exit code.
