@@ -134,8 +134,12 @@ pub struct WeightedNode {
 }
 
 impl WeightedNode {
-    /// A node with a weight, refusing weights that are not finite numbers
-    /// greater than zero.
+    /// A node with a weight.
+    ///
+    /// # Errors
+    ///
+    /// [`RingError::InvalidWeight`] for a weight that is not a finite
+    /// number greater than zero.
     ///
     /// ```
     /// use serversets_core::HostPort;

@@ -609,21 +609,35 @@ impl Ring {
         self.continuum.len()
     }
 
-    /// The hashing scheme.
+    /// The hashing scheme, which decides how keys hash ([`key_hash`](Ring::key_hash)).
     ///
     /// ```
     /// use serversets_mcset::{Ring, RingKind};
-    /// assert_eq!(Ring::builder().build([]).kind(), RingKind::Ketama);
+    ///
+    /// let ring = Ring::builder().kind(RingKind::GoMcset).build([]);
+    /// let hash = match ring.kind() {
+    ///     RingKind::Ketama => "md5",
+    ///     RingKind::GoMcset => "murmur3",
+    /// };
+    /// assert_eq!(hash, "murmur3");
+    /// assert_ne!(ring.key_hash("k"), Ring::builder().build([]).key_hash("k"));
     /// ```
     pub fn kind(&self) -> RingKind {
         self.kind
     }
 
-    /// The ketama identifier rule the ring was built with.
+    /// The ketama identifier rule the ring was built with: the rule a
+    /// second ring must use to place keys the same way.
     ///
     /// ```
+    /// use serversets_core::{HostPort, Member};
     /// use serversets_mcset::{NodeIdentity, Ring};
-    /// assert_eq!(Ring::builder().build([]).identity(), NodeIdentity::Finagle);
+    ///
+    /// let sharded = Member::builder("m1", HostPort::new("10.0.0.1", 11211)?).shard(3).build();
+    /// let ring = Ring::builder().identity(NodeIdentity::HostPort).build([sharded.clone()]);
+    /// let same = Ring::builder().identity(ring.identity()).build([sharded]);
+    /// assert_eq!(same.nodes()[0].identifier(), ring.nodes()[0].identifier());
+    /// # Ok::<(), serversets_core::AddressError>(())
     /// ```
     pub fn identity(&self) -> NodeIdentity {
         self.identity
@@ -633,8 +647,17 @@ impl Ring {
     /// ring built by hand unless set with [`RingBuilder::version`]).
     ///
     /// ```
-    /// use serversets_mcset::Ring;
-    /// assert_eq!(Ring::builder().build([]).version(), 0);
+    /// use serversets_core::Watcher;
+    /// use serversets_mcset::McSet;
+    /// use serversets_fixedset::FixedSet;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let source = FixedSet::new(["10.0.0.1:11211"])?;
+    /// let set = McSet::new(source.feed())?;
+    /// // The McSet's ring is stamped with the snapshot it was built from.
+    /// assert_eq!(set.ring().version(), source.snapshot().version());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
     /// ```
     pub fn version(&self) -> u64 {
         self.version
