@@ -70,6 +70,7 @@ pub struct Step {
 }
 
 impl Step {
+    /// A step of blocking work.
     pub fn sync(name: &'static str, body: fn(&mut Demo) -> Result<()>) -> Step {
         Step {
             name,
@@ -78,6 +79,7 @@ impl Step {
         }
     }
 
+    /// A step of async work, run on the demo's runtime.
     pub fn async_(name: &'static str, body: for<'a> fn(&'a mut Demo) -> StepFuture<'a>) -> Step {
         Step {
             name,
@@ -130,6 +132,8 @@ pub fn steps() -> Vec<Step> {
     ]
 }
 
+/// Runs every step in order (skipping the rest after a failure), then the
+/// clean-up, and says whether everything behaved as narrated.
 pub fn run() -> Result<ExitCode> {
     let ui = Ui::stdout();
     let runtime = tokio::runtime::Builder::new_multi_thread()

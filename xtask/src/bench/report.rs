@@ -189,7 +189,7 @@ fn xml(text: &str) -> String {
 /// The SVG chart of one benchmark name.
 pub fn svg(name: &str, joined: &[Joined]) -> String {
     let all: Vec<Record> = joined.iter().map(|j| j.record.clone()).collect();
-    let groups: Vec<Group> = joined
+    let groups: Vec<Group<'_>> = joined
         .iter()
         .filter(|j| j.record.name == name)
         .map(|j| Group {
