@@ -5,10 +5,11 @@
 use serde_json::{json, Value};
 use serversets_core::vector::{self, Descriptor, Vector, VectorError, DRAIN};
 use serversets_core::zookeeper_client as zk;
-use serversets_core::Member;
+use serversets_core::{classify, Member, MemberFilter, Reading, Verdict};
 
+use crate::args::GlobalArgs;
 use crate::error::CliError;
-use crate::target::zk_failed;
+use crate::target::{raw_client, set_path, zk_failed};
 
 /// The prefix Finagle reads weight nodes by.
 pub(crate) const VECTOR_PREFIX: &str = "vector_";
@@ -52,6 +53,94 @@ pub(crate) async fn read_children(
         }
     }
     Ok(Some(Listing { children, vanished }))
+}
+
+/// A set read as `dump` and `weights` show it: every child with its data,
+/// classified as a watch with the command's filter would, each member
+/// weighed under the set's vector nodes.
+pub(crate) struct SetRead {
+    /// The set's path.
+    pub(crate) path: String,
+    /// The `vector_` children, decoded.
+    pub(crate) vectors: Vec<VectorNode>,
+    /// Every child, sorted by name.
+    pub(crate) children: Vec<ChildRead>,
+}
+
+/// One child of a [`SetRead`].
+pub(crate) struct ChildRead {
+    pub(crate) name: String,
+    pub(crate) data: Vec<u8>,
+    /// The session owning an ephemeral node; 0 for a persistent one.
+    pub(crate) ephemeral_owner: i64,
+    /// What a watch makes of it before any vector node applies.
+    pub(crate) reading: Reading,
+    /// For a member, served by the filter or not: its weight under the
+    /// set's vector nodes.
+    pub(crate) weighing: Option<Weighing>,
+    /// For a `vector_` node: what readers make of it.
+    pub(crate) vector: Option<VectorNode>,
+}
+
+impl ChildRead {
+    /// The member this child describes, with why the filter would not serve
+    /// it (drain aside); `None` for a child that is no usable member.
+    pub(crate) fn member(&self) -> Option<(&Member, Option<&str>)> {
+        match &self.reading.verdict {
+            Verdict::Member(m) => Some((m, None)),
+            Verdict::NotServed { member, reason } => Some((member, Some(reason))),
+            Verdict::Malformed(_) | Verdict::Ignored(_) => None,
+        }
+    }
+}
+
+/// Reads the set named by the global options, judging members as a watch
+/// serving `endpoint` (a named additional endpoint) of `shard` would.
+///
+/// # Errors
+///
+/// The set's options are wrong, ZooKeeper cannot be reached or refuses a
+/// read, or the set does not exist.
+pub(crate) async fn read_set(
+    g: &GlobalArgs,
+    endpoint: Option<String>,
+    shard: Option<i32>,
+) -> Result<SetRead, CliError> {
+    let path = set_path(g)?;
+    let filter = MemberFilter { endpoint, shard };
+    let client = raw_client(g).await?;
+    let Some(listing) = read_children(&client, &path).await? else {
+        return Err(CliError::Failed(format!(
+            "{path} does not exist (a watch sees an empty set until it is created)"
+        )));
+    };
+    let vectors = vector_nodes(&listing.children);
+    let children = listing
+        .children
+        .into_iter()
+        .map(|c| {
+            let reading = classify(&c.name, &c.data, &filter);
+            let weighing = match &reading.verdict {
+                Verdict::Member(m) | Verdict::NotServed { member: m, .. } => {
+                    Some(weigh(m, &vectors))
+                }
+                Verdict::Malformed(_) | Verdict::Ignored(_) => None,
+            };
+            ChildRead {
+                vector: vectors.iter().find(|v| v.name == c.name).cloned(),
+                name: c.name,
+                data: c.data,
+                ephemeral_owner: c.stat.ephemeral_owner,
+                reading,
+                weighing,
+            }
+        })
+        .collect();
+    Ok(SetRead {
+        path,
+        vectors,
+        children,
+    })
 }
 
 /// One `vector_` node as read.
@@ -109,6 +198,21 @@ impl VectorNode {
         match &self.read {
             Ok(v) => &v.notes,
             Err(_) => &[],
+        }
+    }
+
+    /// What it holds, for text output: its descriptors, or why readers
+    /// skip it.
+    pub(crate) fn summary(&self) -> String {
+        match &self.read {
+            Err(e) => format!("invalid vector: {e}; skipped by every reader"),
+            Ok(_) if self.descriptors().is_empty() => "no usable descriptor".into(),
+            Ok(_) => self
+                .descriptors()
+                .iter()
+                .map(descriptor_text)
+                .collect::<Vec<_>>()
+                .join(", "),
         }
     }
 

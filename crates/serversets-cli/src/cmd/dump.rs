@@ -8,60 +8,25 @@ use serde_json::{json, Value};
 use crate::args::{DumpArgs, GlobalArgs};
 use crate::error::CliError;
 use crate::render::{member_details, member_json, printable};
-use crate::target::{raw_client, set_path};
-use crate::vectors::{descriptor_text, read_children, vector_nodes, weigh, VectorNode, Weighing};
-use serversets_core::{classify, MemberFilter, Reading, Verdict};
+use crate::vectors::{descriptor_text, read_set, ChildRead as Child, VectorNode, Weighing};
+use serversets_core::{Reading, Verdict};
 
 /// Raw data longer than this is cut in text output (JSON output has it all).
 const MAX_SHOWN_DATA: usize = 2048;
-
-/// One child as read from ZooKeeper.
-struct Child {
-    name: String,
-    data: Vec<u8>,
-    /// The session owning an ephemeral node; 0 for a persistent one.
-    ephemeral_owner: i64,
-    reading: Reading,
-    /// For a member: its weight under the set's vector nodes.
-    weighing: Option<Weighing>,
-    /// For a `vector_` node: what readers make of it.
-    vector: Option<VectorNode>,
-}
 
 pub(crate) async fn run(
     g: &GlobalArgs,
     a: &DumpArgs,
     out: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
-    let path = set_path(g)?;
-    let filter = MemberFilter {
-        endpoint: a.endpoint.clone(),
-        shard: a.shard,
-    };
-    let client = raw_client(g).await?;
-    let Some(listing) = read_children(&client, &path).await? else {
-        return Err(CliError::Failed(format!(
-            "{path} does not exist (a watch sees an empty set until it is created)"
-        )));
-    };
-    let vectors = vector_nodes(&listing.children);
-    let children: Vec<Child> = listing
-        .children
-        .into_iter()
-        .map(|c| {
-            let vector = vectors.iter().find(|v| v.name == c.name).cloned();
-            let mut reading = classify(&c.name, &c.data, &filter);
-            let weighing = weigh_reading(&mut reading, &vectors);
-            Child {
-                name: c.name,
-                data: c.data,
-                ephemeral_owner: c.stat.ephemeral_owner,
-                reading,
-                weighing,
-                vector,
-            }
-        })
-        .collect();
+    let set = read_set(g, a.endpoint.clone(), a.shard).await?;
+    let path = set.path;
+    let mut children = set.children;
+    for c in &mut children {
+        if let Some(weighing) = &c.weighing {
+            apply_weighing(&mut c.reading, weighing);
+        }
+    }
     if a.json {
         for c in &children {
             writeln!(out, "{}", child_json(&path, c))?;
@@ -73,15 +38,14 @@ pub(crate) async fn run(
     Ok(())
 }
 
-/// Applies the vector nodes to a member's reading, as a watch does: a
-/// served member gets its weight, or becomes "not served" when drained.
-fn weigh_reading(reading: &mut Reading, vectors: &[VectorNode]) -> Option<Weighing> {
+/// Applies a member's weighing to its reading, as a watch does: the member
+/// gets its weight, or a served one becomes "not served" when drained.
+fn apply_weighing(reading: &mut Reading, weighing: &Weighing) {
     let (member, served) = match &reading.verdict {
         Verdict::Member(m) => (m, true),
         Verdict::NotServed { member, .. } => (member, false),
-        _ => return None,
+        _ => return,
     };
-    let weighing = weigh(member, vectors);
     match (&weighing.weight, served) {
         (Some(w), _) => {
             let weighed = member.with_weight(*w);
@@ -103,7 +67,6 @@ fn weigh_reading(reading: &mut Reading, vectors: &[VectorNode]) -> Option<Weighi
         }
         (None, false) => {}
     }
-    Some(weighing)
 }
 
 /// The label of a child: `vector` for a usable vector node, `malformed`
@@ -151,16 +114,7 @@ fn print_text(out: &mut (dyn Write + Send), path: &str, children: &[Child]) -> s
     let width = children.iter().map(|c| c.name.len()).max().unwrap_or(0);
     for c in children {
         let detail = match (&c.vector, &c.reading.verdict) {
-            (Some(v), _) => match &v.read {
-                Err(e) => format!("invalid vector: {e}; skipped by every reader"),
-                Ok(_) if v.descriptors().is_empty() => "no usable descriptor".into(),
-                Ok(_) => v
-                    .descriptors()
-                    .iter()
-                    .map(descriptor_text)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            },
+            (Some(v), _) => v.summary(),
             (None, Verdict::Member(m)) => member_details(m),
             (None, Verdict::NotServed { member, reason }) => {
                 format!("{reason}: {}", member_details(member))

@@ -4,20 +4,19 @@
 use std::io::Write;
 
 use serde_json::{json, Value};
-use serversets_core::{classify, Member, MemberFilter, Verdict};
+use serversets_core::Member;
 
 use crate::args::{GlobalArgs, WeightsArgs};
 use crate::error::CliError;
 use crate::render::member_json;
-use crate::target::{raw_client, set_path};
-use crate::vectors::{descriptor_text, read_children, vector_nodes, weigh, VectorNode, Weighing};
+use crate::vectors::{read_set, VectorNode, Weighing};
 
 /// One member with its weight.
-struct Row {
-    member: Member,
-    weighing: Weighing,
+struct Row<'a> {
+    member: &'a Member,
+    weighing: &'a Weighing,
     /// Why a watch does not serve it, drain aside (status, shard, endpoint).
-    not_served: Option<String>,
+    not_served: Option<&'a str>,
 }
 
 pub(crate) async fn run(
@@ -25,36 +24,23 @@ pub(crate) async fn run(
     a: &WeightsArgs,
     out: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
-    let path = set_path(g)?;
-    let filter = MemberFilter {
-        endpoint: a.endpoint.clone(),
-        shard: a.shard,
-    };
-    let client = raw_client(g).await?;
-    let Some(listing) = read_children(&client, &path).await? else {
-        return Err(CliError::Failed(format!(
-            "{path} does not exist (a watch sees an empty set until it is created)"
-        )));
-    };
-    let children = listing.children;
-    let vectors = vector_nodes(&children);
+    let set = read_set(g, a.endpoint.clone(), a.shard).await?;
+    let (path, vectors) = (&set.path, &set.vectors);
     let mut malformed = 0;
     let mut rows = Vec::new();
-    for c in children.iter().filter(|c| c.name.starts_with("member_")) {
-        let (member, not_served) = match classify(&c.name, &c.data, &filter).verdict {
-            Verdict::Member(m) => (m, None),
-            Verdict::NotServed { member, reason } => (member, Some(reason)),
-            Verdict::Malformed(_) | Verdict::Ignored(_) => {
-                malformed += 1;
-                continue;
-            }
-        };
-        let weighing = weigh(&member, &vectors);
-        rows.push(Row {
-            member,
-            weighing,
-            not_served,
-        });
+    for c in set
+        .children
+        .iter()
+        .filter(|c| c.name.starts_with("member_"))
+    {
+        match (c.member(), &c.weighing) {
+            (Some((member, not_served)), Some(weighing)) => rows.push(Row {
+                member,
+                weighing,
+                not_served,
+            }),
+            _ => malformed += 1,
+        }
     }
     if a.json {
         writeln!(out, "{}", to_json(&path, &vectors, &rows))?;
@@ -73,7 +59,7 @@ fn print_text(
     out: &mut (dyn Write + Send),
     path: &str,
     vectors: &[VectorNode],
-    rows: &[Row],
+    rows: &[Row<'_>],
     malformed: usize,
 ) -> std::io::Result<()> {
     let noted = vectors.iter().filter(|v| !v.notes().is_empty()).count();
@@ -113,17 +99,7 @@ fn print_text(
         .max()
         .unwrap_or(0);
     for v in vectors {
-        let what = match &v.read {
-            Err(e) => format!("invalid vector: {e}; skipped by every reader"),
-            Ok(_) if v.descriptors().is_empty() => "no usable descriptor".into(),
-            Ok(_) => v
-                .descriptors()
-                .iter()
-                .map(descriptor_text)
-                .collect::<Vec<_>>()
-                .join(", "),
-        };
-        writeln!(out, "{:width$}  {what}", v.name)?;
+        writeln!(out, "{:width$}  {}", v.name, v.summary())?;
         for note in v.notes() {
             writeln!(out, "{:width$}    note: {note}", "")?;
         }
@@ -159,7 +135,7 @@ fn print_text(
     Ok(())
 }
 
-fn to_json(path: &str, vectors: &[VectorNode], rows: &[Row]) -> Value {
+fn to_json(path: &str, vectors: &[VectorNode], rows: &[Row<'_>]) -> Value {
     let members: Vec<Value> = rows
         .iter()
         .map(|r| {
