@@ -2,6 +2,8 @@
 //! xtask: plain Rust, no extra tools, run as `cargo xtask <command>`.
 //!
 //! Each command lives in its own module; this file only parses arguments.
+//! xtask only automates: the demo is its own crate (`serversets-demo`), so
+//! xtask depends on none of the serversets crates.
 
 mod bench;
 mod proc;
@@ -28,7 +30,8 @@ commands:
                              run (as root with apt-get; otherwise print the
                              exact command and fail when any is missing)
   test                       install missing system packages (as root), then
-                             cargo fmt --check, clippy -D warnings, cargo test
+                             cargo fmt --check, clippy -D warnings, the docs
+                             with warnings denied, cargo test
   demo                       a narrated walk-through against a local ZooKeeper
                              (runs `cargo run -p serversets-demo`)
   zk start [--ensemble N]    start a local ZooKeeper (N servers; default 1)

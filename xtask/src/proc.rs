@@ -110,7 +110,7 @@ fn process_table() -> Vec<(u32, u32)> {
         .collect()
 }
 
-/// State letter and parent pid from a /proc/<pid>/stat line. The command name
+/// State letter and parent pid from a `/proc/<pid>/stat` line. The command name
 /// is in parentheses and may itself contain spaces or parentheses, so fields
 /// are counted from the last ')'.
 fn parse_stat(stat: &str) -> Option<(char, u32)> {

@@ -1,6 +1,8 @@
 //! `cargo xtask test`: the one command that says whether the project is green.
 //!
 //! Steps: system packages, `cargo fmt --check`, clippy with `-D warnings`,
+//! the docs of the whole workspace with warnings denied (binaries such as
+//! xtask with their private items, as `cargo doc` does by default), and
 //! `cargo test` (unit, integration and doc tests). All features are enabled
 //! so optional code (e.g. mcset's memcache client) is checked too. Every step
 //! runs even when an earlier one failed, and clippy and the tests go on past
@@ -50,6 +52,10 @@ impl Totals {
     }
 }
 
+/// A cargo command run as one step: its title, its arguments, and the
+/// environment it needs.
+type CargoStep<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)]);
+
 struct StepResult {
     name: String,
     ok: bool,
@@ -78,10 +84,11 @@ pub fn run() -> Result<ExitCode> {
         note: String::new(),
     });
 
-    let steps: [(&str, &[&str]); 2] = [
+    let steps: [CargoStep<'_>; 3] = [
         (
             "cargo fmt --all -- --check",
             &["fmt", "--all", "--", "--check"],
+            &[],
         ),
         (
             "cargo clippy --workspace --all-targets --all-features --keep-going -- -D warnings",
@@ -95,12 +102,26 @@ pub fn run() -> Result<ExitCode> {
                 "-D",
                 "warnings",
             ],
+            &[],
+        ),
+        (
+            "RUSTDOCFLAGS=\"-D warnings\" cargo doc --workspace --all-features --no-deps",
+            &[
+                "doc",
+                "--keep-going",
+                "--workspace",
+                "--all-features",
+                "--no-deps",
+            ],
+            &[("RUSTDOCFLAGS", "-D warnings")],
         ),
     ];
-    for (name, args) in steps {
+    for (name, args, env) in steps {
         ui.step_start(name);
         let t = Instant::now();
-        let outcome = proc::run(&mut cargo_cmd(args), deadline)?;
+        let mut cmd = cargo_cmd(args);
+        cmd.envs(env.iter().copied());
+        let outcome = proc::run(&mut cmd, deadline)?;
         let took = t.elapsed();
         ui.step_end(outcome.success(), took);
         results.push(StepResult {

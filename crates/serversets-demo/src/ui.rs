@@ -56,7 +56,7 @@ impl Ui {
 }
 
 /// Colour only on a terminal, and never when NO_COLOR is set to anything
-/// non-empty (https://no-color.org).
+/// non-empty (<https://no-color.org>).
 fn wants_color(is_terminal: bool) -> bool {
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     is_terminal && !no_color && std::env::var_os("TERM").is_none_or(|t| t != "dumb")

@@ -154,7 +154,7 @@ fn parse_mode(srvr: &str) -> Option<String> {
 }
 
 /// True when `pid` exists and is not a zombie (the state letter of
-/// /proc/<pid>/stat follows the command name, which is in parentheses).
+/// `/proc/<pid>/stat` follows the command name, which is in parentheses).
 pub fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()

@@ -104,29 +104,7 @@ pub fn baseline_of<'a>(r: &Record, all: &'a [Record]) -> Option<&'a Record> {
         .find(|b| b.name == name && b.params == r.params && b.unit == r.unit)
 }
 
-/// The results.json document as a value: one object per measurement (the
-/// reference that [`results_text`] is tested against).
-#[cfg(test)]
-pub fn results_json(joined: &[Joined]) -> Value {
-    Value::Array(
-        joined
-            .iter()
-            .map(|j| {
-                json!({
-                    "name": j.record.name,
-                    "params": j.record.params,
-                    "unit": j.record.unit,
-                    "median": j.record.median,
-                    "p99": j.record.p99,
-                    "baseline": j.record.baseline,
-                    "ratio": j.ratio,
-                })
-            })
-            .collect(),
-    )
-}
-
-/// results.json as text: the same document as [`results_json`], one
+/// results.json as text: the same document as the tests' `results_json`, one
 /// measurement per line with the fields in a reading order (name, params,
 /// unit, median, p99, baseline, ratio).
 pub fn results_text(joined: &[Joined]) -> String {
@@ -178,6 +156,27 @@ pub fn params_label(params: &Value) -> String {
 #[cfg(test)]
 pub mod tests {
     use super::*;
+
+    /// The results.json document as a value: one object per measurement (the
+    /// reference that [`results_text`] is tested against).
+    pub fn results_json(joined: &[Joined]) -> Value {
+        Value::Array(
+            joined
+                .iter()
+                .map(|j| {
+                    json!({
+                        "name": j.record.name,
+                        "params": j.record.params,
+                        "unit": j.record.unit,
+                        "median": j.record.median,
+                        "p99": j.record.p99,
+                        "baseline": j.record.baseline,
+                        "ratio": j.ratio,
+                    })
+                })
+                .collect(),
+        )
+    }
 
     pub fn rec(name: &str, params: Value, median: f64, baseline: Option<&str>) -> Record {
         Record {
