@@ -6,9 +6,9 @@ use std::time::Duration;
 use http::uri::Scheme;
 use http::StatusCode;
 use hyper_util::client::legacy::connect::{Connect, HttpConnector};
+use serversets_core::balance::{self, Ejection};
 use serversets_core::Watcher;
 
-use crate::health::EjectPolicy;
 use crate::{Balance, BuildError, HttpSet};
 
 /// Default bound on retries after the first attempt: a request makes at
@@ -31,9 +31,10 @@ use crate::{Balance, BuildError, HttpSet};
 /// # }).unwrap();
 /// ```
 pub const DEFAULT_RETRIES: u32 = 2;
-/// Default number of consecutive failures that ejects a member: 5, the
-/// default of every balancer in this workspace (and of Finagle's failure
-/// accrual).
+/// Default number of consecutive failures that ejects a member: 5, core's
+/// [`DEFAULT_EJECT_AFTER`](serversets_core::balance::DEFAULT_EJECT_AFTER),
+/// the default of every balancer in this workspace (and of Finagle's
+/// failure accrual).
 ///
 /// ```
 /// use serversets_fixedset::FixedSet;
@@ -55,9 +56,10 @@ pub const DEFAULT_RETRIES: u32 = 2;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
 /// ```
-pub const DEFAULT_EJECT_AFTER: u32 = 5;
-/// Default time an ejected member stays out of rotation: 10 s, the default
-/// of every balancer in this workspace.
+pub const DEFAULT_EJECT_AFTER: u32 = balance::DEFAULT_EJECT_AFTER;
+/// Default time an ejected member stays out of rotation: 10 s, core's
+/// [`DEFAULT_EJECT_FOR`](serversets_core::balance::DEFAULT_EJECT_FOR), the
+/// default of every balancer in this workspace.
 ///
 /// ```
 /// use serversets_fixedset::FixedSet;
@@ -77,7 +79,7 @@ pub const DEFAULT_EJECT_AFTER: u32 = 5;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
 /// ```
-pub const DEFAULT_EJECT_FOR: Duration = Duration::from_secs(10);
+pub const DEFAULT_EJECT_FOR: Duration = balance::DEFAULT_EJECT_FOR;
 /// Default connect timeout of the built-in connector. A connector of your
 /// own starts without one; give it the same bound like this:
 ///
@@ -137,7 +139,7 @@ pub(crate) struct Config {
     pub(crate) retry_idempotent: bool,
     pub(crate) retry_statuses: Vec<StatusCode>,
     pub(crate) replay_limit: usize,
-    pub(crate) eject: EjectPolicy,
+    pub(crate) eject: Ejection,
     pub(crate) wait_for_servers: Option<Duration>,
     pub(crate) request_timeout: Option<Duration>,
     pub(crate) attempt_timeout: Option<Duration>,
@@ -156,10 +158,7 @@ impl Default for Config {
             retry_idempotent: true,
             retry_statuses: Vec::new(),
             replay_limit: DEFAULT_REPLAY_LIMIT,
-            eject: EjectPolicy {
-                after: DEFAULT_EJECT_AFTER,
-                cooldown: DEFAULT_EJECT_FOR,
-            },
+            eject: Ejection::new(DEFAULT_EJECT_AFTER, DEFAULT_EJECT_FOR),
             wait_for_servers: None,
             request_timeout: None,
             attempt_timeout: None,
@@ -395,7 +394,7 @@ impl<C> HttpSetBuilder<C> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn eject_after(mut self, failures: u32) -> Self {
-        self.config.eject.after = failures;
+        self.config.eject = self.config.eject.with_after(failures);
         self
     }
 
@@ -412,7 +411,7 @@ impl<C> HttpSetBuilder<C> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn eject_for(mut self, cooldown: Duration) -> Self {
-        self.config.eject.cooldown = cooldown;
+        self.config.eject = self.config.eject.with_cooldown(cooldown);
         self
     }
 

@@ -19,10 +19,11 @@ use http::{Method, Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 
-use crate::body::{BodySource, SendBody};
-use crate::deadline::{Timer, WithDeadline};
+use serversets_core::balance::{self, InFlight, InFlightGuard};
 use serversets_core::HostPort;
 
+use crate::body::{BodySource, SendBody};
+use crate::deadline::{Timer, WithDeadline};
 use crate::inner::Inner;
 use crate::metrics::Failure;
 use crate::table::MemberSlot;
@@ -88,11 +89,11 @@ enum Step<C> {
 }
 
 /// One attempt in flight; counts as in flight on its member until
-/// dropped.
+/// dropped (the guard holds the member).
 struct Attempt<C> {
-    member: Arc<MemberSlot<C>>,
+    member: InFlightGuard<Arc<MemberSlot<C>>>,
     /// The member's ejection epoch when the attempt was sent.
-    epoch: u64,
+    epoch: balance::Attempt,
     fut: WithDeadline<hyper_util::client::legacy::ResponseFuture>,
     /// When it was sent, for `serversets_http_attempt_seconds`.
     sent: Instant,
@@ -100,12 +101,6 @@ struct Attempt<C> {
     /// is the member's address: the published field name), entered
     /// while the attempt is polled (disabled, it costs a level check).
     span: tracing::Span,
-}
-
-impl<C> Drop for Attempt<C> {
-    fn drop(&mut self) {
-        self.member.health.leave();
-    }
 }
 
 /// What one attempt came to.
@@ -320,12 +315,11 @@ where
             attempt = self.attempts,
             method = %self.head.method,
         );
-        let epoch = member.health.epoch();
-        member.health.enter();
+        let epoch = member.health.attempt();
         member.metrics.attempts.increment(1);
         let fut = WithDeadline::new(member.client.request(req), config.attempt_timeout.is_some());
         self.step = Step::Sending(Attempt {
-            member,
+            member: InFlight::enter(member),
             epoch,
             fut,
             sent: Instant::now(),
@@ -343,7 +337,7 @@ where
         outcome: Outcome,
     ) -> Option<Result<Response<Incoming>, Error>> {
         let config = self.set.config();
-        let member = &attempt.member;
+        let member = attempt.member.owner();
         let more = self.attempts <= config.retries;
         let late_retries = self.idempotent && config.retry_idempotent;
         let n = self.attempts;
@@ -365,7 +359,7 @@ where
                     .metrics
                     .latency
                     .record(attempt.sent.elapsed().as_secs_f64());
-                member.health.on_success(&member.addr, attempt.epoch);
+                self.set.answered(member, attempt.epoch);
                 let status = resp.status();
                 if !retry_with_body(
                     self.idempotent && more && config.retry_statuses.contains(&status),
@@ -423,7 +417,7 @@ where
             }
         }
         member.metrics.retries.increment(1);
-        self.previous = Some(attempt.member.clone());
+        self.previous = Some(member.clone());
         None
     }
 }

@@ -4,23 +4,25 @@
 //!
 //! Kept apart from the public handle (`set`) so that the handle reads as
 //! the API it is, and apart from the request's state machine (`call`),
-//! which only asks this module for a member and reports failures back. The
-//! background follower that calls [`Inner::sync`] lives in `follower`.
+//! which only asks this module for a member and reports answers and
+//! failures back to the shared passive-health rule
+//! ([`serversets_core::balance::health`]). The background follower that
+//! calls [`Inner::sync`] is started in `follower`.
 
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Mutex, TryLockError};
+use std::sync::{Arc, Mutex, OnceLock, TryLockError};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
 use hyper_util::client::legacy::connect::Connect;
 use hyper_util::client::legacy::Builder as ClientBuilder;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use serversets_core::balance::{Attempt, Clock, FollowTask, LazyNow};
 use serversets_core::Watcher;
 use tokio::time::Instant;
 
 use crate::builder::Config;
-use crate::follower::Follower;
-use crate::health::{Clock, LazyNow};
+use crate::health::MemberHealth;
 use crate::metrics::SetMetrics;
 use crate::select::pick;
 use crate::table::{MemberSlot, Table};
@@ -39,7 +41,9 @@ pub(crate) struct Inner<C> {
     clients: ClientBuilder,
     /// Serialises table rebuilds (rare); reads never take it.
     rebuild: Mutex<()>,
-    follower: Follower,
+    /// The follower task, once started; dropped with the set, which stops
+    /// it.
+    follower: OnceLock<FollowTask>,
     /// The set's metric handles (each member holds its own).
     metrics: SetMetrics,
 }
@@ -83,7 +87,7 @@ where
             connector,
             clients,
             rebuild: Mutex::new(()),
-            follower: Follower::new(),
+            follower: OnceLock::new(),
             metrics,
         }
     }
@@ -98,15 +102,11 @@ impl<C> Inner<C> {
         &self.metrics
     }
 
-    pub(crate) fn clock(&self) -> &Clock {
-        &self.clock
-    }
-
     pub(crate) fn watcher(&self) -> &Arc<dyn Watcher> {
         &self.watcher
     }
 
-    pub(crate) fn follower(&self) -> &Follower {
+    pub(crate) fn follower(&self) -> &OnceLock<FollowTask> {
         &self.follower
     }
 
@@ -220,12 +220,11 @@ where
         avoid: Option<&Arc<MemberSlot<C>>>,
     ) -> Option<Arc<MemberSlot<C>>> {
         let avoid = avoid.and_then(|a| table.members.iter().position(|m| Arc::ptr_eq(m, a)));
-        let mut now = LazyNow::new(&self.clock);
+        let mut now = self.clock.lazy_now();
         pick(
             self.config.balance,
             &self.counter,
             &table.members,
-            |m| &m.health,
             &table.weights,
             avoid,
             &mut now,
@@ -270,17 +269,171 @@ where
         }
     }
 
-    /// Records a connect failure or attempt timeout against `member`.
-    pub(crate) fn failed(&self, member: &MemberSlot<C>) {
+    /// Passive-health state of every member in the current set, in the
+    /// set's order.
+    pub(crate) fn health(&self) -> Vec<MemberHealth> {
+        let table = self.current_exact();
+        table
+            .members
+            .iter()
+            .map(|m| MemberHealth::new(&m.id, &m.addr, m.health.report(&self.clock), m.load.get()))
+            .collect()
+    }
+
+    /// Records a connect failure or attempt timeout against `member`;
+    /// true when it ejected the member (never the last one in service).
+    pub(crate) fn failed(&self, member: &MemberSlot<C>) -> bool {
         let table = self.table.load();
-        let ejected = member.health.on_failure(
+        let others_available = |now: &mut LazyNow<'_>| {
+            table
+                .members
+                .iter()
+                .filter(|m| !std::ptr::eq(&***m, member))
+                .any(|m| m.health.is_available(now))
+        };
+        let ejected = member.health.record_failure(
             &member.addr,
             self.config.eject,
             &self.clock,
-            table.members.iter().map(|m| &m.health),
+            others_available,
         );
         if ejected {
             member.metrics.ejections.increment(1);
         }
+        ejected
+    }
+
+    /// Records an answer (any status) from `member` to an attempt sent
+    /// under `attempt`; an answer to a request sent before the member's
+    /// latest ejection does not end it.
+    pub(crate) fn answered(&self, member: &MemberSlot<C>, attempt: Attempt) {
+        if member.health.record_answer(attempt) {
+            tracing::info!(member = %member.addr, "ejected member answered again; back in rotation");
+        } else if member.health.attempt() != attempt {
+            tracing::debug!(member = %member.addr, "answer to a request sent before the member's ejection; ignored for health");
+        }
+    }
+}
+
+/// The passive-health rule as httpset applies it: failures and answers
+/// recorded through the set, the peers it must leave in service taken from
+/// its table (these were `health.rs`'s tests before the rule moved to
+/// core).
+#[cfg(test)]
+mod tests {
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use serversets_core::balance::{Ejection, InFlight};
+    use serversets_fixedset::FixedSet;
+
+    use super::*;
+
+    /// Ejection after 3 failures, for longer than any test runs.
+    const POLICY: Ejection = Ejection::new(3, Duration::from_secs(60));
+
+    /// The state of a set over `n` members (no runtime: no follower).
+    fn set_of(
+        n: u16,
+        eject: Ejection,
+    ) -> (Inner<HttpConnector>, Vec<Arc<MemberSlot<HttpConnector>>>) {
+        let config = Config {
+            eject,
+            ..Config::default()
+        };
+        let addrs = (1..=n).map(|port| format!("127.0.0.1:{port}"));
+        let inner = Inner::new(config, HttpConnector::new(), FixedSet::new(addrs).unwrap());
+        let members = inner.current_exact().members.clone();
+        (inner, members)
+    }
+
+    fn available(inner: &Inner<HttpConnector>, member: &MemberSlot<HttpConnector>) -> bool {
+        member.health.is_available(&mut inner.clock.lazy_now())
+    }
+
+    fn report(inner: &Inner<HttpConnector>, i: usize) -> MemberHealth {
+        inner.health().swap_remove(i)
+    }
+
+    #[test]
+    fn ejects_after_the_bound_and_readmits_after_cooldown() {
+        let (set, members) = set_of(2, POLICY);
+        let me = &members[0];
+        assert!(!set.failed(me));
+        assert!(!set.failed(me));
+        assert!(available(&set, me));
+        assert!(set.failed(me));
+        assert!(!available(&set, me));
+        assert!(report(&set, 0).is_ejected());
+
+        // The cool-down's end, without waiting for it: core's clock is the
+        // system's monotonic clock, which a test cannot advance, so a
+        // cool-down of 0 stands for one that has just run out.
+        let (set, members) = set_of(2, POLICY.with_cooldown(Duration::ZERO));
+        let me = &members[0];
+        for _ in 0..3 {
+            set.failed(me);
+        }
+        assert_eq!(report(&set, 0).ejections, 1);
+        // Cool-down over: probed again, but one more failure re-ejects.
+        assert!(available(&set, me));
+        assert!(set.failed(me));
+        assert_eq!(report(&set, 0).ejections, 2);
+        // An answer puts it straight back.
+        set.answered(me, me.health.attempt());
+        assert!(available(&set, me));
+        let r = report(&set, 0);
+        assert_eq!((r.consecutive_failures, r.is_ejected()), (0, false));
+    }
+
+    #[test]
+    fn a_late_answer_to_a_request_sent_before_the_ejection_does_not_end_it() {
+        let (set, members) = set_of(2, POLICY);
+        let me = &members[0];
+        let old = me.health.attempt(); // a request goes out, then the member fails
+        for _ in 0..3 {
+            set.failed(me);
+        }
+        assert!(!available(&set, me));
+        set.answered(me, old); // ...and the old request is answered
+        assert!(!available(&set, me));
+        let r = report(&set, 0);
+        assert_eq!((r.consecutive_failures, r.is_ejected()), (3, true));
+        // A request sent after the ejection (all members down, say) does
+        // re-admit it.
+        set.answered(me, me.health.attempt());
+        assert!(available(&set, me));
+        let r = report(&set, 0);
+        assert_eq!((r.consecutive_failures, r.is_ejected()), (0, false));
+    }
+
+    #[test]
+    fn never_ejects_the_last_member_in_service() {
+        let (set, members) = set_of(2, POLICY);
+        for _ in 0..3 {
+            set.failed(&members[1]);
+        }
+        assert!(!available(&set, &members[1]));
+        for _ in 0..10 {
+            assert!(!set.failed(&members[0]));
+        }
+        assert!(available(&set, &members[0]));
+        let (alone, members) = set_of(1, POLICY);
+        for _ in 0..10 {
+            assert!(!alone.failed(&members[0]));
+        }
+    }
+
+    #[test]
+    fn zero_bound_disables_ejection_and_in_flight_counts() {
+        let (set, members) = set_of(2, POLICY.with_after(0));
+        for _ in 0..10 {
+            assert!(!set.failed(&members[0]));
+        }
+        let attempts = [
+            InFlight::enter(members[0].clone()),
+            InFlight::enter(members[0].clone()),
+        ];
+        assert_eq!(report(&set, 0).in_flight, 2);
+        drop(attempts);
+        assert_eq!(report(&set, 0).in_flight, 0);
     }
 }

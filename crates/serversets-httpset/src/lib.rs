@@ -60,11 +60,14 @@
 //! dropped as soon as its in-flight requests finish, closing its idle
 //! connections then rather than at the idle timeout. A request that finds a
 //! rebuild of the member table under way on another thread uses the
-//! previous table rather than wait for it. A background task applies
-//! changes as they happen, so this does not wait for traffic; it ends when
-//! the set is dropped or the source closes (logged). Should it end any other
-//! way (its runtime shut down, or a panic), the next request starts a new
-//! one.
+//! previous table rather than wait for it. A background task (core's
+//! shared follower, [`serversets_core::balance::Follower`]) applies changes
+//! as they happen, so this does not wait for traffic; it ends when the set
+//! is dropped or the source closes (logged). Should it die any other way
+//! (its runtime shut down, or a panic), it is logged at error level and not
+//! restarted, as in every balancer of this workspace: requests keep the set
+//! in step on their own, and a departed member's idle connections then
+//! close at the next request.
 //!
 //! # Retries and bodies
 //! An attempt that fails before a connection exists (refused, connect
@@ -93,8 +96,9 @@
 //! # Passive health
 //! [`HttpSetBuilder::eject_after`] consecutive failures (connect failures and
 //! attempt timeouts; default [`DEFAULT_EJECT_AFTER`], 5) eject a member for
-//! [`HttpSetBuilder::eject_for`] (default [`DEFAULT_EJECT_FOR`], 10 s), the
-//! same defaults as every balancer of this workspace. After the cool-down,
+//! [`HttpSetBuilder::eject_for`] (default [`DEFAULT_EJECT_FOR`], 10 s): the
+//! rule and defaults of every balancer of this workspace, implemented once
+//! in [`serversets_core::balance::health`]. After the cool-down,
 //! live traffic goes to it again: an answer re-admits it, one more failure
 //! ejects it again. A late answer to a request sent before the ejection does
 //! not count. The last member in service is never ejected, and if

@@ -16,7 +16,8 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::health::{Health, LazyNow};
+use serversets_core::balance::{LazyNow, PassiveHealth};
+
 use crate::weights::{Weighted, Weights};
 
 /// How the next member is chosen.
@@ -66,22 +67,28 @@ pub enum Balance {
     LeastOutstanding,
 }
 
+/// What a pick reads of a member: its passive health (may it take traffic
+/// now?) and its load (requests in flight).
+pub(crate) trait Candidate {
+    fn health(&self) -> &PassiveHealth;
+    fn in_flight(&self) -> usize;
+}
+
 /// Picks an index into `items`, or `None` when `items` is empty.
 ///
 /// `weights` are the items' weights as prepared by [`Weights::new`].
 /// `avoid` is an index to skip when another choice exists (the member that
 /// just failed, on a retry).
-pub(crate) fn pick<T>(
+pub(crate) fn pick<T: Candidate>(
     balance: Balance,
     counter: &AtomicUsize,
     items: &[T],
-    health: impl Fn(&T) -> &Health,
     weights: &Weights,
     avoid: Option<usize>,
     now: &mut LazyNow<'_>,
 ) -> Option<usize> {
     if let Weights::Weighted(w) = weights {
-        return pick_weighted(balance, counter, items, health, w, avoid, now);
+        return pick_weighted(balance, counter, items, w, avoid, now);
     }
     let n = items.len();
     if n == 0 {
@@ -91,14 +98,14 @@ pub(crate) fn pick<T>(
         return Some(0);
     }
     let usable =
-        |i: usize, now: &mut LazyNow<'_>| Some(i) != avoid && health(&items[i]).available(now);
+        |i: usize, now: &mut LazyNow<'_>| Some(i) != avoid && items[i].health().is_available(now);
     if balance == Balance::LeastOutstanding {
         let a = fastrand::usize(..n);
         let mut b = fastrand::usize(..n - 1);
         if b >= a {
             b += 1;
         }
-        let b_lighter = || health(&items[b]).in_flight() < health(&items[a]).in_flight();
+        let b_lighter = || items[b].in_flight() < items[a].in_flight();
         if let Some(i) = two_choices(a, b, |i| usable(i, now), b_lighter) {
             return Some(i);
         }
@@ -124,11 +131,10 @@ pub(crate) fn pick<T>(
 }
 
 /// [`pick`] over unequal weights.
-fn pick_weighted<T>(
+fn pick_weighted<T: Candidate>(
     balance: Balance,
     counter: &AtomicUsize,
     items: &[T],
-    health: impl Fn(&T) -> &Health,
     w: &Weighted,
     avoid: Option<usize>,
     now: &mut LazyNow<'_>,
@@ -138,7 +144,7 @@ fn pick_weighted<T>(
         return None;
     }
     let usable = |i: usize, now: &mut LazyNow<'_>| {
-        i < n && Some(i) != avoid && health(&items[i]).available(now)
+        i < n && Some(i) != avoid && items[i].health().is_available(now)
     };
     if balance == Balance::LeastOutstanding {
         let a = w.draw();
@@ -150,7 +156,7 @@ fn pick_weighted<T>(
         // Fewer in flight per unit of weight wins; cross-multiplied, so no
         // division and weight 0 cannot come up here.
         let b_lighter = || {
-            let (la, lb) = (health(&items[a]).in_flight(), health(&items[b]).in_flight());
+            let (la, lb) = (items[a].in_flight(), items[b].in_flight());
             (lb as f64) * w.weight(a) < (la as f64) * w.weight(b)
         };
         if let Some(i) = two_choices(a, b, |i| usable(i, now), b_lighter) {
@@ -207,18 +213,49 @@ fn two_choices(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::{Clock, EjectPolicy};
+    use serversets_core::balance::{Clock, Ejection, InFlight, InFlightGuard};
     use std::time::Duration;
 
-    fn eject(h: &Health, peers: &[Health], clock: &Clock) {
-        let policy = EjectPolicy {
-            after: 1,
-            cooldown: Duration::from_secs(60),
-        };
-        assert!(h.on_failure(&"h:1".parse().unwrap(), policy, clock, peers.iter()));
+    /// A member as a pick sees it.
+    #[derive(Default)]
+    struct Slot {
+        health: PassiveHealth,
+        load: InFlight,
     }
 
-    fn pick_n(balance: Balance, items: &[Health], clock: &Clock, rounds: usize) -> Vec<usize> {
+    impl Candidate for Slot {
+        fn health(&self) -> &PassiveHealth {
+            &self.health
+        }
+        fn in_flight(&self) -> usize {
+            self.load.get()
+        }
+    }
+
+    /// Ejects after one failure, for longer than any test runs.
+    const EJECT_AT_ONCE: Ejection = Ejection::new(1, Duration::from_secs(60));
+
+    /// One failure of `me` among `peers`: true when it ejected `me`.
+    fn fail<'a>(me: &Slot, peers: impl IntoIterator<Item = &'a Slot>, clock: &Clock) -> bool {
+        me.health
+            .record_failure(&"h:1".parse().unwrap(), EJECT_AT_ONCE, clock, |now| {
+                peers
+                    .into_iter()
+                    .filter(|p| !std::ptr::eq(*p, me))
+                    .any(|p| p.health.is_available(now))
+            })
+    }
+
+    fn eject(h: &Slot, peers: &[Slot], clock: &Clock) {
+        assert!(fail(h, peers, clock));
+    }
+
+    /// Counts `n` requests in flight on `slot` until the guards drop.
+    fn in_flight(slot: &Slot, n: usize) -> Vec<InFlightGuard<&InFlight>> {
+        (0..n).map(|_| InFlight::enter(&slot.load)).collect()
+    }
+
+    fn pick_n(balance: Balance, items: &[Slot], clock: &Clock, rounds: usize) -> Vec<usize> {
         let counter = AtomicUsize::new(0);
         let mut counts = vec![0; items.len()];
         for _ in 0..rounds {
@@ -226,10 +263,9 @@ mod tests {
                 balance,
                 &counter,
                 items,
-                |h| h,
                 &Weights::Uniform,
                 None,
-                &mut LazyNow::new(clock),
+                &mut clock.lazy_now(),
             )
             .unwrap();
             counts[i] += 1;
@@ -239,7 +275,7 @@ mod tests {
 
     #[test]
     fn round_robin_is_exactly_even() {
-        let items: Vec<Health> = (0..3).map(|_| Health::default()).collect();
+        let items: Vec<Slot> = (0..3).map(|_| Slot::default()).collect();
         assert_eq!(
             pick_n(Balance::RoundRobin, &items, &Clock::new(), 300),
             [100, 100, 100]
@@ -250,29 +286,27 @@ mod tests {
     fn empty_and_single() {
         let clock = Clock::new();
         let counter = AtomicUsize::new(0);
-        let none: [Health; 0] = [];
+        let none: [Slot; 0] = [];
         assert_eq!(
             pick(
                 Balance::RoundRobin,
                 &counter,
                 &none,
-                |h| h,
                 &Weights::Uniform,
                 None,
-                &mut LazyNow::new(&clock)
+                &mut clock.lazy_now()
             ),
             None
         );
-        let one = [Health::default()];
+        let one = [Slot::default()];
         assert_eq!(
             pick(
                 Balance::LeastOutstanding,
                 &counter,
                 &one,
-                |h| h,
                 &Weights::Uniform,
                 Some(0),
-                &mut LazyNow::new(&clock)
+                &mut clock.lazy_now()
             ),
             Some(0)
         );
@@ -281,7 +315,7 @@ mod tests {
     #[test]
     fn skips_ejected_and_avoided() {
         let clock = Clock::new();
-        let items: Vec<Health> = (0..3).map(|_| Health::default()).collect();
+        let items: Vec<Slot> = (0..3).map(|_| Slot::default()).collect();
         eject(&items[1], &items, &clock);
         for balance in [Balance::RoundRobin, Balance::LeastOutstanding] {
             let counts = pick_n(balance, &items, &clock, 300);
@@ -294,10 +328,9 @@ mod tests {
                 Balance::RoundRobin,
                 &counter,
                 &items,
-                |h| h,
                 &Weights::Uniform,
                 Some(0),
-                &mut LazyNow::new(&clock),
+                &mut clock.lazy_now(),
             );
             assert_eq!(i, Some(2));
         }
@@ -306,24 +339,18 @@ mod tests {
     #[test]
     fn all_ejected_still_picks() {
         let clock = Clock::new();
-        let items: Vec<Health> = (0..2).map(|_| Health::default()).collect();
+        let items: Vec<Slot> = (0..2).map(|_| Slot::default()).collect();
         eject(&items[0], &items, &clock);
-        // The last one in service is never ejected through on_failure...
-        let policy = EjectPolicy {
-            after: 1,
-            cooldown: Duration::from_secs(60),
-        };
-        let addr = "h:1".parse().unwrap();
-        assert!(!items[1].on_failure(&addr, policy, &clock, items.iter()));
+        // The last one in service is never ejected through a failure...
+        assert!(!fail(&items[1], &items, &clock));
         let counts = pick_n(Balance::RoundRobin, &items, &clock, 10);
         assert_eq!(counts, [0, 10]);
         // ...but concurrent ejections can still leave none; then all are used.
-        let healthy_elsewhere = Health::default();
-        assert!(items[1].on_failure(
-            &addr,
-            policy,
-            &clock,
-            items.iter().chain([&healthy_elsewhere])
+        let healthy_elsewhere = Slot::default();
+        assert!(fail(
+            &items[1],
+            items.iter().chain([&healthy_elsewhere]),
+            &clock
         ));
         let counts = pick_n(Balance::RoundRobin, &items, &clock, 10);
         assert_eq!(counts, [5, 5]);
@@ -333,10 +360,9 @@ mod tests {
             Balance::RoundRobin,
             &counter,
             &items,
-            |h| h,
             &Weights::Uniform,
             Some(1),
-            &mut LazyNow::new(&clock),
+            &mut clock.lazy_now(),
         );
         assert!(i.is_some());
     }
@@ -344,15 +370,15 @@ mod tests {
     #[test]
     fn least_outstanding_prefers_the_idle_member() {
         let clock = Clock::new();
-        let items: Vec<Health> = (0..2).map(|_| Health::default()).collect();
-        (0..5).for_each(|_| items[0].enter());
+        let items: Vec<Slot> = (0..2).map(|_| Slot::default()).collect();
+        let _busy = in_flight(&items[0], 5);
         let counts = pick_n(Balance::LeastOutstanding, &items, &clock, 100);
         assert_eq!(counts, [0, 100]);
     }
 
     fn pick_weighted_n(
         balance: Balance,
-        items: &[Health],
+        items: &[Slot],
         weights: &[f64],
         avoid: Option<usize>,
         rounds: usize,
@@ -365,10 +391,9 @@ mod tests {
                 balance,
                 &counter,
                 items,
-                |h| h,
                 &weights,
                 avoid,
-                &mut LazyNow::new(&clock),
+                &mut clock.lazy_now(),
             )
             .unwrap();
             counts[i] += 1;
@@ -399,7 +424,7 @@ mod tests {
     fn weighted_shares_follow_weights_over_30000_picks() {
         fastrand::seed(13);
         let weights = [1.0, 2.0, 3.0, 0.0, 0.5];
-        let items: Vec<Health> = weights.iter().map(|_| Health::default()).collect();
+        let items: Vec<Slot> = weights.iter().map(|_| Slot::default()).collect();
         for balance in [Balance::RoundRobin, Balance::LeastOutstanding] {
             let counts = pick_weighted_n(balance, &items, &weights, None, 30_000);
             assert_shares(&counts, &weights, &format!("{balance:?}"));
@@ -410,7 +435,7 @@ mod tests {
     fn weighted_round_robin_interleaves() {
         // 1:3 gives the light member one pick in every four, never a
         // burst of the heavy one longer than three.
-        let items: Vec<Health> = (0..2).map(|_| Health::default()).collect();
+        let items: Vec<Slot> = (0..2).map(|_| Slot::default()).collect();
         let weights = Weights::new(&[1.0, 3.0]);
         let (clock, counter) = (Clock::new(), AtomicUsize::new(0));
         let order: Vec<usize> = (0..400)
@@ -419,10 +444,9 @@ mod tests {
                     Balance::RoundRobin,
                     &counter,
                     &items,
-                    |h| h,
                     &weights,
                     None,
-                    &mut LazyNow::new(&clock),
+                    &mut clock.lazy_now(),
                 );
                 i.unwrap()
             })
@@ -434,7 +458,7 @@ mod tests {
 
     #[test]
     fn all_zero_weights_are_equal() {
-        let items: Vec<Health> = (0..3).map(|_| Health::default()).collect();
+        let items: Vec<Slot> = (0..3).map(|_| Slot::default()).collect();
         let counts = pick_weighted_n(Balance::RoundRobin, &items, &[0.0; 3], None, 300);
         assert_eq!(counts, [100, 100, 100]);
     }
@@ -442,7 +466,7 @@ mod tests {
     #[test]
     fn weight_zero_is_never_picked_even_as_a_fallback() {
         let clock = Clock::new();
-        let items: Vec<Health> = (0..3).map(|_| Health::default()).collect();
+        let items: Vec<Slot> = (0..3).map(|_| Slot::default()).collect();
         eject(&items[0], &items, &clock);
         let weights = [1.0, 2.0, 0.0];
         for balance in [Balance::RoundRobin, Balance::LeastOutstanding] {
@@ -458,9 +482,8 @@ mod tests {
     #[test]
     fn least_outstanding_divides_in_flight_by_weight() {
         fastrand::seed(5);
-        let items: Vec<Health> = (0..2).map(|_| Health::default()).collect();
-        (0..4).for_each(|_| items[0].enter());
-        (0..2).for_each(|_| items[1].enter());
+        let items: Vec<Slot> = (0..2).map(|_| Slot::default()).collect();
+        let _busy = (in_flight(&items[0], 4), in_flight(&items[1], 2));
         // Unweighted, 4 in flight loses to 2.
         let counts = pick_weighted_n(Balance::LeastOutstanding, &items, &[1.0, 1.0], None, 1000);
         assert_eq!(counts, [0, 1000]);

@@ -231,12 +231,7 @@ where
     /// # Ok::<(), serversets_fixedset::Error>(())
     /// ```
     pub fn health(&self) -> Vec<MemberHealth> {
-        let table = self.inner.current_exact();
-        table
-            .members
-            .iter()
-            .map(|m| m.health.report(&m.id, &m.addr, self.inner.clock()))
-            .collect()
+        self.inner.health()
     }
 
     /// The address of the member the next request would go to, advancing

@@ -15,13 +15,15 @@ use http::{HeaderValue, Version};
 use hyper_util::client::legacy::{connect::Connect, Builder as ClientBuilder, Client};
 use serversets_core::{HostPort, MemberId, Snapshot};
 
+use serversets_core::balance::{InFlight, PassiveHealth};
+
 use crate::body::SendBody;
-use crate::health::Health;
 use crate::metrics::{MemberMetrics, SetMetrics};
+use crate::select::Candidate;
 use crate::weights::Weights;
 
 /// One member of the set, ready to take requests: its address, prebuilt
-/// request parts, pool, health and metrics.
+/// request parts, pool, health, load and metrics.
 pub(crate) struct MemberSlot<C> {
     pub(crate) id: MemberId,
     pub(crate) addr: HostPort,
@@ -33,7 +35,11 @@ pub(crate) struct MemberSlot<C> {
     /// [`host_header`](MemberSlot::host_header).
     http1: AtomicBool,
     pub(crate) client: Client<C, SendBody>,
-    pub(crate) health: Health,
+    /// Passive health, by the rule every balancer shares.
+    pub(crate) health: PassiveHealth,
+    /// Requests sent and not yet answered with a response head, counted by
+    /// a guard each attempt holds (released however the attempt ends).
+    pub(crate) load: InFlight,
     /// Its metric handles, registered when it joined the set.
     pub(crate) metrics: MemberMetrics,
 }
@@ -65,6 +71,22 @@ impl<C> MemberSlot<C> {
         if self.http1.load(Ordering::Relaxed) != http1 {
             self.http1.store(http1, Ordering::Relaxed);
         }
+    }
+}
+
+impl<C> Candidate for Arc<MemberSlot<C>> {
+    fn health(&self) -> &PassiveHealth {
+        &self.health
+    }
+
+    fn in_flight(&self) -> usize {
+        self.load.get()
+    }
+}
+
+impl<C> AsRef<InFlight> for MemberSlot<C> {
+    fn as_ref(&self) -> &InFlight {
+        &self.load
     }
 }
 
@@ -124,7 +146,8 @@ where
                 host,
                 http1: AtomicBool::new(false),
                 client: clients.build(connector.clone()),
-                health: Health::default(),
+                health: PassiveHealth::default(),
+                load: InFlight::default(),
                 metrics: MemberMetrics::new(metrics, member.addr()),
             }));
             weights.push(member.weight());

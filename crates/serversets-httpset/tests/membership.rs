@@ -89,7 +89,21 @@ async fn departed_members_close_their_idle_connections_without_traffic() {
     let b = TestServer::start("b", Mode::Normal).await;
     let members = Arc::new(FixedSet::new([a.addr(), b.addr()]).unwrap());
     let set = HttpSet::new(members.clone());
-    a_departure_closes_its_idle_connection(&set, &members, &a, &b).await;
+    for _ in 0..4 {
+        text(set.get("/").await.unwrap()).await;
+    }
+    assert_eq!((a.open_connections(), b.open_connections()), (1, 1));
+
+    // No request is made after this: only the membership change acts.
+    members.set_addresses([b.addr()]).unwrap();
+    eventually(
+        Duration::from_secs(3),
+        "the departed member's idle connection to close",
+        || async { a.open_connections() == 0 },
+    )
+    .await;
+    // The member that stayed keeps its pooled connection.
+    assert_eq!(b.open_connections(), 1);
     text(set.get("/").await.unwrap()).await;
     assert_eq!(b.accepted(), 1);
 
@@ -128,7 +142,13 @@ async fn a_returning_member_gets_a_fresh_state_and_a_closed_source_keeps_the_las
 }
 
 #[test]
-fn a_follower_lost_with_its_runtime_is_restarted_by_the_next_request() {
+/// The policy every balancer shares for a follower that dies (core's
+/// `balance::Follower`): it is not restarted, and requests keep the set in
+/// step. Before the shared follower, httpset restarted it on the next
+/// request, and this test waited for the departed member's connection to
+/// close with no request at all; now it checks that no follower acts, and
+/// that the next request applies the change, which closes it.
+fn a_follower_lost_with_its_runtime_is_not_restarted_and_requests_keep_the_set_in_step() {
     // The servers run on a runtime of their own that outlives the others.
     let servers = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -157,33 +177,30 @@ fn a_follower_lost_with_its_runtime_is_restarted_by_the_next_request() {
         .build()
         .unwrap();
     second.block_on(async {
-        // Traffic on the new runtime starts a new follower, which applies
-        // a change with no request at all.
-        a_departure_closes_its_idle_connection(&set, &members, &a, &b).await;
+        // Traffic on the new runtime is served...
+        for _ in 0..4 {
+            text(set.get("/").await.unwrap()).await;
+        }
+        assert_eq!((a.open_connections(), b.open_connections()), (1, 1));
+        // ...but starts no new follower: a change with no request is not
+        // applied, so the departed member keeps its idle connection...
+        members.set_addresses([b.addr()]).unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            a.open_connections(),
+            1,
+            "a follower applied the change: the lost follower was restarted"
+        );
+        // ...until the next request, which applies it and goes to the
+        // member that stayed; then the departed member's pool closes.
+        assert_eq!(text(set.get("/").await.unwrap()).await, "b");
+        eventually(
+            Duration::from_secs(3),
+            "the departed member's idle connection to close once a request applied the change",
+            || async { a.open_connections() == 0 },
+        )
+        .await;
+        assert_eq!(b.open_connections(), 1);
         drop(set);
     });
-}
-
-/// Sends requests until `a` and `b` each hold one pooled connection of
-/// `set`, then removes `a` from `members` and, with no request made (only
-/// the follower can act), waits for `a`'s idle connection to close; `b`
-/// keeps its own.
-async fn a_departure_closes_its_idle_connection(
-    set: &HttpSet,
-    members: &FixedSet,
-    a: &TestServer,
-    b: &TestServer,
-) {
-    for _ in 0..4 {
-        text(set.get("/").await.unwrap()).await;
-    }
-    assert_eq!((a.open_connections(), b.open_connections()), (1, 1));
-    members.set_addresses([b.addr()]).unwrap();
-    eventually(
-        Duration::from_secs(3),
-        "the departed member's idle connection to close",
-        || async { a.open_connections() == 0 },
-    )
-    .await;
-    assert_eq!(b.open_connections(), 1);
 }
