@@ -1,8 +1,9 @@
-//! Makes sure the system packages the tests and the demo run for real are
-//! installed: ZooKeeper (with a JRE), memcached, the Thrift compiler,
-//! openssl and protoc, all from Debian. As root with apt-get it installs
-//! what is missing and says so; otherwise it prints the exact command and
-//! fails.
+//! `cargo xtask install`: the one place that knows which system packages
+//! the tests, the demo and the soak run for real: ZooKeeper (with a JRE),
+//! memcached, the Thrift compiler, openssl and protoc, all from Debian. As
+//! root with apt-get it runs `apt-get update` and installs what is missing,
+//! and says so; otherwise it prints the exact command and fails. `.ci/run`,
+//! `cargo xtask test`, `cargo xtask zk start` and the demo all come here.
 
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
@@ -11,6 +12,22 @@ use std::time::{Duration, Instant};
 use crate::proc::{self, is_root, which};
 use crate::ui::{human, Ui};
 use crate::Result;
+
+/// The Debian packages, in the order they are installed: ZooKeeper (which
+/// depends on a JRE, so it brings `java` too), memcached (mcset's tests and
+/// the demo), the Thrift compiler (thriftset's generated test service),
+/// openssl (the TLS tests' certificates; keytool comes with the JRE) and
+/// protoc (serversets-tower's generated gRPC test code).
+pub const PACKAGES: [&str; 5] = [
+    "zookeeper",
+    "memcached",
+    "thrift-compiler",
+    "openssl",
+    "protobuf-compiler",
+];
+
+/// A JRE alone, for a machine with ZooKeeper's jar but no `java`.
+const JRE: &str = "default-jre-headless";
 
 /// What is on this machine, as far as our tests care.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,24 +71,22 @@ impl Probe {
 
     /// Debian packages that would supply what is missing.
     pub fn missing_packages(&self) -> Vec<&'static str> {
+        let [zookeeper, memcached, thrift, openssl, protoc] = PACKAGES;
         let mut pkgs = Vec::new();
         if self.zookeeper.is_none() {
-            // Debian's zookeeper depends on a JRE, so it brings java too.
-            pkgs.push("zookeeper");
+            pkgs.push(zookeeper);
         } else if self.java.is_none() {
-            pkgs.push("default-jre-headless");
+            pkgs.push(JRE);
         }
-        if self.memcached.is_none() {
-            pkgs.push("memcached");
-        }
-        if self.thrift.is_none() {
-            pkgs.push("thrift-compiler");
-        }
-        if self.openssl.is_none() {
-            pkgs.push("openssl");
-        }
-        if self.protoc.is_none() {
-            pkgs.push("protobuf-compiler");
+        for (found, package) in [
+            (&self.memcached, memcached),
+            (&self.thrift, thrift),
+            (&self.openssl, openssl),
+            (&self.protoc, protoc),
+        ] {
+            if found.is_none() {
+                pkgs.push(package);
+            }
         }
         pkgs
     }

@@ -69,9 +69,10 @@ pub fn run() -> Result<ExitCode> {
     let deadline = started + HARD_LIMIT;
     let mut results = Vec::new();
 
-    ui.step_start(
-        "system packages (zookeeper, memcached, thrift-compiler, openssl, protobuf-compiler)",
-    );
+    ui.step_start(&format!(
+        "system packages ({})",
+        provision::PACKAGES.join(", ")
+    ));
     let t = Instant::now();
     let provisioned = provision::ensure(&ui, "    ");
     ui.step_end(provisioned.is_ok(), t.elapsed());
