@@ -11,6 +11,29 @@ use crate::args::GlobalArgs;
 use crate::error::{usage, CliError};
 use crate::zkconnect::ZkConnect;
 
+/// Applies the session options of `$g` (timeouts, credentials, TLS) to
+/// `$builder`, a `ServerSetBuilder` or a `SessionBuilder`: two types that
+/// spell these options alike. Evaluates to the builder, or returns a usage
+/// error from the enclosing function.
+macro_rules! with_session_options {
+    ($builder:expr, $g:expr) => {{
+        let g: &GlobalArgs = $g;
+        let mut builder = $builder
+            .session_timeout(g.session_timeout)
+            .connect_timeout(g.connect_timeout);
+        if let Some((user, password)) = g.digest.as_deref().and_then(|d| d.split_once(':')) {
+            builder = builder.digest_auth(user, password);
+        }
+        if let Some(tls) = tls(g)? {
+            builder = builder.tls(tls);
+        }
+        if let Some((user, password)) = sasl(g)? {
+            builder = builder.sasl_digest_md5(&user, &password);
+        }
+        builder
+    }};
+}
+
 /// The `--zk` value, or a usage error naming both ways to give it.
 pub(crate) fn zk(g: &GlobalArgs) -> Result<&ZkConnect, CliError> {
     g.zk.as_ref()
@@ -36,19 +59,7 @@ pub(crate) fn set_builder(g: &GlobalArgs) -> Result<ServerSetBuilder, CliError> 
             ))
         }
     };
-    let mut builder = builder
-        .session_timeout(g.session_timeout)
-        .connect_timeout(g.connect_timeout);
-    if let Some((user, password)) = g.digest.as_deref().and_then(|d| d.split_once(':')) {
-        builder = builder.digest_auth(user, password);
-    }
-    if let Some(tls) = tls(g)? {
-        builder = builder.tls(tls);
-    }
-    if let Some((user, password)) = sasl(g)? {
-        builder = builder.sasl_digest_md5(&user, &password);
-    }
-    Ok(builder)
+    Ok(with_session_options!(builder, g))
 }
 
 /// The TLS settings of `--tls-ca`, `--tls-cert` and `--tls-key`; a file
@@ -91,19 +102,10 @@ fn has_credentials(g: &GlobalArgs) -> bool {
 /// A session builder with the global options (servers, timeouts,
 /// credentials, TLS).
 fn session_builder(g: &GlobalArgs) -> Result<serversets_core::SessionBuilder, CliError> {
-    let mut builder = Session::builder([zk(g)?.to_string()])
-        .session_timeout(g.session_timeout)
-        .connect_timeout(g.connect_timeout);
-    if let Some((user, password)) = g.digest.as_deref().and_then(|d| d.split_once(':')) {
-        builder = builder.digest_auth(user, password);
-    }
-    if let Some(tls) = tls(g)? {
-        builder = builder.tls(tls);
-    }
-    if let Some((user, password)) = sasl(g)? {
-        builder = builder.sasl_digest_md5(&user, &password);
-    }
-    Ok(builder)
+    Ok(with_session_options!(
+        Session::builder([zk(g)?.to_string()]),
+        g
+    ))
 }
 
 /// The set named by the global options, with open ACLs.

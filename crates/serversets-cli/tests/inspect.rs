@@ -35,8 +35,7 @@ async fn dump_explains_every_child() {
     .await;
     let name = |p: &str| p.rsplit('/').next().unwrap().to_string();
 
-    let zk = zk_args();
-    let out = run(&args(&zk, &["dump", "--env", "test", "--service", "dump"])).await;
+    let out = run_on_zk(&["dump", "--env", "test", "--service", "dump"]).await;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let text = out.stdout;
     let line_of = |n: &str| {
@@ -86,11 +85,7 @@ async fn dump_explains_every_child() {
     assert!(text.contains("data: (empty)"), "{text}");
 
     // Judged as a watch of the "admin" endpoint, the good member is not served.
-    let out = run(&args(
-        &zk,
-        &["dump", "--path", set, "--endpoint", "admin", "--json"],
-    ))
-    .await;
+    let out = run_on_zk(&["dump", "--path", set, "--endpoint", "admin", "--json"]).await;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let rows: Vec<Value> = out
         .stdout
@@ -117,12 +112,7 @@ async fn dump_explains_every_child() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dump_of_a_missing_set_says_so() {
-    let zk = zk_args();
-    let out = run(&args(
-        &zk,
-        &["dump", "--path", "/discovery/test/nothing-here"],
-    ))
-    .await;
+    let out = run_on_zk(&["dump", "--path", "/discovery/test/nothing-here"]).await;
     assert_fails(&out, 1, &["/discovery/test/nothing-here does not exist"]);
 }
 
@@ -147,8 +137,7 @@ async fn ls_draws_the_tree_with_member_counts() {
     )
     .await;
 
-    let zk = zk_args();
-    let out = run(&args(&zk, &["ls", "/ls-test"])).await;
+    let out = run_on_zk(&["ls", "/ls-test"]).await;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert_eq!(
         out.stdout,
@@ -161,7 +150,7 @@ async fn ls_draws_the_tree_with_member_counts() {
          3 server sets, 3 members\n"
     );
 
-    let out = run(&args(&zk, &["ls", "/ls-test/nope"])).await;
+    let out = run_on_zk(&["ls", "/ls-test/nope"]).await;
     assert_fails(&out, 1, &["no such path: /ls-test/nope"]);
 }
 
@@ -220,16 +209,9 @@ async fn locate_ketama_over_weighted_nodes_matches_the_finagle_vectors() {
         .into_iter()
         .map(|(k, id)| (k, format!("{id}:11211")))
         .collect();
-    let mut argv = vec!["locate"];
-    for n in &nodes {
-        argv.extend(["--node", n.as_str()]);
-    }
     // Keys through stdin this time.
-    argv.push("-");
-    let keys: String = want.iter().map(|(k, _)| format!("{k}\n")).collect();
-    let out = run_with_stdin(&argv, Some(&keys)).await;
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    expect_locations(&out.stdout, &want);
+    let stdout = locate_from_stdin(&[], &nodes, want.iter().map(|(k, _)| k.as_str())).await;
+    expect_locations(&stdout, &want);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -283,10 +265,6 @@ async fn locate_over_a_watched_set_agrees_with_the_same_node_list() {
     }
 
     // An empty set cannot place keys.
-    let out = run(&args(
-        &zk,
-        &["locate", "--path", "/discovery/test/locate-empty", "k"],
-    ))
-    .await;
+    let out = run_on_zk(&["locate", "--path", "/discovery/test/locate-empty", "k"]).await;
     assert_fails(&out, 1, &["has no members"]);
 }

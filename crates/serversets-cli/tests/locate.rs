@@ -34,16 +34,9 @@ async fn locate_go_mcset_gives_a_shared_point_to_the_larger_endpoint_as_go_does(
     assert_eq!(want.len(), 12);
     // Listed in reverse: placement must not depend on the order given.
     nodes.reverse();
-    let mut argv = vec!["locate", "--ring", "go-mcset"];
-    for n in &nodes {
-        argv.extend(["--node", n.as_str()]);
-    }
-    argv.push("-");
-    let keys: String = want.iter().map(|(k, _)| format!("{k}\n")).collect();
-    let out = run_with_stdin(&argv, Some(&keys)).await;
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let got: Vec<(String, String)> = out
-        .stdout
+    let keys = want.iter().map(|(k, _)| k.as_str());
+    let stdout = locate_from_stdin(&["--ring", "go-mcset"], &nodes, keys).await;
+    let got: Vec<(String, String)> = stdout
         .lines()
         .map(|l| {
             let (k, n) = l.split_once('\t').expect("KEY<TAB>NODE");

@@ -13,6 +13,29 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const FAST: &[&str] = &["--check-interval", "100ms", "--check-timeout", "1s"];
 
+/// `register --path SET --host 127.0.0.1 --port PORT`, then `extra`, after
+/// the test ZooKeeper's options.
+fn register_args(set: &str, port: &str, extra: &[&str]) -> Vec<String> {
+    let mut v = zk_args();
+    let own = [
+        "register",
+        "--path",
+        set,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        port,
+    ];
+    v.extend(own.iter().chain(extra).map(|s| s.to_string()));
+    v
+}
+
+/// `serversets register` of 127.0.0.1:PORT in `set`, followed line by line.
+fn register(set: &str, port: &str, extra: &[&str]) -> Running {
+    let v = register_args(set, port, extra);
+    Running::spawn(&v.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_deregisters_within_one_second() {
     let client = raw().await;
@@ -85,19 +108,7 @@ async fn check_tcp_follows_a_listener_that_opens_and_closes() {
     let set = "/discovery/test/register-tcp";
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
-    let zk = zk_args();
-    let mut rest = vec![
-        "register",
-        "--path",
-        set,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--check-tcp",
-    ];
-    rest.extend_from_slice(FAST);
-    let mut r = Running::spawn(&args(&zk, &rest));
+    let mut r = register(set, &port, &[&["--check-tcp"], FAST].concat());
     let first = r.expect("the plan", |l| l.contains(" registering ")).await;
     assert!(
         first.contains(&format!(
@@ -137,20 +148,7 @@ async fn check_cmd_follows_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ready");
     let cmd = format!("test -f '{}'", file.display());
-    let zk = zk_args();
-    let mut rest = vec![
-        "register",
-        "--path",
-        set,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "9000",
-        "--check-cmd",
-        &cmd,
-    ];
-    rest.extend_from_slice(FAST);
-    let mut r = Running::spawn(&args(&zk, &rest));
+    let mut r = register(set, "9000", &[&["--check-cmd", &cmd], FAST].concat());
 
     // The first check fails: the command starts unregistered.
     let line = r
@@ -171,14 +169,23 @@ async fn check_cmd_follows_a_file() {
     wait_members(&client, set, 0).await;
 
     std::fs::write(&file, b"").unwrap();
+    back_then_sigterm(r, &client, set).await;
+}
+
+/// The member is registered again, then SIGTERM removes it and ends the
+/// command with 0.
+async fn back_then_sigterm(
+    mut r: Running,
+    client: &serversets_core::zookeeper_client::Client,
+    set: &str,
+) {
     r.expect("registered again", |l| l.contains(" registered "))
         .await;
-    wait_members(&client, set, 1).await;
-
+    wait_members(client, set, 1).await;
     r.signal(libc::SIGTERM);
     let (status, _) = r.wait().await;
     assert_eq!(status.code(), Some(0));
-    wait_members(&client, set, 0).await;
+    wait_members(client, set, 0).await;
 }
 
 /// A loopback HTTP server whose health endpoint answers 200 or 503.
@@ -224,20 +231,7 @@ async fn check_http_follows_the_status_code() {
     let port = health_server(healthy.clone()).await;
     let url = format!("http://127.0.0.1:{port}/health");
     let port = port.to_string();
-    let zk = zk_args();
-    let mut rest = vec![
-        "register",
-        "--path",
-        set,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--check-http",
-        &url,
-    ];
-    rest.extend_from_slice(FAST);
-    let mut r = Running::spawn(&args(&zk, &rest));
+    let mut r = register(set, &port, &[&["--check-http", &url], FAST].concat());
     r.expect("registered", |l| l.contains(" registered ")).await;
     wait_members(&client, set, 1).await;
 
@@ -249,33 +243,14 @@ async fn check_http_follows_the_status_code() {
     wait_members(&client, set, 0).await;
 
     healthy.store(true, Ordering::SeqCst);
-    r.expect("registered again", |l| l.contains(" registered "))
-        .await;
-    wait_members(&client, set, 1).await;
-
-    r.signal(libc::SIGTERM);
-    let (status, _) = r.wait().await;
-    assert_eq!(status.code(), Some(0));
-    wait_members(&client, set, 0).await;
+    back_then_sigterm(r, &client, set).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_deleted_by_someone_else_comes_back() {
     let client = raw().await;
     let set = "/discovery/test/register-deleted";
-    let zk = zk_args();
-    let mut r = Running::spawn(&args(
-        &zk,
-        &[
-            "register",
-            "--path",
-            set,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "7000",
-        ],
-    ));
+    let mut r = register(set, "7000", &[]);
     let line = r.expect("registered", |l| l.contains(" registered ")).await;
     let first = line.split(" registered ").nth(1).unwrap().to_string();
     client.delete(&first, None).await.unwrap();
@@ -313,13 +288,9 @@ async fn creator_acls_need_the_digest_to_read() {
     let mut r = Running::spawn(&reg.iter().map(String::as_str).collect::<Vec<_>>());
     r.expect("registered", |l| l.contains(" registered ")).await;
 
-    let out = run(&args(
-        &zk,
-        &["--connect-timeout", "2s", "watch", "--path", set, "--once"],
-    ))
-    .await;
+    let out = run_on_zk(&["--connect-timeout", "2s", "watch", "--path", set, "--once"]).await;
     assert_fails(&out, 1, &["not allowed to read the server set", "--digest"]);
-    let out = run(&args(&zk, &["dump", "--path", set])).await;
+    let out = run_on_zk(&["dump", "--path", set]).await;
     assert_fails(
         &out,
         1,
@@ -343,18 +314,8 @@ fn spawn_register(
     stdout: std::process::Stdio,
     extra: &[&str],
 ) -> tokio::process::Child {
-    let zk = zk_args();
-    let mut rest = vec![
-        "register",
-        "--path",
-        set,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        port,
-    ];
-    rest.extend_from_slice(extra);
-    let mut cmd = command(&args(&zk, &rest));
+    let v = register_args(set, port, extra);
+    let mut cmd = command(&v.iter().map(String::as_str).collect::<Vec<_>>());
     cmd.stdout(stdout).stderr(std::process::Stdio::piped());
     cmd.spawn().expect("spawn serversets")
 }
@@ -418,23 +379,11 @@ async fn sigterm_while_registering_still_deregisters() {
     let client = raw().await;
     let set = "/discovery/test/register-sigterm-early";
     // The first check takes a second, so registering does too.
-    let zk = zk_args();
-    let mut r = Running::spawn(&args(
-        &zk,
-        &[
-            "register",
-            "--path",
-            set,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "7102",
-            "--check-cmd",
-            "sleep 1",
-            "--check-timeout",
-            "5s",
-        ],
-    ));
+    let mut r = register(
+        set,
+        "7102",
+        &["--check-cmd", "sleep 1", "--check-timeout", "5s"],
+    );
     r.expect("the plan", |l| l.contains(" registering ")).await;
     r.signal(libc::SIGTERM);
     let (status, out) = r.wait().await;

@@ -34,19 +34,15 @@ async fn watch_once_json_sees_finagle_members_from_another_client() {
     )
     .await;
 
-    let zk = zk_args();
-    let out = run(&args(
-        &zk,
-        &[
-            "watch",
-            "--env",
-            "test",
-            "--service",
-            "watch-json",
-            "--once",
-            "--json",
-        ],
-    ))
+    let out = run_on_zk(&[
+        "watch",
+        "--env",
+        "test",
+        "--service",
+        "watch-json",
+        "--once",
+        "--json",
+    ])
     .await;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let lines: Vec<&str> = out.stdout.lines().collect();
@@ -72,18 +68,15 @@ async fn watch_once_json_sees_finagle_members_from_another_client() {
     assert_eq!(mb["metadata"], serde_json::json!({}));
 
     // --endpoint serves the named endpoint and skips members without it.
-    let out = run(&args(
-        &zk,
-        &[
-            "--path",
-            set,
-            "watch",
-            "--endpoint",
-            "http",
-            "--once",
-            "--json",
-        ],
-    ))
+    let out = run_on_zk(&[
+        "--path",
+        set,
+        "watch",
+        "--endpoint",
+        "http",
+        "--once",
+        "--json",
+    ])
     .await;
     let v: Value = serde_json::from_str(out.stdout.trim()).unwrap();
     let members = by_member(&v);
@@ -94,15 +87,11 @@ async fn watch_once_json_sees_finagle_members_from_another_client() {
     );
 
     // --shard filters.
-    let out = run(&args(
-        &zk,
-        &["watch", "--path", set, "--shard", "4", "--once", "--json"],
-    ))
-    .await;
+    let out = run_on_zk(&["watch", "--path", set, "--shard", "4", "--once", "--json"]).await;
     assert_eq!(out.stdout.trim(), "[]");
 
     // Text output lists the members and says why the others are not served.
-    let out = run(&args(&zk, &["watch", "--path", set, "--once"])).await;
+    let out = run_on_zk(&["watch", "--path", set, "--once"]).await;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let text = out.stdout;
     assert!(

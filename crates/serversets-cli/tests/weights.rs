@@ -71,8 +71,7 @@ async fn nodes_for(client: &zk::Client, set: &str, select: &str) -> Vec<String> 
 
 /// `watch --once --json` as member name -> weight.
 async fn watched_weights(set: &str) -> Vec<(String, f64)> {
-    let zk = zk_args();
-    let out = run(&args(&zk, &["--path", set, "watch", "--once", "--json"])).await;
+    let out = run_on_zk(&["--path", set, "watch", "--once", "--json"]).await;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let v: Value = serde_json::from_str(out.stdout.trim()).expect("one JSON line");
     let mut members: Vec<(String, f64)> = v
@@ -107,27 +106,16 @@ async fn weight_drain_undrain_and_weights_round_trip() {
     let client = raw().await;
     let set = "/discovery/test/w-round";
     let (a, b) = set_with_two(&client, set).await;
-    let zk = zk_args();
-    let cmd = |rest: &[&'static str]| {
-        let mut v: Vec<String> = zk.clone();
-        v.extend(["--env", "test", "--service", "w-round"].map(String::from));
-        v.extend(rest.iter().map(|s| s.to_string()));
-        v
+    // Runs a command on this set, named by --env/--service.
+    let exec = |rest: &[&'static str]| {
+        let argv = [&["--env", "test", "--service", "w-round"], rest].concat();
+        async move { run_on_zk(&argv).await }
     };
-    let exec = |argv: Vec<String>| async move {
-        let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
-        run(&refs).await
-    };
+    let weigh_a =
+        |w: &'static str| exec(&["weight", "--select", "inet=10.0.1.1:8080", "--weight", w]);
 
     // A weight: one node, in Finagle's form, and the member weighs it.
-    let out = exec(cmd(&[
-        "weight",
-        "--select",
-        "inet=10.0.1.1:8080",
-        "--weight",
-        "2",
-    ]))
-    .await;
+    let out = weigh_a("2").await;
     let text = ok(&out);
     let two = r#"{"vector":[{"select":"inet=10.0.1.1:8080","weight":2.0,"priority":1}]}"#;
     let first = nodes_with(&client, set, two).await;
@@ -145,14 +133,7 @@ async fn weight_drain_undrain_and_weights_round_trip() {
     );
 
     // A new weight for the same selector replaces that node.
-    let out = exec(cmd(&[
-        "weight",
-        "--select",
-        "inet=10.0.1.1:8080",
-        "--weight",
-        "0.5",
-    ]))
-    .await;
+    let out = weigh_a("0.5").await;
     let text = ok(&out);
     assert!(
         text.contains(&format!(
@@ -170,14 +151,7 @@ async fn weight_drain_undrain_and_weights_round_trip() {
     );
 
     // The same weight again writes nothing.
-    let out = exec(cmd(&[
-        "weight",
-        "--select",
-        "inet=10.0.1.1:8080",
-        "--weight",
-        "0.5",
-    ]))
-    .await;
+    let out = weigh_a("0.5").await;
     assert!(ok(&out).starts_with(&format!(
         "{} already gives inet=10.0.1.1:8080 weight=0.5; nothing written\n",
         now[0]
@@ -185,7 +159,7 @@ async fn weight_drain_undrain_and_weights_round_trip() {
     assert_eq!(nodes_for(&client, set, "inet=10.0.1.1:8080").await, now);
 
     // Drain: B leaves every watch, stays registered.
-    let out = exec(cmd(&["drain", "10.0.1.2:8080"])).await;
+    let out = exec(&["drain", "10.0.1.2:8080"]).await;
     let text = ok(&out);
     assert!(
         text.ends_with(&format!("{b}  10.0.1.2:8080  drained\n")),
@@ -200,11 +174,11 @@ async fn weight_drain_undrain_and_weights_round_trip() {
         "drained, not deregistered"
     );
     // Draining again changes nothing.
-    let out = exec(cmd(&["drain", "10.0.1.2:8080"])).await;
+    let out = exec(&["drain", "10.0.1.2:8080"]).await;
     assert!(ok(&out).contains("nothing written"));
 
     // `weights` lists the nodes and every member's weight.
-    let out = exec(cmd(&["weights"])).await;
+    let out = exec(&["weights"]).await;
     let text = ok(&out);
     assert!(
         text.starts_with(&format!("{set}: 2 vector nodes, 2 members (1 drained)\n")),
@@ -226,7 +200,7 @@ async fn weight_drain_undrain_and_weights_round_trip() {
         line_b.contains("  drained  ") && line_b.contains("inet=10.0.1.2:8080 weight=-1.0"),
         "{text}"
     );
-    let out = exec(cmd(&["weights", "--json"])).await;
+    let out = exec(&["weights", "--json"]).await;
     let v: Value = serde_json::from_str(ok(&out).trim()).unwrap();
     assert_eq!(v["path"], set);
     assert_eq!(v["vectors"].as_array().map(Vec::len), Some(2));
@@ -248,7 +222,7 @@ async fn weight_drain_undrain_and_weights_round_trip() {
     assert_eq!(member(&b)["from"][0]["select"], "inet=10.0.1.2:8080");
 
     // Undrain removes the drain node, and only it.
-    let out = exec(cmd(&["undrain", "10.0.1.2:8080"])).await;
+    let out = exec(&["undrain", "10.0.1.2:8080"]).await;
     let text = ok(&out);
     assert!(
         text.starts_with("deleted vector_")
@@ -260,18 +234,12 @@ async fn weight_drain_undrain_and_weights_round_trip() {
         watched_weights(set).await,
         vec![(a.clone(), 0.5), (b.clone(), 1.0)]
     );
-    let out = exec(cmd(&["undrain", "10.0.1.2:8080"])).await;
+    let out = exec(&["undrain", "10.0.1.2:8080"]).await;
     assert!(ok(&out)
         .starts_with("no vector node drains inet=10.0.1.2:8080 on its own; nothing to remove\n"));
 
     // --clear removes a weight.
-    let out = exec(cmd(&[
-        "weight",
-        "--select",
-        "inet=10.0.1.1:8080",
-        "--clear",
-    ]))
-    .await;
+    let out = exec(&["weight", "--select", "inet=10.0.1.1:8080", "--clear"]).await;
     assert!(ok(&out).contains("weight=1.0"));
     assert!(vectors_in_zk(&client, set).await.is_empty());
     assert_eq!(watched_weights(set).await, vec![(a, 1.0), (b, 1.0)]);
@@ -383,9 +351,8 @@ async fn vectors_from_a_foreign_client_show_in_weights_dump_and_watch() {
     )
     .await;
     let (multi, integer, invalid) = (name(&multi), name(&integer), name(&invalid));
-    let zk = zk_args();
 
-    let out = run(&args(&zk, &["--path", set, "weights"])).await;
+    let out = run_on_zk(&["--path", set, "weights"]).await;
     let text = ok(&out);
     assert!(
         text.starts_with(&format!(
@@ -411,7 +378,7 @@ async fn vectors_from_a_foreign_client_show_in_weights_dump_and_watch() {
     let line_a = text.lines().find(|l| l.starts_with(&a)).unwrap_or_default();
     assert!(line_a.contains("  weight=1.56  from "), "1.2 x 1.3: {text}");
 
-    let out = run(&args(&zk, &["--path", set, "weights", "--json"])).await;
+    let out = run_on_zk(&["--path", set, "weights", "--json"]).await;
     let v: Value = serde_json::from_str(ok(&out).trim()).unwrap();
     let wa = v["members"]
         .as_array()
@@ -433,7 +400,7 @@ async fn vectors_from_a_foreign_client_show_in_weights_dump_and_watch() {
             .is_some_and(|s| s.starts_with("invalid vector: "))));
 
     // dump flags them where operators look.
-    let out = run(&args(&zk, &["--path", set, "dump"])).await;
+    let out = run_on_zk(&["--path", set, "dump"]).await;
     let text = ok(&out);
     assert!(text.starts_with(&format!("{set}: 5 children: 2 members, 0 not served, 1 malformed, 0 ignored, 2 vectors (1 with notes)\n")), "{text}");
     assert!(
@@ -456,7 +423,7 @@ async fn vectors_from_a_foreign_client_show_in_weights_dump_and_watch() {
         line_a.contains("10.0.1.1:8080  ALIVE  weight=1.56  shard=0"),
         "{text}"
     );
-    let out = run(&args(&zk, &["--path", set, "dump", "--json"])).await;
+    let out = run_on_zk(&["--path", set, "dump", "--json"]).await;
     let rows: Vec<Value> = ok(&out)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -485,18 +452,15 @@ async fn vectors_from_a_foreign_client_show_in_weights_dump_and_watch() {
     );
 
     // Our own weight for inet=10.0.1.1:8080 leaves the foreign node alone.
-    let out = run(&args(
-        &zk,
-        &[
-            "--path",
-            set,
-            "weight",
-            "--select",
-            "inet=10.0.1.1:8080",
-            "--weight",
-            "2",
-        ],
-    ))
+    let out = run_on_zk(&[
+        "--path",
+        set,
+        "weight",
+        "--select",
+        "inet=10.0.1.1:8080",
+        "--weight",
+        "2",
+    ])
     .await;
     let text = ok(&out);
     assert!(!text.contains("deleted"), "{text}");
@@ -544,13 +508,9 @@ async fn a_weight_replaces_every_node_of_its_selector_in_one_multi() {
     let multi =
         mk(r#"{"vector":[{"select":"shard=0","weight":1.1},{"select":"shard=1","weight":1.1}]}"#)
             .await;
-    let zk = zk_args();
-    let out = run(&args(
-        &zk,
-        &[
-            "--path", set, "weight", "--select", "shard=0", "--weight", "4",
-        ],
-    ))
+    let out = run_on_zk(&[
+        "--path", set, "weight", "--select", "shard=0", "--weight", "4",
+    ])
     .await;
     let text = ok(&out);
     assert!(
@@ -596,19 +556,15 @@ async fn a_concurrent_change_fails_the_multi_and_writes_nothing() {
         .await
         .unwrap();
     assert_eq!(plan.replaces().len(), 1);
-    let zk = zk_args();
-    let out = run(&args(
-        &zk,
-        &[
-            "--path",
-            set,
-            "weight",
-            "--select",
-            "inet=10.0.1.1:8080",
-            "--weight",
-            "5",
-        ],
-    ))
+    let out = run_on_zk(&[
+        "--path",
+        set,
+        "weight",
+        "--select",
+        "inet=10.0.1.1:8080",
+        "--weight",
+        "5",
+    ])
     .await;
     ok(&out);
     let before = vectors_in_zk(&client, set).await;
@@ -664,12 +620,9 @@ async fn a_concurrent_change_fails_the_multi_and_writes_nothing() {
     let done = plan.commit(&client, &zk::Acls::anyone_all()).await.unwrap();
     assert_eq!(done.also, vec![rival]);
     // The next write for the selector replaces both.
-    let out = run(&args(
-        &zk,
-        &[
-            "--path", set, "weight", "--select", "shard=7", "--weight", "2",
-        ],
-    ))
+    let out = run_on_zk(&[
+        "--path", set, "weight", "--select", "shard=7", "--weight", "2",
+    ])
     .await;
     assert_eq!(ok(&out).matches("deleted ").count(), 2, "{}", out.stdout);
     assert_eq!(nodes_for(&client, set, "shard=7").await.len(), 1);
@@ -748,12 +701,9 @@ async fn watch_shows_weights_drains_and_unusable_vectors_as_they_change() {
     watch
         .expect("the set", |l| l.contains(&format!("{set}: 2 members")))
         .await;
-    ok(&run(&args(
-        &zk,
-        &[
-            "--path", set, "weight", "--select", "shard=0", "--weight", "2",
-        ],
-    ))
+    ok(&run_on_zk(&[
+        "--path", set, "weight", "--select", "shard=0", "--weight", "2",
+    ])
     .await);
     let l = watch
         .expect("a reweighed member", |l| l.contains("reweighed"))
@@ -763,7 +713,7 @@ async fn watch_shows_weights_drains_and_unusable_vectors_as_they_change() {
         .expect("its new weight", |l| l.starts_with("  ~ "))
         .await;
     assert_eq!(l, format!("  ~ {a}  10.0.1.1:8080  ALIVE  weight=2.0  shard=0  endpoints{{http=10.0.1.1:8081}}  (weight was 1.0)"));
-    ok(&run(&args(&zk, &["--path", set, "drain", "10.0.1.2:8080"])).await);
+    ok(&run_on_zk(&["--path", set, "drain", "10.0.1.2:8080"]).await);
     watch
         .expect("B leaves", |l| {
             l.starts_with(&format!("  - {b}  10.0.1.2:8080"))
@@ -786,7 +736,7 @@ async fn watch_shows_weights_drains_and_unusable_vectors_as_they_change() {
             l.contains("skipped: invalid vector: no \"vector\" array")
         })
         .await;
-    ok(&run(&args(&zk, &["--path", set, "undrain", "10.0.1.2:8080"])).await);
+    ok(&run_on_zk(&["--path", set, "undrain", "10.0.1.2:8080"]).await);
     watch
         .expect("B is back", |l| {
             l.starts_with(&format!("  + {b}  10.0.1.2:8080"))
@@ -802,32 +752,25 @@ async fn what_cannot_be_done_fails_with_one_line() {
     let client = raw().await;
     let set = "/discovery/test/w-fail";
     let (_, b) = set_with_two(&client, set).await;
-    let zk = zk_args();
     // A set that does not exist is not created.
-    let out = run(&args(
-        &zk,
-        &[
-            "--path",
-            "/discovery/test/w-nowhere",
-            "drain",
-            "10.0.0.1:80",
-        ],
-    ))
+    let out = run_on_zk(&[
+        "--path",
+        "/discovery/test/w-nowhere",
+        "drain",
+        "10.0.0.1:80",
+    ])
     .await;
     assert_fails(&out, 1, &["/discovery/test/w-nowhere does not exist"]);
     // A member name that is not there would select nothing, ever.
-    let out = run(&args(
-        &zk,
-        &[
-            "--path",
-            set,
-            "weight",
-            "--select",
-            "member=member_0999999999",
-            "--weight",
-            "2",
-        ],
-    ))
+    let out = run_on_zk(&[
+        "--path",
+        set,
+        "weight",
+        "--select",
+        "member=member_0999999999",
+        "--weight",
+        "2",
+    ])
     .await;
     assert_fails(&out, 1, &["has no member member_0999999999"]);
     // Undrain cannot lift a drain by another selector.
@@ -838,7 +781,7 @@ async fn what_cannot_be_done_fails_with_one_line() {
         zk::CreateMode::PersistentSequential,
     )
     .await;
-    let out = run(&args(&zk, &["--path", set, "undrain", "10.0.1.2:8080"])).await;
+    let out = run_on_zk(&["--path", set, "undrain", "10.0.1.2:8080"]).await;
     assert_eq!(out.code, Some(1), "{}", out.stderr);
     assert!(
         out.stdout.contains(&format!("{b}  10.0.1.2:8080  drained")),
@@ -856,10 +799,10 @@ async fn what_cannot_be_done_fails_with_one_line() {
         out.stderr
     );
     // A drain for an address with no member is written, and says so.
-    let out = run(&args(&zk, &["--path", set, "drain", "10.9.9.9:1"])).await;
+    let out = run_on_zk(&["--path", set, "drain", "10.9.9.9:1"]).await;
     assert!(ok(&out).ends_with("no member is selected by inet=10.9.9.9:1 now; the vector applies to members as they register\n"), "{}", out.stdout);
     // Undone, nothing is left to apply.
-    let out = run(&args(&zk, &["--path", set, "undrain", "10.9.9.9:1"])).await;
+    let out = run_on_zk(&["--path", set, "undrain", "10.9.9.9:1"]).await;
     assert!(
         ok(&out).ends_with(")\nno member is selected by inet=10.9.9.9:1 now\n"),
         "{}",

@@ -232,6 +232,31 @@ pub fn zk_args() -> Vec<String> {
     ]
 }
 
+/// `locate` with the options `extra`, a `--node` for each of `nodes`, and
+/// `keys` on stdin; returns what it printed once it succeeded.
+pub async fn locate_from_stdin<'a>(
+    extra: &[&str],
+    nodes: &[String],
+    keys: impl Iterator<Item = &'a str>,
+) -> String {
+    let mut argv = vec!["locate"];
+    argv.extend_from_slice(extra);
+    for n in nodes {
+        argv.extend(["--node", n.as_str()]);
+    }
+    argv.push("-");
+    let keys: String = keys.map(|k| format!("{k}\n")).collect();
+    let out = run_with_stdin(&argv, Some(&keys)).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    out.stdout
+}
+
+/// Runs the binary to completion with [`zk_args`], then `rest`.
+pub async fn run_on_zk(rest: &[&str]) -> Output {
+    let zk = zk_args();
+    run(&args(&zk, rest)).await
+}
+
 /// Joins owned and borrowed arguments for `run`/`Running::spawn`.
 pub fn args<'a>(owned: &'a [String], rest: &[&'a str]) -> Vec<&'a str> {
     owned
