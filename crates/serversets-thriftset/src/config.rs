@@ -124,7 +124,8 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// ```
 pub const DEFAULT_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Default [`ThriftSetBuilder::eject_after`]: consecutive failures that
-/// eject a member.
+/// eject a member; the default of every serversets balancer
+/// ([`serversets_core::balance::DEFAULT_EJECT_AFTER`]).
 ///
 /// ```
 /// use std::net::TcpListener;
@@ -147,9 +148,10 @@ pub const DEFAULT_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(1);
 /// assert!(stats(&set).ejected_for.is_some()); // skipped while `b` serves
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub const DEFAULT_EJECT_AFTER: u32 = 5;
+pub const DEFAULT_EJECT_AFTER: u32 = serversets_core::balance::DEFAULT_EJECT_AFTER;
 /// Default [`ThriftSetBuilder::eject_for`]: how long an ejected member is
-/// skipped.
+/// skipped; the default of every serversets balancer
+/// ([`serversets_core::balance::DEFAULT_EJECT_FOR`]).
 ///
 /// ```
 /// use std::net::TcpListener;
@@ -167,7 +169,7 @@ pub const DEFAULT_EJECT_AFTER: u32 = 5;
 /// assert!(ejected > DEFAULT_EJECT_FOR);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub const DEFAULT_EJECT_FOR: Duration = Duration::from_secs(10);
+pub const DEFAULT_EJECT_FOR: Duration = serversets_core::balance::DEFAULT_EJECT_FOR;
 
 /// How Thrift messages are delimited on the wire. Must match the server.
 ///
@@ -390,8 +392,11 @@ impl ThriftSetBuilder {
     /// Consecutive failures (connect errors, connections discarded or
     /// reported broken) after which a member is skipped for the ejection
     /// period (default [`DEFAULT_EJECT_AFTER`]); 0 turns ejection off. A
-    /// connection returned in good order resets the count. The last usable
-    /// member is never ejected.
+    /// connection returned in good order resets the count and ends an
+    /// ejection, unless it was checked out before the member's latest
+    /// ejection. The last usable member is never ejected. This is the rule
+    /// every serversets balancer shares
+    /// ([`serversets_core::balance::PassiveHealth`]).
     ///
     /// ```
     /// let b = serversets_thriftset::ThriftSet::builder().eject_after(3);
@@ -487,7 +492,7 @@ impl ThriftSetBuilder {
     /// ```
     pub fn build<W: Watcher + 'static>(self, watcher: W) -> Result<ThriftSet, BuildError> {
         self.validate()?;
-        ThriftSet::start(self.config, Box::new(watcher))
+        ThriftSet::start(self.config, Arc::new(watcher))
     }
 
     fn validate(&self) -> Result<(), BuildError> {

@@ -7,7 +7,7 @@ use serversets_core::HostPort;
 use thrift::{ApplicationErrorKind, Error as ThriftError};
 
 use crate::link::{InputProtocol, Link, OutputProtocol};
-use crate::pool::{Outcome, Shared};
+use crate::pool::{Lease, Outcome, Shared};
 use crate::Error;
 
 /// A connection checked out of a [`ThriftSet`](crate::ThriftSet).
@@ -47,18 +47,18 @@ pub struct Connection {
     addr: Arc<HostPort>,
     /// `Some` until the guard is dropped.
     link: Option<Link>,
-    /// The member's index at checkout, to find its slot again quickly.
-    hint: usize,
+    /// The checkout's claim on its member, given back with the link.
+    lease: Option<Lease>,
     broken: bool,
 }
 
 impl Connection {
-    pub(crate) fn new(shared: Arc<Shared>, link: Link, hint: usize) -> Connection {
+    pub(crate) fn new(shared: Arc<Shared>, link: Link, lease: Lease) -> Connection {
         Connection {
             shared,
             addr: link.addr.clone(),
             link: Some(link),
-            hint,
+            lease: Some(lease),
             broken: false,
         }
     }
@@ -201,7 +201,7 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        if let Some(link) = self.link.take() {
+        if let (Some(link), Some(lease)) = (self.link.take(), self.lease.take()) {
             // A connection dropped while panicking, or in the middle of a
             // call (half a request written, a reply unread or half read, an
             // I/O error seen: a `?` on a timed-out call drops the guard with
@@ -212,8 +212,7 @@ impl Drop for Connection {
             } else {
                 Outcome::Ok
             };
-            self.shared
-                .release(link.slot_id, self.hint, Some(link), outcome);
+            self.shared.release(lease, Some(link), outcome);
         }
     }
 }

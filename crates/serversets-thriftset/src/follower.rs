@@ -1,27 +1,28 @@
 //! The background thread that keeps the pool's members in step with the
 //! watcher and closes idle connections past their timeout.
 //!
-//! It cannot die silently: a panic is caught and logged, and `get` then
-//! applies membership changes itself (see `Shared::follower_alive`). When the
-//! source closes, the pool keeps its last members and the thread keeps
-//! reaping.
+//! Following is core's [`Follower`](serversets_core::balance::Follower),
+//! with its one policy for every balancer: when the source closes the pool
+//! keeps its last members (and this thread keeps reaping); when the
+//! follower dies (a panic) that is logged, and every `get` then catches up
+//! with the source itself (see `Shared::catch_up`). The thread is ours
+//! because the pool is blocking code that may run outside any tokio
+//! runtime: it runs the follower and the reaper on a one-thread runtime of
+//! its own.
 
 use std::future::{poll_fn, Future};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
 use std::thread::JoinHandle;
-
-use serversets_core::{Snapshot, Subscription};
 
 use crate::pool::Shared;
 use crate::BuildError;
 
 /// Starts the follower on its own thread with a one-thread tokio runtime
 /// (the watcher's change notifications are async).
-pub(crate) fn spawn(shared: Arc<Shared>, sub: Subscription) -> Result<JoinHandle<()>, BuildError> {
+pub(crate) fn spawn(shared: Arc<Shared>) -> Result<JoinHandle<()>, BuildError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -29,12 +30,13 @@ pub(crate) fn spawn(shared: Arc<Shared>, sub: Subscription) -> Result<JoinHandle
     std::thread::Builder::new()
         .name("thriftset-follower".into())
         .spawn(move || {
-            let run = catch_unwind(AssertUnwindSafe(|| runtime.block_on(follow(&shared, sub))));
+            let run = catch_unwind(AssertUnwindSafe(|| runtime.block_on(follow(&shared))));
             if run.is_err() {
-                shared.follower_alive.store(false, Ordering::Release);
+                // Core's follower logged the death and `get` now catches up
+                // itself; what only this thread did stops with it.
                 tracing::error!(
-                    "thriftset: membership follower panicked; get() now applies changes itself \
-                     and idle connections are no longer reaped in the background"
+                    "thriftset: the follower thread died; idle connections are no longer \
+                     reaped in the background"
                 );
             }
         })
@@ -42,22 +44,24 @@ pub(crate) fn spawn(shared: Arc<Shared>, sub: Subscription) -> Result<JoinHandle
 }
 
 enum Event {
-    Changed(Snapshot),
     SourceClosed,
     Tick,
     Stop,
 }
 
-async fn follow(shared: &Shared, mut sub: Subscription) {
+async fn follow(shared: &Shared) {
+    let follower = shared.follower.clone();
+    let mut changes = pin!(follower.run(|snap| {
+        shared.apply(&snap);
+        shared.reap();
+        std::future::ready(())
+    }));
     let mut source_open = true;
     while !shared.is_closed() {
-        match next_event(shared, &mut sub, source_open).await {
+        match next_event(shared, changes.as_mut(), source_open).await {
             Event::Stop => break,
-            Event::Changed(snap) => shared.apply(&snap),
-            Event::SourceClosed => {
-                tracing::warn!("thriftset: the membership source closed; keeping its last members");
-                source_open = false;
-            }
+            // Core's follower logged it and keeps the last members.
+            Event::SourceClosed => source_open = false,
             Event::Tick => {}
         }
         shared.reap();
@@ -65,10 +69,13 @@ async fn follow(shared: &Shared, mut sub: Subscription) {
     tracing::debug!("thriftset: follower stopped");
 }
 
-/// Waits for the first of: a membership change, the source closing, the reap
-/// timer, or the set closing.
-async fn next_event(shared: &Shared, sub: &mut Subscription, source_open: bool) -> Event {
-    let mut changed = pin!(sub.changed());
+/// Waits for the first of: the source closing (membership changes are
+/// applied inside `changes` meanwhile), the reap timer, or the set closing.
+async fn next_event(
+    shared: &Shared,
+    mut changes: std::pin::Pin<&mut impl Future<Output = ()>>,
+    source_open: bool,
+) -> Event {
     let mut stop = pin!(shared.stop.notified());
     let mut tick = pin!(async {
         match shared.reap_interval() {
@@ -80,13 +87,8 @@ async fn next_event(shared: &Shared, sub: &mut Subscription, source_open: bool) 
         if stop.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Event::Stop);
         }
-        if source_open {
-            if let Poll::Ready(next) = changed.as_mut().poll(cx) {
-                return Poll::Ready(match next {
-                    Some(snap) => Event::Changed(snap),
-                    None => Event::SourceClosed,
-                });
-            }
+        if source_open && changes.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Event::SourceClosed);
         }
         if tick.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Event::Tick);

@@ -51,8 +51,6 @@ pub type OutputProtocol = Box<dyn TOutputProtocol + Send>;
 /// Every socket handle lives inside this struct (the cached client owns two
 /// duplicates), so dropping it really closes the connection.
 pub(crate) struct Link {
-    /// The member slot (one incarnation of a member) it belongs to.
-    pub(crate) slot_id: u64,
     pub(crate) addr: Arc<HostPort>,
     stream: TcpStream,
     client: Option<Box<dyn Any + Send>>,
@@ -64,23 +62,15 @@ impl Link {
     /// Dials `addr` by `deadline`: name resolution and every resolved
     /// address share that one budget.
     pub(crate) fn connect(
-        slot_id: u64,
         addr: &Arc<HostPort>,
         deadline: Instant,
         io_timeout: Option<Duration>,
     ) -> io::Result<Link> {
-        Link::connect_to(
-            slot_id,
-            addr,
-            resolve(addr, deadline)?,
-            deadline,
-            io_timeout,
-        )
+        Link::connect_to(addr, resolve(addr, deadline)?, deadline, io_timeout)
     }
 
     /// Dials `candidates` in turn until one answers or `deadline` passes.
     fn connect_to(
-        slot_id: u64,
         addr: &Arc<HostPort>,
         candidates: Vec<SocketAddr>,
         deadline: Instant,
@@ -99,7 +89,6 @@ impl Link {
                     stream.set_read_timeout(io_timeout)?;
                     stream.set_write_timeout(io_timeout)?;
                     return Ok(Link {
-                        slot_id,
                         addr: addr.clone(),
                         stream,
                         client: None,
@@ -303,7 +292,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let addr = Arc::new(HostPort::new("127.0.0.1", port).unwrap());
-        let link = Link::connect(1, &addr, Instant::now() + Duration::from_secs(1), None).unwrap();
+        let link = Link::connect(&addr, Instant::now() + Duration::from_secs(1), None).unwrap();
         let (server, _) = listener.accept().unwrap();
         (link, server)
     }
@@ -358,7 +347,7 @@ mod tests {
         let addr = Arc::new(HostPort::new("two-addresses.test", 1).unwrap());
         let start = std::time::Instant::now();
         let deadline = start + Duration::from_millis(400);
-        let err = Link::connect_to(1, &addr, vec![a, b], deadline, None)
+        let err = Link::connect_to(&addr, vec![a, b], deadline, None)
             .err()
             .expect("nothing answers");
         let took = start.elapsed();
@@ -384,6 +373,6 @@ mod tests {
             l.local_addr().unwrap().port()
         };
         let addr = Arc::new(HostPort::new("127.0.0.1", port).unwrap());
-        assert!(Link::connect(1, &addr, Instant::now() + Duration::from_secs(1), None).is_err());
+        assert!(Link::connect(&addr, Instant::now() + Duration::from_secs(1), None).is_err());
     }
 }

@@ -142,13 +142,14 @@ impl ThriftSet {
 
     pub(crate) fn start(
         config: Config,
-        watcher: Box<dyn Watcher>,
+        watcher: Arc<dyn Watcher>,
     ) -> Result<ThriftSet, BuildError> {
         let shared = Arc::new(Shared::new(config, watcher));
-        // Subscribe before reading the snapshot so no change falls between.
-        let sub = shared.watcher.subscribe();
-        shared.apply(&shared.watcher.snapshot());
-        let follower = follower::spawn(shared.clone(), sub)?;
+        // The current members at once, in the caller; the follower then
+        // applies whatever is newer (it subscribes before it reads, so no
+        // change falls between).
+        shared.catch_up();
+        let follower = follower::spawn(shared.clone())?;
         Ok(ThriftSet {
             shared,
             follower: Mutex::new(Some(follower)),
@@ -290,8 +291,8 @@ impl ThriftSet {
 }
 
 fn checkout(shared: &Arc<Shared>) -> Result<Connection, Error> {
-    let (link, hint) = shared.checkout()?;
-    Ok(Connection::new(shared.clone(), link, hint))
+    let (link, lease) = shared.checkout()?;
+    Ok(Connection::new(shared.clone(), link, lease))
 }
 
 impl Drop for ThriftSet {
@@ -306,5 +307,53 @@ impl fmt::Debug for ThriftSet {
             .field("closed", &self.is_closed())
             .field("members", &self.shared.stats().len())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serversets_core::balance::FollowState;
+    use serversets_core::{HostPort, Member, Publisher};
+    use testkit::eventually_blocking;
+
+    use super::*;
+
+    fn member(port: u16) -> Member {
+        Member::from_addr(HostPort::new("127.0.0.1", port).unwrap())
+    }
+
+    /// The follower thread follows the source until the set closes, and
+    /// closing is an orderly stop (not reported as a death).
+    #[test]
+    fn the_follower_follows_until_the_set_closes_then_stops_in_good_order() {
+        let source = Publisher::new();
+        let set = ThriftSet::new(source.feed()).unwrap();
+        let follower = set.shared.follower.clone();
+        eventually_blocking(Duration::from_secs(5), "the follower to run", || {
+            follower.state() == FollowState::Following
+        });
+        source.publish([member(9)]);
+        eventually_blocking(Duration::from_secs(5), "the new member", || {
+            set.members().len() == 1
+        });
+        set.close();
+        assert_eq!(follower.state(), FollowState::Idle);
+    }
+
+    /// A source that closes leaves the last members in the pool, and the
+    /// follower in the state that says so.
+    #[test]
+    fn a_closed_source_leaves_the_last_members() {
+        let source = Publisher::new();
+        source.publish([member(9), member(10)]);
+        let set = ThriftSet::new(source.feed()).unwrap();
+        let follower = set.shared.follower.clone();
+        source.close();
+        eventually_blocking(Duration::from_secs(5), "the source's close", || {
+            follower.state() == FollowState::SourceClosed
+        });
+        assert_eq!(set.members().len(), 2);
     }
 }

@@ -10,20 +10,21 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use serversets_core::balance::InFlight;
 use serversets_core::HostPort;
 
 use super::choose::{pick, pick_weighted, Pick};
 use super::release::Outcome;
 use super::slot::find;
-use super::{close_all, later, Doomed, Shared};
+use super::{close_all, later, Doomed, Lease, Shared};
 use crate::link::Link;
 use crate::Error;
 
-/// A slot reserved on a member: `in_flight` already counts it.
+/// A slot reserved on a member: its lease already counts it in flight.
 struct Reservation {
-    slot_id: u64,
-    index: usize,
+    lease: Lease,
     addr: Arc<HostPort>,
+    /// An idle connection to probe, if the member had one.
     link: Option<Link>,
 }
 
@@ -46,8 +47,8 @@ impl Shared {
     /// timeout, each connect (name lookup included, over every address) at
     /// most the connect timeout, and all of it together at most their sum,
     /// however many members are tried.
-    pub(crate) fn checkout(&self) -> Result<(Link, usize), Error> {
-        self.sync_if_unfollowed();
+    pub(crate) fn checkout(&self) -> Result<(Link, Lease), Error> {
+        self.catch_up();
         let start = Instant::now();
         let overall = later(
             start,
@@ -66,17 +67,17 @@ impl Shared {
                 Err(Error::NoMembers) => return Err(last_error.unwrap_or(Error::NoMembers)),
                 Err(e) => return Err(e),
             };
-            let slot_id = reservation.slot_id;
+            let slot_id = reservation.lease.slot_id;
             match self.establish(reservation, overall) {
-                Ok((link, index)) => {
+                Ok((link, lease)) => {
                     // The member may have left the set, or the set closed,
                     // while we dialled or probed without the lock: never hand
                     // that out, and give the slot back (a close during a
                     // connect left it counted in flight for good, #12).
-                    if self.still_member(slot_id, index) {
-                        return Ok((link, index));
+                    if self.still_member(slot_id, lease.hint) {
+                        return Ok((link, lease));
                     }
-                    self.release(slot_id, index, Some(link), Outcome::Unused);
+                    self.release(lease, Some(link), Outcome::Unused);
                     tried.push(slot_id);
                 }
                 Err((slot_id, e)) => {
@@ -121,10 +122,13 @@ impl Shared {
                 break Err(Error::Closed);
             }
             let now = Instant::now();
+            // The health clock is read only if some member is ejected.
+            let mut health_now = self.clock.lazy_now();
+            let max_active = self.config.max_active;
             let choice = if state.weighted {
-                pick_weighted(&state.members, self.config.max_active, now, tried)
+                pick_weighted(&state.members, max_active, &mut health_now, tried)
             } else {
-                pick(&state.members, self.config.max_active, now, tried)
+                pick(&state.members, max_active, &mut health_now, tried)
             };
             match choice {
                 Pick::Member(index) => {
@@ -134,7 +138,8 @@ impl Shared {
                         // the same lock; treat the impossible as "no member".
                         break Err(Error::NoMembers);
                     };
-                    slot.in_flight += 1;
+                    let in_flight = InFlight::enter(slot.load.clone());
+                    let attempt = slot.health.attempt();
                     let mut link = None;
                     if let Some(idle) = slot.idle.pop() {
                         if idle_timeout.is_some_and(|t| now.duration_since(idle.since) >= t) {
@@ -147,8 +152,12 @@ impl Shared {
                     }
                     slot.report();
                     break Ok(Reservation {
-                        slot_id: slot.id,
-                        index,
+                        lease: Lease {
+                            slot_id: slot.id,
+                            hint: index,
+                            in_flight,
+                            attempt,
+                        },
                         addr: slot.addr.clone(),
                         link,
                     });
@@ -189,34 +198,35 @@ impl Shared {
         &self,
         mut r: Reservation,
         overall: Instant,
-    ) -> Result<(Link, usize), (u64, Option<Error>)> {
+    ) -> Result<(Link, Lease), (u64, Option<Error>)> {
+        let (slot_id, hint) = (r.lease.slot_id, r.lease.hint);
         while let Some(link) = r.link.take() {
             if !self.config.check_idle || link.looks_alive() {
-                return Ok((link, r.index));
+                return Ok((link, r.lease));
             }
             tracing::debug!(addr = %r.addr, "thriftset: idle connection was closed by the server");
             link.close();
             // Try the member's next idle one, still holding the slot.
-            match self.take_idle(r.slot_id, r.index) {
+            match self.take_idle(slot_id, hint) {
                 NextIdle::Link(next) => r.link = Some(next),
                 NextIdle::None => {}
                 NextIdle::MemberGone => {
-                    self.release(r.slot_id, r.index, None, Outcome::Unused);
-                    return Err((r.slot_id, None));
+                    self.release(r.lease, None, Outcome::Unused);
+                    return Err((slot_id, None));
                 }
             }
         }
         let deadline = later(Instant::now(), self.config.connect_timeout).min(overall);
-        match Link::connect(r.slot_id, &r.addr, deadline, self.config.io_timeout) {
-            Ok(link) => Ok((link, r.index)),
+        match Link::connect(&r.addr, deadline, self.config.io_timeout) {
+            Ok(link) => Ok((link, r.lease)),
             Err(source) => {
                 tracing::warn!(addr = %r.addr, error = %source, "thriftset: connect failed");
-                if let Some(slot) = find(&mut self.lock().members, r.slot_id, r.index) {
+                if let Some(slot) = find(&mut self.lock().members, slot_id, hint) {
                     slot.metrics.connect_failures.increment(1);
                 }
-                self.release(r.slot_id, r.index, None, Outcome::Failed);
+                self.release(r.lease, None, Outcome::Failed);
                 Err((
-                    r.slot_id,
+                    slot_id,
                     Some(Error::Connect {
                         addr: (*r.addr).clone(),
                         source,
@@ -256,7 +266,6 @@ impl Shared {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::Ordering;
     use std::time::Duration;
 
     use serversets_core::{Member, Publisher};
@@ -264,15 +273,14 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
-    /// A pool over `publisher` with no follower: checkouts apply the
-    /// membership themselves.
+    /// A pool over `publisher` with no follower running (as after one
+    /// died): checkouts catch up with the membership themselves.
     fn unfollowed(publisher: &Publisher) -> Shared {
-        let shared = Shared::new(Config::default(), Box::new(publisher.feed()));
-        shared.follower_alive.store(false, Ordering::Release);
-        shared
+        Shared::new(Config::default(), Arc::new(publisher.feed()))
     }
 
-    /// Without a follower (it died), `checkout` applies membership itself.
+    /// Without a follower running (it died, or never started), `checkout`
+    /// catches up with the source itself: core's one policy.
     #[test]
     fn checkout_follows_the_watcher_when_the_follower_is_gone() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -282,9 +290,9 @@ mod tests {
         assert!(matches!(shared.checkout(), Err(Error::NoMembers)));
 
         publisher.publish([Member::from_addr(addr.clone())]);
-        let (link, hint) = shared.checkout().unwrap();
+        let (link, lease) = shared.checkout().unwrap();
         assert_eq!(*link.addr, addr);
-        shared.release(link.slot_id, hint, Some(link), Outcome::Ok);
+        shared.release(lease, Some(link), Outcome::Ok);
         assert_eq!(shared.stats()[0].idle, 1);
 
         publisher.publish([]);
@@ -304,9 +312,9 @@ mod tests {
         publisher.publish([Member::from_addr(addr.clone())]);
 
         // One idle connection, which the server then closes.
-        let (link, hint) = shared.checkout().unwrap();
+        let (link, lease) = shared.checkout().unwrap();
         let (server_side, _) = listener.accept().unwrap();
-        shared.release(link.slot_id, hint, Some(link), Outcome::Ok);
+        shared.release(lease, Some(link), Outcome::Ok);
         drop(server_side);
         listener.set_nonblocking(true).unwrap();
 
@@ -317,7 +325,7 @@ mod tests {
             .unwrap();
         let reserved = r.link.as_ref().expect("the idle connection was reserved");
         publisher.publish([]);
-        shared.apply(&shared.watcher.snapshot());
+        shared.catch_up();
         testkit::eventually_blocking(
             Duration::from_secs(2),
             "the server's close to reach the reserved idle connection",

@@ -1,54 +1,50 @@
-//! The ejection rule: after `eject_after` consecutive failures a member is
-//! skipped for `eject_for`, unless it is the last usable one.
+//! The ejection rule, as the pool applies it.
 //!
-//! Failures are counted by [`release`](super::release) (a failed return)
-//! and reset by a return in good order; the choice
-//! ([`choose`](super::choose)) skips ejected members while any other is
-//! left. Kept apart so that the rule reads in one place.
+//! The rule itself is core's, shared by every balancer
+//! ([`serversets_core::balance::health`]): after `eject_after` consecutive
+//! failures a member is skipped for `eject_for`, unless it is the last one
+//! in service; after the cool-down live traffic probes it, one more failure
+//! ejects it again and an answer puts it back. What is left here is how
+//! the pool feeds it: a failed return ([`release`](super::release)) is a
+//! failure, a return in good order an answer to the request its checkout
+//! started, and "in service" means not ejected among the pool's members.
+//! The choice ([`choose`](super::choose)) skips ejected members while any
+//! other is left.
 
-use std::time::Instant;
+use serversets_core::balance::{Attempt, LazyNow};
 
 use super::slot::MemberSlot;
-use super::{later, Shared};
+use super::Shared;
 
 impl MemberSlot {
-    /// True while the member's ejection lasts.
-    pub(super) fn ejected(&self, now: Instant) -> bool {
-        self.ejected_until.is_some_and(|t| t > now)
+    /// False while the member's ejection lasts.
+    pub(super) fn in_service(&self, now: &mut LazyNow<'_>) -> bool {
+        self.health.is_available(now)
+    }
+
+    /// A return in good order: the member answered the request its checkout
+    /// started under `attempt`, so its failures are forgiven and any
+    /// ejection ends, unless it was ejected after that checkout began.
+    pub(super) fn answered(&self, attempt: Attempt) {
+        self.health.record_answer(attempt);
     }
 }
 
-/// Members other than slot `id` that are not ejected: "never eject the last
-/// usable member" needs it.
-pub(super) fn usable_besides(slots: &[MemberSlot], id: u64, now: Instant) -> usize {
-    slots
-        .iter()
-        .filter(|m| m.id != id && !m.ejected(now))
-        .count()
-}
-
 impl Shared {
-    /// Counts one more failure against `slot` and ejects it if that makes
-    /// `eject_after` in a row, it is not ejected already, and
-    /// `others_usable` members are left to take its traffic.
-    pub(super) fn record_failure(&self, slot: &mut MemberSlot, others_usable: usize) {
-        slot.failures = slot.failures.saturating_add(1);
-        let threshold = self.config.eject_after;
-        if threshold == 0 || slot.failures < threshold {
+    /// Counts a failure against `slots[index]` and ejects it if the rule
+    /// says so and another member is in service; counts the ejection in
+    /// the member's metrics.
+    pub(super) fn record_failure(&self, slots: &[MemberSlot], index: usize) {
+        let Some(slot) = slots.get(index) else {
             return;
+        };
+        let ejected = slot
+            .health
+            .record_failure(&slot.addr, self.ejection, &self.clock, |now| {
+                slots.iter().any(|m| m.id != slot.id && m.in_service(now))
+            });
+        if ejected {
+            slot.metrics.ejections.increment(1);
         }
-        let now = Instant::now();
-        if slot.ejected(now) {
-            return;
-        }
-        if others_usable == 0 {
-            tracing::warn!(addr = %slot.addr, failures = slot.failures,
-                "thriftset: member keeps failing but is the last usable one; not ejecting");
-            return;
-        }
-        slot.ejected_until = Some(later(now, self.config.eject_for));
-        slot.metrics.ejections.increment(1);
-        tracing::warn!(addr = %slot.addr, failures = slot.failures,
-            period = ?self.config.eject_for, "thriftset: member ejected");
     }
 }

@@ -1,9 +1,11 @@
 //! Membership changes: bringing the slots in line with a snapshot of the
 //! member list.
 //!
-//! The follower thread applies each snapshot as it comes; when the
-//! follower has died, every checkout applies the watcher's current one
-//! itself ([`Shared::sync_if_unfollowed`]), so the pool never goes stale.
+//! The follower thread applies each snapshot as it comes; when no follower
+//! runs (it died, or its source closed), every checkout catches up with the
+//! source itself ([`Shared::catch_up`]), the one policy of core's
+//! [`Follower`](serversets_core::balance::Follower), so the pool never goes
+//! stale.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -42,7 +44,7 @@ impl Shared {
                 }
                 let keep = found.is_ok();
                 if !keep {
-                    tracing::info!(addr = %m.addr, idle = m.idle.len(), in_flight = m.in_flight,
+                    tracing::info!(addr = %m.addr, idle = m.idle.len(), in_flight = m.in_flight(),
                         "thriftset: member left the set");
                     doomed.extend(m.idle.drain(..).map(|i| i.link));
                     // Gone from the pool: nothing of it is counted any more.
@@ -89,11 +91,9 @@ impl Shared {
         close_all(doomed);
     }
 
-    /// Applies the watcher's current snapshot when the follower is not there
-    /// to do it.
-    pub(super) fn sync_if_unfollowed(&self) {
-        if !self.follower_alive.load(Ordering::Acquire) {
-            self.apply(&self.watcher.snapshot());
-        }
+    /// Applies the source's newest snapshot when no follower runs to do
+    /// it; one atomic load while it runs.
+    pub(crate) fn catch_up(&self) {
+        self.follower.catch_up(|snap| self.apply(&snap));
     }
 }

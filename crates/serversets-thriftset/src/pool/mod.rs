@@ -7,16 +7,22 @@
 //! pool has a module of its own, all `impl Shared` blocks over this state:
 //!
 //! - [`slot`]: one member's bookkeeping (connections in flight and idle,
-//!   weight, failures);
+//!   weight, passive health);
 //! - [`choose`]: the least-in-flight choice among the slots;
 //! - [`checkout`]: handing out a connection (reserve, probe or dial);
 //! - [`release`]: taking one back;
-//! - [`eject`]: the ejection rule fed by those returns;
-//! - [`membership`]: applying a new snapshot of the member list;
+//! - [`eject`]: feeding those returns to the shared ejection rule;
+//! - [`membership`]: applying a new snapshot of the member list, and
+//!   catching up with the source when no follower runs;
 //! - [`reap`]: closing idle connections past their timeout.
 //!
 //! Connections to close are collected under the lock ([`Doomed`]) and
-//! closed after it is released.
+//! closed after it is released. A checkout's in-flight count is held by its
+//! [`Lease`] and given back under the lock too, so that a waiter never
+//! misses the wake-up of a freed slot.
+//!
+//! The in-flight counter, the ejection rule and the follower are core's
+//! shared parts ([`serversets_core::balance`]), as in every balancer.
 
 mod checkout;
 mod choose;
@@ -27,9 +33,10 @@ mod release;
 mod slot;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use serversets_core::balance::{Attempt, Clock, Ejection, Follower, InFlight, InFlightGuard};
 use serversets_core::Watcher;
 
 use crate::config::Config;
@@ -43,14 +50,17 @@ use slot::MemberSlot;
 /// Everything a set, its guards and its follower thread share.
 pub(crate) struct Shared {
     pub(crate) config: Config,
-    pub(crate) watcher: Box<dyn Watcher>,
+    /// Follows the source: on the follower thread while it runs, in each
+    /// checkout when it does not ([`Follower::catch_up`]).
+    pub(crate) follower: Follower,
+    /// `eject_after` and `eject_for`, as the shared rule takes them.
+    ejection: Ejection,
+    /// The time base of the members' health records.
+    clock: Clock,
     state: Mutex<State>,
     /// Signalled when a slot frees, the members change, or the set closes.
     freed: Condvar,
     closed: AtomicBool,
-    /// False once the follower thread has ended unexpectedly; `get` then
-    /// applies membership changes itself.
-    pub(crate) follower_alive: AtomicBool,
     /// Wakes the follower thread when the set closes.
     pub(crate) stop: tokio::sync::Notify,
     /// The id of the next member slot (see [`MemberSlot::id`]).
@@ -77,6 +87,18 @@ struct State {
 /// Connections to close once the lock is released.
 type Doomed = Vec<Link>;
 
+/// A checkout's claim on its member slot: counted in flight for as long as
+/// it lives, and the ejection epoch the checkout started under. Every lease
+/// goes back through [`Shared::release`]; one dropped any other way (a
+/// panic) still frees its count, only without waking waiters.
+pub(crate) struct Lease {
+    slot_id: u64,
+    /// The slot's index when the lease was taken, to find it again quickly.
+    hint: usize,
+    in_flight: InFlightGuard<Arc<InFlight>>,
+    attempt: Attempt,
+}
+
 fn close_all(doomed: Doomed) {
     for link in doomed {
         link.close();
@@ -84,12 +106,14 @@ fn close_all(doomed: Doomed) {
 }
 
 impl Shared {
-    pub(crate) fn new(config: Config, watcher: Box<dyn Watcher>) -> Shared {
+    pub(crate) fn new(config: Config, watcher: Arc<dyn Watcher>) -> Shared {
         let metrics = PoolMetrics::new(&config.metrics_set);
         Shared {
             metrics,
+            ejection: Ejection::new(config.eject_after, config.eject_for),
             config,
-            watcher,
+            follower: Follower::from_arc(watcher),
+            clock: Clock::new(),
             state: Mutex::new(State {
                 closed: false,
                 version: None,
@@ -99,7 +123,6 @@ impl Shared {
             }),
             freed: Condvar::new(),
             closed: AtomicBool::new(false),
-            follower_alive: AtomicBool::new(true),
             stop: tokio::sync::Notify::new(),
             next_slot_id: AtomicU64::new(1),
         }
@@ -119,6 +142,9 @@ impl Shared {
     /// Marks the set closed, wakes every waiter and closes idle connections.
     /// Returns false when it was already closed.
     pub(crate) fn close(&self) -> bool {
+        // Before the flag: the follower thread may see the flag and end the
+        // follower at once, which must then count as an orderly stop.
+        self.follower.stop();
         if self.closed.swap(true, Ordering::AcqRel) {
             return false;
         }
@@ -140,19 +166,18 @@ impl Shared {
     /// Every member's counts and ejection state, in slot order.
     pub(crate) fn stats(&self) -> Vec<MemberStats> {
         let state = self.lock();
-        let now = Instant::now();
         state
             .members
             .iter()
-            .map(|m| MemberStats {
-                addr: (*m.addr).clone(),
-                in_flight: m.in_flight,
-                idle: m.idle.len(),
-                consecutive_failures: m.failures,
-                ejected_for: m
-                    .ejected_until
-                    .filter(|t| *t > now)
-                    .map(|t| t.duration_since(now)),
+            .map(|m| {
+                let health = m.health.report(&self.clock);
+                MemberStats {
+                    addr: (*m.addr).clone(),
+                    in_flight: m.in_flight(),
+                    idle: m.idle.len(),
+                    consecutive_failures: health.consecutive_failures,
+                    ejected_for: health.ejected_for,
+                }
             })
             .collect()
     }

@@ -2,21 +2,23 @@
 //! or is closed, and the outcome feeds the ejection rule
 //! ([`eject`](super::eject)).
 //!
-//! Every checkout ends here exactly once, from the guard's `Drop` or from a
-//! checkout that gives up its reservation, so the in-flight count cannot
-//! drift.
+//! Every lease ends here exactly once, from the connection guard's `Drop`
+//! or from a checkout that gives up its reservation, and its in-flight
+//! count ends with it, under the lock, so that waiters see the slot free.
+//! The count is core's guard, so even a lease lost some other way (a panic
+//! between reserve and hand-out) cannot leave it counted for good.
 
 use std::time::Instant;
 
-use super::eject::usable_besides;
-use super::slot::{find, Idle};
-use super::{close_all, Doomed, Shared};
+use super::slot::{position, Idle};
+use super::{close_all, Doomed, Lease, Shared};
 use crate::link::Link;
 
 /// How a slot comes back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    /// Returned in good order: may be reused, resets the failure count.
+    /// Returned in good order: may be reused; an answer, for the ejection
+    /// rule.
     Ok,
     /// Broken or failed: closed, counts toward ejection.
     Failed,
@@ -27,28 +29,34 @@ pub(crate) enum Outcome {
 }
 
 impl Shared {
-    /// Gives a slot back: the link (if any) goes idle or is closed, and the
-    /// outcome feeds the ejection count.
-    pub(crate) fn release(&self, slot_id: u64, hint: usize, link: Option<Link>, outcome: Outcome) {
+    /// Gives a lease back: its in-flight count ends, the link (if any) goes
+    /// idle or is closed, and the outcome feeds the ejection rule.
+    pub(crate) fn release(&self, lease: Lease, link: Option<Link>, outcome: Outcome) {
+        let Lease {
+            slot_id,
+            hint,
+            in_flight,
+            attempt,
+        } = lease;
         let mut doomed = Doomed::new();
         let wake;
         {
             let mut state = self.lock();
+            // Under the lock, so a waiter that found every member full
+            // cannot miss this slot freeing.
+            drop(in_flight);
             wake = state.waiters > 0;
             let closed = state.closed;
-            // Only a failure needs this count (for "never eject the last
-            // member").
-            let others_usable = match outcome {
-                Outcome::Ok | Outcome::Unused => 0,
-                Outcome::Failed => usable_besides(&state.members, slot_id, Instant::now()),
-            };
-            match find(&mut state.members, slot_id, hint) {
+            let found = position(&state.members, slot_id, hint);
+            if let (Some(index), Outcome::Failed) = (found, outcome) {
+                // Before the slot is borrowed alone: the rule looks at the
+                // other members too.
+                self.record_failure(&state.members, index);
+            }
+            match found.and_then(|i| state.members.get_mut(i)) {
                 Some(slot) => {
-                    slot.in_flight = slot.in_flight.saturating_sub(1);
-                    match outcome {
-                        Outcome::Ok => slot.failures = 0,
-                        Outcome::Failed => self.record_failure(slot, others_usable),
-                        Outcome::Unused => {}
+                    if outcome == Outcome::Ok {
+                        slot.answered(attempt);
                     }
                     match link {
                         Some(link)

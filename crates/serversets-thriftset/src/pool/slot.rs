@@ -1,13 +1,19 @@
 //! One member's bookkeeping in the pool: its connections in flight and
-//! idle, its weight as the choice uses it, its failures.
+//! idle, its weight as the choice uses it, its passive health.
 //!
 //! A slot is one incarnation of a member: a member removed and added back
 //! gets a new slot with a new id, so that connections from before the
 //! removal, returned late, are never pooled again.
+//!
+//! The in-flight count and the health record are core's shared parts
+//! ([`serversets_core::balance`]); the pool reads and changes them under its
+//! lock like the rest of the slot, so a choice still sees one consistent
+//! picture.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use serversets_core::balance::{InFlight, PassiveHealth};
 use serversets_core::HostPort;
 
 use crate::link::Link;
@@ -19,13 +25,15 @@ pub(super) struct MemberSlot {
     pub(super) id: u64,
     pub(super) addr: Arc<HostPort>,
     /// Connections checked out plus connects in progress: what
-    /// `max_active` limits and the choice compares.
-    pub(super) in_flight: usize,
+    /// `max_active` limits and the choice compares. Each is counted by the
+    /// guard its [`Lease`](super::Lease) holds, dropped under the lock when
+    /// the slot is given back.
+    pub(super) load: Arc<InFlight>,
     /// Unused connections, most recently returned last.
     pub(super) idle: Vec<Idle>,
-    /// Failures since the last success.
-    pub(super) failures: u32,
-    pub(super) ejected_until: Option<Instant>,
+    /// Consecutive failures and ejection, by the shared rule (see
+    /// [`eject`](super::eject)).
+    pub(super) health: PassiveHealth,
     /// The member's weight (`Member::weight`, finite and >= 0).
     pub(super) weight: f64,
     /// 2^32 / `share`: in flight × scale is the load a weighted choice
@@ -55,10 +63,9 @@ impl MemberSlot {
         MemberSlot {
             id,
             addr,
-            in_flight: 0,
+            load: Arc::default(),
             idle: Vec::new(),
-            failures: 0,
-            ejected_until: None,
+            health: PassiveHealth::default(),
             weight: 1.0,
             scale: 1 << 32,
             share: 1,
@@ -66,10 +73,25 @@ impl MemberSlot {
         }
     }
 
+    /// Connections in flight now.
+    pub(super) fn in_flight(&self) -> usize {
+        self.load.get()
+    }
+
     /// Brings the member's in-flight and idle gauges up to date; called
     /// under the pool's lock after every change of either.
     pub(super) fn report(&self) {
-        self.metrics.counts(self.in_flight, self.idle.len());
+        self.metrics.counts(self.in_flight(), self.idle.len());
+    }
+
+    /// Makes the in-flight count `n`, for tests of the choice (the guards
+    /// are leaked: nothing gives these back).
+    #[cfg(test)]
+    pub(super) fn set_in_flight(&mut self, n: usize) {
+        self.load = Arc::default();
+        for _ in 0..n {
+            std::mem::forget(InFlight::enter(self.load.clone()));
+        }
     }
 
     pub(super) fn set_weight(&mut self, weight: f64) {
@@ -98,11 +120,16 @@ pub(super) fn set_shares(slots: &mut [MemberSlot]) {
     }
 }
 
-/// The slot with this id, looked up at `hint` first (its index at checkout;
-/// right unless the membership changed since).
-pub(super) fn find(slots: &mut [MemberSlot], id: u64, hint: usize) -> Option<&mut MemberSlot> {
+/// The index of the slot with this id, looked up at `hint` first (its
+/// index at checkout; right unless the membership changed since).
+pub(super) fn position(slots: &[MemberSlot], id: u64, hint: usize) -> Option<usize> {
     if slots.get(hint).is_some_and(|m| m.id == id) {
-        return slots.get_mut(hint);
+        return Some(hint);
     }
-    slots.iter_mut().find(|m| m.id == id)
+    slots.iter().position(|m| m.id == id)
+}
+
+/// The slot with this id (see [`position`]).
+pub(super) fn find(slots: &mut [MemberSlot], id: u64, hint: usize) -> Option<&mut MemberSlot> {
+    position(slots, id, hint).and_then(|i| slots.get_mut(i))
 }
