@@ -7,6 +7,11 @@ use std::time::Duration;
 /// number means seconds. It must be at least 1ms and at most 24h: every
 /// duration the command takes (timeouts, check intervals) is a real wait.
 ///
+/// # Errors
+///
+/// A message naming the text and the expected form (clap shows it as a
+/// usage error) when the text is no such duration or is out of range.
+///
 /// ```
 /// use std::time::Duration;
 /// use serversets_cli::parse_duration;

@@ -57,7 +57,7 @@ pub use args::{
 };
 pub use check::HttpUrl;
 pub use duration::parse_duration;
-pub use error::CliError;
+pub use error::Error;
 pub use render::member_json;
 pub use serversets_core::{classify, MemberFilter, Reading, Verdict};
 pub use zkconnect::ZkConnect;
@@ -68,6 +68,13 @@ pub use zkconnect::ZkConnect;
 /// Long-running commands (`watch` without `--once`, `register`) return when
 /// the process receives SIGINT or SIGTERM; `register` first removes its
 /// member.
+///
+/// # Errors
+///
+/// Why the command failed, as an [`Error`] whose
+/// [`exit_code`](Error::exit_code) is the process's and whose
+/// [`report`](Error::report) is what it prints: wrong options, ZooKeeper
+/// unreachable or refusing a request, output that cannot be written, ...
 ///
 /// ```
 /// use clap::Parser;
@@ -80,17 +87,17 @@ pub use zkconnect::ZkConnect;
 /// assert_eq!(String::from_utf8(out)?.lines().count(), 2);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub async fn run(cli: &Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError> {
+pub async fn run(cli: &Cli, out: &mut (dyn Write + Send)) -> Result<(), Error> {
     let result = dispatch(cli, out).await;
     match (result, &cli.global.zk) {
-        (Err(e @ CliError::Unreachable { .. }), Some(zk)) => {
+        (Err(e @ Error::Unreachable { .. }), Some(zk)) => {
             Err(target::explain_unreachable(e, zk).await)
         }
         (result, _) => result,
     }
 }
 
-async fn dispatch(cli: &Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError> {
+async fn dispatch(cli: &Cli, out: &mut (dyn Write + Send)) -> Result<(), Error> {
     let g = &cli.global;
     match &cli.command {
         Command::Watch(a) => cmd::watch::run(g, a, out).await,
@@ -186,7 +193,7 @@ where
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if !e.is_quiet() {
-                stderr_line(&format!("serversets: {e}"));
+                stderr_line(&format!("serversets: {}", e.report()));
             }
             ExitCode::from(e.exit_code())
         }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
-use crate::error::CliError;
+use crate::error::Error;
 
 /// Buckets of every `*_seconds` histogram: 100 µs (a notification on a
 /// quiet LAN) to 10 s (a check or request near its timeout).
@@ -25,13 +25,10 @@ const READS: [f64; 8] = [0.0, 1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 1000.0];
 ///
 /// # Errors
 ///
-/// [`CliError::Metrics`] when the address cannot be bound (in use, not
+/// [`Error::Metrics`] when the address cannot be bound (in use, not
 /// local) or a recorder is already installed in this process.
-pub(crate) fn serve(addr: SocketAddr) -> Result<(), CliError> {
-    let failed = |e: metrics_exporter_prometheus::BuildError| CliError::Metrics {
-        addr,
-        reason: e.to_string(),
-    };
+pub(crate) fn serve(addr: SocketAddr) -> Result<(), Error> {
+    let failed = |source| Error::Metrics { addr, source };
     PrometheusBuilder::new()
         .with_http_listener(addr)
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS)

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
-use crate::error::CliError;
+use crate::error::Error;
 
 /// Set once SIGINT or SIGTERM has arrived after [`Signals::install`].
 static RECEIVED: AtomicBool = AtomicBool::new(false);
@@ -32,10 +32,8 @@ impl Signals {
     /// Installs the handlers now (so a signal right after this call is
     /// not lost) and starts the task that catches them. Needs a tokio
     /// runtime.
-    pub(crate) fn install() -> Result<Signals, CliError> {
-        let install = |kind| {
-            signal(kind).map_err(|e| CliError::Failed(format!("cannot handle signals: {e}")))
-        };
+    pub(crate) fn install() -> Result<Signals, Error> {
+        let install = |kind| signal(kind).map_err(Error::Signals);
         let mut int = install(SignalKind::interrupt())?;
         let mut term = install(SignalKind::terminate())?;
         let (tx, names) = mpsc::unbounded_channel();

@@ -22,7 +22,7 @@
 //! use serversets_core::vector::Selector;
 //! use serversets_core::zookeeper_client as zk;
 //!
-//! # async fn f(client: &zk::Client) -> Result<(), serversets_cli::CliError> {
+//! # async fn f(client: &zk::Client) -> Result<(), serversets_cli::Error> {
 //! let select = Selector::Inet("10.0.0.3:8080".into());
 //! let plan = Plan::read(client, "/discovery/prod/users", select, Change::Set(2.0)).await?;
 //! let done = plan.commit(client, &zk::Acls::anyone_all()).await?;
@@ -34,7 +34,7 @@ use serversets_core::vector::{self, Descriptor, Selector, DRAIN};
 use serversets_core::zookeeper_client as zk;
 use serversets_core::{classify, Member, MemberFilter, Verdict};
 
-use crate::error::CliError;
+use crate::error::Error;
 use crate::target::zk_failed;
 use crate::vectors::{read_children, vector_nodes, VectorNode, VECTOR_PREFIX};
 
@@ -98,8 +98,8 @@ impl Plan {
     ///
     /// # Errors
     ///
-    /// [`CliError::Usage`] for a weight that is not finite, or negative but
-    /// not -1.0; [`CliError::Failed`] when the set does not exist or cannot
+    /// [`Error::Usage`] for a weight that is not finite, or negative but
+    /// not -1.0; [`Error::Failed`] when the set does not exist or cannot
     /// be read,
     /// and when a weight is set for `member=NAME` but the set has no such
     /// member (member names are never reused, so it would select nothing).
@@ -108,10 +108,10 @@ impl Plan {
         set: &str,
         selector: Selector,
         change: Change,
-    ) -> Result<Plan, CliError> {
+    ) -> Result<Plan, Error> {
         if let Change::Set(w) = change {
             if !w.is_finite() || (w < 0.0 && w != DRAIN) {
-                return Err(CliError::Usage(format!(
+                return Err(Error::Usage(format!(
                     "{w} is neither a weight (0 or more) nor -1 (drain)"
                 )));
             }
@@ -122,7 +122,7 @@ impl Plan {
         let mut attempts = 0;
         let children = loop {
             let Some(listing) = read_children(client, set).await? else {
-                return Err(CliError::Failed(format!(
+                return Err(Error::Failed(format!(
                     "{set} does not exist: there is no server set to weigh there"
                 )));
             };
@@ -138,7 +138,7 @@ impl Plan {
         };
         if let (Change::Set(_), Selector::Member(name)) = (change, &selector) {
             if !children.iter().any(|c| c.name == *name) {
-                return Err(CliError::Failed(format!(
+                return Err(Error::Failed(format!(
                     "{set} has no member {name}: a vector for it would select nothing (member names are never reused)"
                 )));
             }
@@ -215,15 +215,11 @@ impl Plan {
     ///
     /// # Errors
     ///
-    /// [`CliError::Failed`] with one line saying what happened: a replaced
+    /// [`Error::Failed`] with one line saying what happened: a replaced
     /// node changed or deleted since it was read (nothing was written; run
     /// the command again), the set gone, the ACLs, or a lost connection
     /// (the outcome is then unknown, and the message says how to check).
-    pub async fn commit(
-        &self,
-        client: &zk::Client,
-        acls: &[zk::Acl],
-    ) -> Result<Committed, CliError> {
+    pub async fn commit(&self, client: &zk::Client, acls: &[zk::Acl]) -> Result<Committed, Error> {
         if self.create.is_none() && self.replace.is_empty() {
             return Ok(Committed {
                 created: None,
@@ -235,7 +231,11 @@ impl Plan {
         let prefix = format!("{set}/{VECTOR_PREFIX}");
         let options = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::new(acls));
         let mut writer = client.new_multi_writer();
-        let bad_request = |e: zk::Error| CliError::Failed(format!("cannot write to {set}: {e}"));
+        let bad_request = |source| Error::ZooKeeper {
+            op: "write to".into(),
+            path: set.clone(),
+            source,
+        };
         if let Some(data) = &self.create {
             writer
                 .add_create(&prefix, data, &options)
@@ -256,9 +256,10 @@ impl Plan {
                     zk::Error::ConnectionLoss
                     | zk::Error::SessionExpired
                     | zk::Error::Timeout
-                    | zk::Error::ClientClosed => CliError::Failed(format!(
-                        "lost the ZooKeeper connection while writing to {set} ({source}); the change may or may not have been applied: check with `serversets weights`"
-                    )),
+                    | zk::Error::ClientClosed => Error::MaybeWritten {
+                        set: set.clone(),
+                        source,
+                    },
                     e => zk_failed("write vector nodes in", set, e),
                 })
             }
@@ -308,7 +309,7 @@ impl Plan {
     }
 
     /// Why operation `index` of the multi failed, as one line.
-    fn failed_op(&self, index: usize, e: zk::Error) -> CliError {
+    fn failed_op(&self, index: usize, e: zk::Error) -> Error {
         let set = &self.set;
         let deletes_from = usize::from(self.create.is_some());
         let Some(r) = index
@@ -316,7 +317,7 @@ impl Plan {
             .and_then(|i| self.replace.get(i))
         else {
             return match e {
-                zk::Error::NoNode => CliError::Failed(format!(
+                zk::Error::NoNode => Error::Failed(format!(
                     "{set} was deleted while the vector node was written; nothing was written"
                 )),
                 e => zk_failed("create a vector node in", set, e),
@@ -324,11 +325,11 @@ impl Plan {
         };
         let again = "nothing was written; run the command again to replace what is there now";
         match e {
-            zk::Error::NoNode => CliError::Failed(format!(
+            zk::Error::NoNode => Error::Failed(format!(
                 "{} was deleted by another writer since it was read; {again}",
                 r.name
             )),
-            zk::Error::BadVersion => CliError::Failed(format!(
+            zk::Error::BadVersion => Error::Failed(format!(
                 "{} was changed by another writer since it was read (version {} read); {again}",
                 r.name, r.version
             )),

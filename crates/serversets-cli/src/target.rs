@@ -8,7 +8,7 @@ use serversets_core::zookeeper_client as zk;
 use serversets_core::{AclPolicy, Environment, ServerSet, ServerSetBuilder, Session, ZkTls};
 
 use crate::args::GlobalArgs;
-use crate::error::{usage, CliError};
+use crate::error::{usage, Error};
 use crate::zkconnect::ZkConnect;
 
 /// Applies the session options of `$g` (timeouts, credentials, TLS) to
@@ -35,14 +35,14 @@ macro_rules! with_session_options {
 }
 
 /// The `--zk` value, or a usage error naming both ways to give it.
-pub(crate) fn zk(g: &GlobalArgs) -> Result<&ZkConnect, CliError> {
+pub(crate) fn zk(g: &GlobalArgs) -> Result<&ZkConnect, Error> {
     g.zk.as_ref()
         .ok_or_else(|| usage("no ZooKeeper servers given: use --zk HOSTS or set SERVERSETS_ZK"))
 }
 
 /// A builder for the set named by `--path` or `--env/--service`, with the
 /// session options applied. Does not connect.
-pub(crate) fn set_builder(g: &GlobalArgs) -> Result<ServerSetBuilder, CliError> {
+pub(crate) fn set_builder(g: &GlobalArgs) -> Result<ServerSetBuilder, Error> {
     let connect = zk(g)?.to_string();
     let builder = match (&g.path, &g.env, &g.service) {
         (Some(path), None, None) => ServerSet::at_path(path, [connect]),
@@ -64,7 +64,7 @@ pub(crate) fn set_builder(g: &GlobalArgs) -> Result<ServerSetBuilder, CliError> 
 
 /// The TLS settings of `--tls-ca`, `--tls-cert` and `--tls-key`; a file
 /// that cannot be used is a usage error.
-fn tls(g: &GlobalArgs) -> Result<Option<ZkTls>, CliError> {
+fn tls(g: &GlobalArgs) -> Result<Option<ZkTls>, Error> {
     let Some(ca) = &g.tls_ca else {
         if g.tls_cert.is_some() || g.tls_key.is_some() {
             return Err(usage("--tls-cert and --tls-key need --tls-ca FILE"));
@@ -81,7 +81,7 @@ fn tls(g: &GlobalArgs) -> Result<Option<ZkTls>, CliError> {
 
 /// `--sasl-user` with its password from `SERVERSETS_ZK_SASL_PASSWORD` (never
 /// a flag: it would show in `ps`).
-fn sasl(g: &GlobalArgs) -> Result<Option<(String, String)>, CliError> {
+fn sasl(g: &GlobalArgs) -> Result<Option<(String, String)>, Error> {
     let Some(user) = &g.sasl_user else {
         return Ok(None);
     };
@@ -101,7 +101,7 @@ fn has_credentials(g: &GlobalArgs) -> bool {
 
 /// A session builder with the global options (servers, timeouts,
 /// credentials, TLS).
-fn session_builder(g: &GlobalArgs) -> Result<serversets_core::SessionBuilder, CliError> {
+fn session_builder(g: &GlobalArgs) -> Result<serversets_core::SessionBuilder, Error> {
     Ok(with_session_options!(
         Session::builder([zk(g)?.to_string()]),
         g
@@ -109,12 +109,12 @@ fn session_builder(g: &GlobalArgs) -> Result<serversets_core::SessionBuilder, Cl
 }
 
 /// The set named by the global options, with open ACLs.
-pub(crate) fn server_set(g: &GlobalArgs) -> Result<ServerSet, CliError> {
+pub(crate) fn server_set(g: &GlobalArgs) -> Result<ServerSet, Error> {
     Ok(set_builder(g)?.build()?)
 }
 
 /// The set's path without connecting (checks the options the same way).
-pub(crate) fn set_path(g: &GlobalArgs) -> Result<String, CliError> {
+pub(crate) fn set_path(g: &GlobalArgs) -> Result<String, Error> {
     Ok(server_set(g)?.path().to_string())
 }
 
@@ -125,7 +125,7 @@ pub(crate) fn set_path(g: &GlobalArgs) -> Result<String, CliError> {
 pub(crate) fn acl_policy(
     acl: impl Into<Option<crate::args::AclArg>>,
     g: &GlobalArgs,
-) -> Result<AclPolicy, CliError> {
+) -> Result<AclPolicy, Error> {
     use crate::args::AclArg;
     match acl.into() {
         None if has_credentials(g) => Ok(AclPolicy::CreatorAllWorldRead),
@@ -142,7 +142,7 @@ pub(crate) fn acl_policy(
 pub(crate) fn acls(
     acl: Option<crate::args::AclArg>,
     g: &GlobalArgs,
-) -> Result<Vec<zk::Acl>, CliError> {
+) -> Result<Vec<zk::Acl>, Error> {
     Ok(match acl_policy(acl, g)? {
         AclPolicy::CreatorAll => zk::Acls::creator_all().to_vec(),
         AclPolicy::CreatorAllWorldRead => {
@@ -159,13 +159,13 @@ pub(crate) fn acls(
 /// retrying until the connect timeout; the error names the servers tried
 /// and the last reason, or at once what no retry can change (a TLS
 /// handshake refused, a SASL login refused).
-pub(crate) async fn raw_client(g: &GlobalArgs) -> Result<zk::Client, CliError> {
+pub(crate) async fn raw_client(g: &GlobalArgs) -> Result<zk::Client, Error> {
     match session_builder(g)?.connect_client().await {
         Ok(client) => Ok(client),
         Err(serversets_core::Error::ZooKeeper {
             source: zk::Error::AuthFailed,
             ..
-        }) => Err(CliError::Failed(format!(
+        }) => Err(Error::Failed(format!(
             "ZooKeeper at {} refused the --digest credentials",
             zk(g)?.hosts_text()
         ))),
@@ -176,8 +176,8 @@ pub(crate) async fn raw_client(g: &GlobalArgs) -> Result<zk::Client, CliError> {
 /// Adds what a plain TCP connect to each server says to an "unreachable"
 /// error, so the message tells a refused port from a silent host from a
 /// server that accepts connections but opens no session (no quorum).
-pub(crate) async fn explain_unreachable(e: CliError, zk: &ZkConnect) -> CliError {
-    let CliError::Unreachable {
+pub(crate) async fn explain_unreachable(e: Error, zk: &ZkConnect) -> Error {
+    let Error::Unreachable {
         hosts,
         timeout,
         reason,
@@ -187,7 +187,7 @@ pub(crate) async fn explain_unreachable(e: CliError, zk: &ZkConnect) -> CliError
     };
     if reason == zk::Error::NoAuth.to_string() {
         // Connected, but the first read of the set was refused.
-        return CliError::Failed(
+        return Error::Failed(
             "not allowed to read the server set (ZooKeeper ACLs; try --digest)".into(),
         );
     }
@@ -205,7 +205,7 @@ pub(crate) async fn explain_unreachable(e: CliError, zk: &ZkConnect) -> CliError
     } else {
         problems.join("; ")
     };
-    CliError::Unreachable {
+    Error::Unreachable {
         hosts,
         timeout,
         reason,
@@ -213,9 +213,15 @@ pub(crate) async fn explain_unreachable(e: CliError, zk: &ZkConnect) -> CliError
 }
 
 /// A ZooKeeper error on `path` as a one-line failure.
-pub(crate) fn zk_failed(op: &str, path: &str, e: zk::Error) -> CliError {
-    CliError::Failed(match e {
-        zk::Error::NoAuth => format!("not allowed to {op} {path} (ZooKeeper ACLs; try --digest)"),
-        e => format!("cannot {op} {path}: {e}"),
-    })
+pub(crate) fn zk_failed(op: &str, path: &str, e: zk::Error) -> Error {
+    match e {
+        zk::Error::NoAuth => Error::Failed(format!(
+            "not allowed to {op} {path} (ZooKeeper ACLs; try --digest)"
+        )),
+        source => Error::ZooKeeper {
+            op: op.to_string(),
+            path: path.to_string(),
+            source,
+        },
+    }
 }

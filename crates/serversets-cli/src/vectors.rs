@@ -8,7 +8,7 @@ use serversets_core::zookeeper_client as zk;
 use serversets_core::{classify, Member, MemberFilter, Reading, Verdict};
 
 use crate::args::GlobalArgs;
-use crate::error::CliError;
+use crate::error::Error;
 use crate::target::{raw_client, set_path, zk_failed};
 
 /// The prefix Finagle reads weight nodes by.
@@ -35,7 +35,7 @@ pub(crate) struct Listing {
 pub(crate) async fn read_children(
     client: &zk::Client,
     path: &str,
-) -> Result<Option<Listing>, CliError> {
+) -> Result<Option<Listing>, Error> {
     let mut names = match client.list_children(path).await {
         Ok(names) => names,
         Err(zk::Error::NoNode) => return Ok(None),
@@ -105,12 +105,12 @@ pub(crate) async fn read_set(
     g: &GlobalArgs,
     endpoint: Option<String>,
     shard: Option<i32>,
-) -> Result<SetRead, CliError> {
+) -> Result<SetRead, Error> {
     let path = set_path(g)?;
     let filter = MemberFilter { endpoint, shard };
     let client = raw_client(g).await?;
     let Some(listing) = read_children(&client, &path).await? else {
-        return Err(CliError::Failed(format!(
+        return Err(Error::Failed(format!(
             "{path} does not exist (a watch sees an empty set until it is created)"
         )));
     };

@@ -6,7 +6,7 @@ use std::io::Write;
 use serde_json::{json, Value};
 
 use crate::args::{DumpArgs, GlobalArgs};
-use crate::error::CliError;
+use crate::error::Error;
 use crate::render::{member_details, member_json, printable};
 use crate::vectors::{descriptor_text, read_set, ChildRead as Child, VectorNode, Weighing};
 use serversets_core::{Reading, Verdict};
@@ -18,7 +18,7 @@ pub(crate) async fn run(
     g: &GlobalArgs,
     a: &DumpArgs,
     out: &mut (dyn Write + Send),
-) -> Result<(), CliError> {
+) -> Result<(), Error> {
     let set = read_set(g, a.endpoint.clone(), a.shard).await?;
     let path = set.path;
     let mut children = set.children;

@@ -6,14 +6,14 @@ use std::io::{BufRead, Write};
 use serversets_mcset::{NodeIdentity, Ring, RingKind};
 
 use crate::args::{GlobalArgs, IdentityArg, LocateArgs, RingArg};
-use crate::error::{usage, CliError};
+use crate::error::{usage, Error};
 use crate::target::server_set;
 
 pub(crate) async fn run(
     g: &GlobalArgs,
     a: &LocateArgs,
     out: &mut (dyn Write + Send),
-) -> Result<(), CliError> {
+) -> Result<(), Error> {
     let kind = match a.ring {
         RingArg::Ketama => RingKind::Ketama,
         RingArg::GoMcset => RingKind::GoMcset,
@@ -35,7 +35,7 @@ pub(crate) async fn run(
         let watch = wb.start().await?;
         let snapshot = watch.endpoints();
         if snapshot.is_empty() {
-            return Err(CliError::Failed(format!(
+            return Err(Error::Failed(format!(
                 "{} has no members to place keys on",
                 watch.path()
             )));
@@ -51,18 +51,17 @@ pub(crate) async fn run(
             .build_nodes(a.node.iter().cloned())
             .map_err(|e| usage(e.to_string()))?
     };
-    let mut locate = |key: &str| -> Result<(), CliError> {
+    let mut locate = |key: &str| -> Result<(), Error> {
         match ring.pick(key) {
             Some(node) => writeln!(out, "{key}\t{}", node.addr())?,
-            None => return Err(CliError::Failed("no server owns any ring point".into())),
+            None => return Err(Error::Failed("no server owns any ring point".into())),
         }
         Ok(())
     };
     for key in &a.keys {
         if key == "-" {
             for line in std::io::stdin().lock().lines() {
-                let line = line
-                    .map_err(|e| CliError::Failed(format!("cannot read keys from stdin: {e}")))?;
+                let line = line.map_err(Error::ReadKeys)?;
                 let key = line.trim_end_matches('\r');
                 if !key.is_empty() {
                     locate(key)?;

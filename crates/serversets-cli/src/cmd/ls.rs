@@ -8,7 +8,7 @@ use std::io::Write;
 use serversets_core::zookeeper_client as zk;
 
 use crate::args::{GlobalArgs, LsArgs};
-use crate::error::CliError;
+use crate::error::Error;
 use crate::target::{raw_client, zk_failed};
 
 /// Stop listing after this many nodes: `ls` is for discovery trees, not for
@@ -28,7 +28,7 @@ pub(crate) async fn run(
     g: &GlobalArgs,
     a: &LsArgs,
     out: &mut (dyn Write + Send),
-) -> Result<(), CliError> {
+) -> Result<(), Error> {
     let client = raw_client(g).await?;
     let root = a.root.as_str();
     let mut listings: HashMap<String, Listing> = HashMap::new();
@@ -45,7 +45,7 @@ pub(crate) async fn run(
                 Listing::Children(children)
             }
             Err(zk::Error::NoNode) if path == root => {
-                return Err(CliError::Failed(format!("no such path: {root}")))
+                return Err(Error::Failed(format!("no such path: {root}")))
             }
             Err(zk::Error::NoNode) => Listing::Gone,
             Err(zk::Error::NoAuth) => Listing::NoAccess,

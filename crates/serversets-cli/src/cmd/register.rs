@@ -10,7 +10,7 @@ use crate::args::{GlobalArgs, RegisterArgs};
 use crate::check::Check;
 use crate::cmd::watch::health_text;
 use crate::duration::show;
-use crate::error::CliError;
+use crate::error::Error;
 use crate::output::stderr_line;
 use crate::signals::Signals;
 use crate::target::{acl_policy, set_builder, zk};
@@ -20,7 +20,7 @@ pub(crate) async fn run(
     g: &GlobalArgs,
     a: &RegisterArgs,
     out: &mut (dyn Write + Send),
-) -> Result<(), CliError> {
+) -> Result<(), Error> {
     let addr = HostPort::new(a.host.clone(), a.port).map_err(serversets_core::Error::from)?;
     if let Some(metrics) = a.metrics_addr {
         crate::metrics::serve(metrics)?;
@@ -87,10 +87,14 @@ pub(crate) async fn run(
             return match settled {
                 Ok(Ok(endpoint)) => deregister(&endpoint, &mut signals, &mut say).await,
                 Ok(Err(e)) => {
-                    say.line(format!("{} not registered ({e}); exiting", now()));
+                    say.line(format!(
+                        "{} not registered ({}); exiting",
+                        now(),
+                        crate::error::report(&e)
+                    ));
                     Ok(())
                 }
-                Err(_) => Err(CliError::Failed(format!(
+                Err(_) => Err(Error::Failed(format!(
                     "received {sig}, but the registration did not settle within {}; \
                      any member it created goes when the ZooKeeper session ends",
                     show(grace)
@@ -125,7 +129,7 @@ async fn follow(
     endpoint: &Registration,
     signals: &mut Signals,
     say: &mut Say<'_>,
-) -> Result<&'static str, CliError> {
+) -> Result<&'static str, Error> {
     let session = set.session()?;
     let mut health = session.health_changes();
     health.borrow_and_update();
@@ -145,7 +149,7 @@ async fn follow(
                 };
                 say.line(format!("{} {}", now(), state_text(&state)));
                 if state == RegistrationState::Closed {
-                    return Err(CliError::Failed("the registration ended unexpectedly".into()));
+                    return Err(Error::Failed("the registration ended unexpectedly".into()));
                 }
             }
             changed = health.changed(), if health_open => {
@@ -165,7 +169,7 @@ async fn deregister(
     endpoint: &Registration,
     signals: &mut Signals,
     say: &mut Say<'_>,
-) -> Result<(), CliError> {
+) -> Result<(), Error> {
     tokio::select! {
         biased;
         r = endpoint.close() => {
@@ -177,8 +181,8 @@ async fn deregister(
     }
 }
 
-fn forced(sig: &str) -> CliError {
-    CliError::Failed(format!(
+fn forced(sig: &str) -> Error {
+    Error::Failed(format!(
         "received {sig} again; exiting without waiting for the deregistration \
          (the member goes when the ZooKeeper session ends)"
     ))

@@ -6,7 +6,7 @@ use std::io::Write;
 use serversets_core::{Health, Member, ServerSet, Snapshot, Watch, Watcher};
 
 use crate::args::{GlobalArgs, WatchArgs};
-use crate::error::CliError;
+use crate::error::Error;
 use crate::output::stderr_line;
 use crate::render::{member_line, snapshot_json};
 use crate::signals::Signals;
@@ -18,7 +18,7 @@ pub(crate) async fn run(
     g: &GlobalArgs,
     a: &WatchArgs,
     out: &mut (dyn Write + Send),
-) -> Result<(), CliError> {
+) -> Result<(), Error> {
     if let Some(addr) = a.metrics_addr {
         crate::metrics::serve(addr)?;
     }
@@ -28,7 +28,7 @@ pub(crate) async fn run(
     // Output stuck on a reader that stopped reading gives up when a signal
     // arrives; that is the signal ending the command, not a failure.
     match result {
-        Err(CliError::Output(e))
+        Err(Error::Output(e))
             if e.kind() == std::io::ErrorKind::Interrupted && crate::signals::received() =>
         {
             Ok(())
@@ -42,7 +42,7 @@ async fn watch(
     set: &ServerSet,
     signals: &mut Signals,
     out: &mut (dyn Write + Send),
-) -> Result<(), CliError> {
+) -> Result<(), Error> {
     let mut builder = set.watch_builder();
     if let Some(endpoint) = &a.endpoint {
         builder = builder.endpoint(endpoint);
@@ -89,7 +89,7 @@ async fn watch(
             }
             snap = changes.changed() => {
                 let Some(snap) = snap else {
-                    return Err(CliError::Failed("the watch stopped".into()));
+                    return Err(Error::Failed("the watch stopped".into()));
                 };
                 if a.json {
                     writeln!(out, "{}", snapshot_json(&snap))?;
@@ -104,7 +104,7 @@ async fn watch(
             }
             changed = health.changed() => {
                 if changed.is_err() {
-                    return Err(CliError::Failed("the ZooKeeper session ended".into()));
+                    return Err(Error::Failed("the ZooKeeper session ended".into()));
                 }
                 let h = *health.borrow_and_update();
                 let line = format!("{} connection: {}", now(), health_text(h));

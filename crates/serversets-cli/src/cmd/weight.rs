@@ -8,7 +8,7 @@ use serversets_core::vector::{Selector, DRAIN};
 use serversets_core::HostPort;
 
 use crate::args::{AclArg, DrainArgs, GlobalArgs, UndrainArgs, WeightArgs};
-use crate::error::{usage, CliError};
+use crate::error::{usage, Error};
 use crate::render::printable;
 use crate::steer::{Change, Plan};
 use crate::target::{acls, raw_client, set_path};
@@ -18,7 +18,7 @@ pub(crate) async fn weight(
     g: &GlobalArgs,
     a: &WeightArgs,
     out: &mut (dyn Write + Send),
-) -> Result<(), CliError> {
+) -> Result<(), Error> {
     let change = match (a.weight, a.clear) {
         (Some(w), false) => Change::Set(w),
         (None, true) => Change::Clear,
@@ -31,7 +31,7 @@ pub(crate) async fn drain(
     g: &GlobalArgs,
     a: &DrainArgs,
     out: &mut (dyn Write + Send),
-) -> Result<(), CliError> {
+) -> Result<(), Error> {
     apply(g, inet(&a.addr), Change::Set(DRAIN), a.acl, out).await
 }
 
@@ -39,7 +39,7 @@ pub(crate) async fn undrain(
     g: &GlobalArgs,
     a: &UndrainArgs,
     out: &mut (dyn Write + Send),
-) -> Result<(), CliError> {
+) -> Result<(), Error> {
     apply(g, inet(&a.addr), Change::Undrain, None, out).await
 }
 
@@ -53,7 +53,7 @@ async fn apply(
     change: Change,
     acl: Option<AclArg>,
     out: &mut (dyn Write + Send),
-) -> Result<(), CliError> {
+) -> Result<(), Error> {
     // Every usage error before connecting.
     let path = set_path(g)?;
     let acls = acls(acl, g)?;
@@ -90,7 +90,7 @@ async fn apply(
         }
         if !done.also.is_empty() {
             out.flush()?;
-            return Err(CliError::Failed(format!(
+            return Err(Error::Failed(format!(
                 "another writer set a weight for {selector} at the same moment: {} and {} both hold one now; run the command again to keep one",
                 done.created.as_deref().unwrap_or("ours"),
                 done.also.join(", ")
@@ -101,7 +101,7 @@ async fn apply(
     let still_drained = print_selected(out, &plan, &after)?;
     out.flush()?;
     match (change, still_drained.first()) {
-        (Change::Undrain, Some(line)) => Err(CliError::Failed(format!(
+        (Change::Undrain, Some(line)) => Err(Error::Failed(format!(
             "{} is still drained by {line}, which undrain does not change (delete or replace that node)",
             selector_addr(&selector)
         ))),
@@ -115,7 +115,7 @@ fn print_selected(
     out: &mut (dyn Write + Send),
     plan: &Plan,
     after: &[VectorNode],
-) -> Result<Vec<String>, CliError> {
+) -> Result<Vec<String>, Error> {
     let selected = plan.selected();
     // The selector's own nodes; anything else that weighs a member is shown.
     let own: Vec<&str> = after

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use serversets_core::Member;
 
 use crate::args::{GlobalArgs, WeightsArgs};
-use crate::error::CliError;
+use crate::error::Error;
 use crate::render::member_json;
 use crate::vectors::{read_set, VectorNode, Weighing};
 
@@ -23,7 +23,7 @@ pub(crate) async fn run(
     g: &GlobalArgs,
     a: &WeightsArgs,
     out: &mut (dyn Write + Send),
-) -> Result<(), CliError> {
+) -> Result<(), Error> {
     let set = read_set(g, a.endpoint.clone(), a.shard).await?;
     let (path, vectors) = (&set.path, &set.vectors);
     let mut malformed = 0;
@@ -43,9 +43,9 @@ pub(crate) async fn run(
         }
     }
     if a.json {
-        writeln!(out, "{}", to_json(&path, &vectors, &rows))?;
+        writeln!(out, "{}", to_json(path, vectors, &rows))?;
     } else {
-        print_text(out, &path, &vectors, &rows, malformed)?;
+        print_text(out, path, vectors, &rows, malformed)?;
     }
     out.flush()?;
     Ok(())
@@ -139,7 +139,7 @@ fn to_json(path: &str, vectors: &[VectorNode], rows: &[Row<'_>]) -> Value {
     let members: Vec<Value> = rows
         .iter()
         .map(|r| {
-            let mut m = member_json(&r.member);
+            let mut m = member_json(r.member);
             if let Some(obj) = m.as_object_mut() {
                 obj.insert("weight".into(), r.weighing.json_weight());
                 obj.insert("drained".into(), json!(r.weighing.weight.is_none()));
