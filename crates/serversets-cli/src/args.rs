@@ -35,7 +35,7 @@ Examples:
 
 Text output: the set, then one block per change: time, member count, each
 added (+), removed (-) and reweighed (~) member, and connection changes.
-Members drained by a Finagle vector_ node (weight -1.0) are not served and
+Members drained by a Finagle vector_ znode (weight -1.0) are not served and
 are reported with !. --json prints each snapshot as one line: an array of
 {member, host, port, status, shard, additional_endpoints, metadata, weight};
 connection changes then go to stderr.";
@@ -61,8 +61,8 @@ Examples:
   serversets ls /aurora
   serversets ls / --zk 127.0.0.1:2181
 
-A node with member_ children (or with no children at all) is shown as a
-server set with its member count; other nodes are shown as directories.";
+A znode with member_ children (or with no children at all) is shown as a
+server set with its member count; other znodes are shown as directories.";
 
 const DUMP_EXAMPLES: &str = "\
 Examples:
@@ -72,8 +72,8 @@ Examples:
 
 Each child is shown with how a watch reads it: member (served, with its
 weight), not served (and why: status, shard, endpoint, drained by a vector_
-node), malformed (and why, unusable vector_ nodes included), vector (a
-Finagle weight node, with notes such as integer weights, which Finagle reads
+znode), malformed (and why, unusable vector_ znodes included), vector (a
+Finagle weight znode, with notes such as integer weights, which Finagle reads
 as 1.0), or ignored, followed by its raw data.";
 
 const LOCATE_EXAMPLES: &str = "\
@@ -92,11 +92,11 @@ Examples:
   serversets weight --path /aurora/www-data/prod/hello --select member=member_0000000007 --weight 1.5
   serversets weight --env prod --service users --select shard=3 --clear
 
-Writes one Finagle vector_ node holding this selector alone, and in the same
-ZooKeeper transaction deletes the node it replaces: every vector_ node that
-holds exactly one descriptor with the same selector. Vector nodes holding
+Writes one Finagle vector_ znode holding this selector alone, and in the same
+ZooKeeper transaction deletes the znode it replaces: every vector_ znode that
+holds exactly one descriptor with the same selector. Vector znodes holding
 several descriptors are left alone (their weights still multiply in). A
-weight of -1 drains; --clear only deletes. If a replaced node changes or
+weight of -1 drains; --clear only deletes. If a replaced znode changes or
 goes meanwhile, nothing is written and the command fails (exit 1).";
 
 const DRAIN_EXAMPLES: &str = "\
@@ -112,9 +112,9 @@ const UNDRAIN_EXAMPLES: &str = "\
 Examples:
   serversets undrain 10.0.0.3:8080 --env prod --service users
 
-Deletes the vector_ nodes that drain inet=HOST:PORT alone (what drain
+Deletes the vector_ znodes that drain inet=HOST:PORT alone (what drain
 writes), atomically. The address is then back at weight 1.0. A drain by
-another selector (shard=, member=) or inside a node with several
+another selector (shard=, member=) or inside a znode with several
 descriptors is not touched: undrain says so and exits 1.";
 
 const WEIGHTS_EXAMPLES: &str = "\
@@ -122,7 +122,7 @@ Examples:
   serversets weights --env prod --service users
   serversets weights --path /discovery/prod/users --json | jq '.members[] | select(.drained)'
 
-Lists the vector_ nodes (descriptors, and notes such as integer weights,
+Lists the vector_ znodes (descriptors, and notes such as integer weights,
 which Finagle reads as 1.0), then the weight of every member and which
 descriptors gave it.";
 
@@ -177,7 +177,7 @@ pub struct GlobalArgs {
         long,
         global = true,
         env = "SERVERSETS_ZK",
-        value_name = "HOSTS",
+        value_name = "SERVERS",
         value_parser = parse_zk
     )]
     pub zk: Option<ZkConnect>,
@@ -274,7 +274,7 @@ pub enum Command {
     /// Print which server each memcache key maps to
     #[command(after_help = LOCATE_EXAMPLES)]
     Locate(LocateArgs),
-    /// Set the weight of some members with a Finagle vector_ node (replacing the previous one)
+    /// Set the weight of some members with a Finagle vector_ znode (replacing the previous one)
     #[command(after_help = WEIGHT_EXAMPLES)]
     Weight(WeightArgs),
     /// Stop clients sending to HOST:PORT while it stays registered (weight -1)
@@ -283,7 +283,7 @@ pub enum Command {
     /// Remove the drain of HOST:PORT
     #[command(after_help = UNDRAIN_EXAMPLES)]
     Undrain(UndrainArgs),
-    /// List the vector_ nodes of a set and the resulting weight of every member
+    /// List the vector_ znodes of a set and the resulting weight of every member
     #[command(after_help = WEIGHTS_EXAMPLES)]
     Weights(WeightsArgs),
     /// Print a shell completion script
@@ -345,7 +345,7 @@ pub struct RegisterArgs {
     /// How long one check may take before it counts as failed
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub check_timeout: Duration,
-    /// ACL of the member node and of any parent this creates (creator and
+    /// ACL of the member znode and of any parent this creates (creator and
     /// creator-read need credentials; default: creator-read with
     /// --digest, --sasl-user or --tls-cert, open without)
     #[arg(long, value_enum)]
@@ -392,7 +392,7 @@ pub struct DumpArgs {
 #[derive(Debug, Clone, Args)]
 #[command(group = clap::ArgGroup::new("change").required(true).multiple(false))]
 pub struct WeightArgs {
-    /// Which members: inet=HOST:PORT, member=NAME (a member_ node) or shard=N
+    /// Which members: inet=HOST:PORT, member=NAME (a member_ znode) or shard=N
     #[arg(long, value_name = "SELECTOR", value_parser = parse_selector)]
     pub select: Selector,
     /// Their weight: 0 or more (1.0 is the default share), or -1 to drain
@@ -407,7 +407,7 @@ pub struct WeightArgs {
     /// Remove the weight set for this selector instead (back to 1.0)
     #[arg(long, group = "change")]
     pub clear: bool,
-    /// ACL of the vector node (default: creator-read with credentials, open
+    /// ACL of the vector znode (default: creator-read with credentials, open
     /// without; creator and creator-read need credentials)
     #[arg(long, value_enum)]
     pub acl: Option<AclArg>,
@@ -419,7 +419,7 @@ pub struct DrainArgs {
     /// The address to drain, as members announce it
     #[arg(value_name = "HOST:PORT", value_parser = parse_addr)]
     pub addr: HostPort,
-    /// ACL of the vector node (default: creator-read with credentials, open
+    /// ACL of the vector znode (default: creator-read with credentials, open
     /// without; creator and creator-read need credentials)
     #[arg(long, value_enum)]
     pub acl: Option<AclArg>,
@@ -567,7 +567,7 @@ fn parse_selector(s: &str) -> Result<Selector, String> {
         "member" => {
             if !arg.starts_with("member_") || arg.len() == "member_".len() || arg.contains('/') {
                 return Err(format!(
-                    "{arg:?} is not a member node name (member_0000000007, as `watch` and `dump` show)"
+                    "{arg:?} is not a member znode name (member_0000000007, as `watch` and `dump` show)"
                 ));
             }
             Ok(Selector::Member(arg.to_string()))

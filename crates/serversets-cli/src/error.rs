@@ -30,10 +30,10 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     /// ZooKeeper could not be reached within the connect timeout (exit 1).
-    #[error("could not connect to ZooKeeper at {hosts} within {}: {reason}", crate::duration::show(*.timeout))]
+    #[error("could not connect to ZooKeeper at {servers} within {}: {reason}", crate::duration::show(*.timeout))]
     Unreachable {
         /// The servers tried.
-        hosts: String,
+        servers: String,
         /// How long was waited.
         timeout: Duration,
         /// The last error seen.
@@ -144,7 +144,7 @@ impl From<serversets_core::Error> for Error {
                 timeout,
                 reason,
             } => Error::Unreachable {
-                hosts,
+                servers: hosts,
                 timeout,
                 reason,
             },
@@ -172,7 +172,7 @@ mod tests {
         assert_eq!(pipe.exit_code(), 0);
         assert!(pipe.is_quiet());
         let e = Error::Unreachable {
-            hosts: "127.0.0.1:1".into(),
+            servers: "127.0.0.1:1".into(),
             timeout: Duration::from_secs(2),
             reason: "refused".into(),
         };

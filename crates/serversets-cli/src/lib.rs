@@ -9,9 +9,9 @@
 //! | `ls [PATH]` | the server sets under a path, as a tree with member counts |
 //! | `dump` | every child of a set with its raw data and how a watch reads it |
 //! | `locate KEY...` | `KEY<TAB>HOST:PORT` per key, over a watched set or a `--node` list (ketama or go-mcset ring) |
-//! | `weight --select S --weight W` | writes the Finagle `vector_` node for selector `S` (`inet=`, `member=`, `shard=`), replacing the previous one atomically ([`steer`]) |
+//! | `weight --select S --weight W` | writes the Finagle `vector_` znode for selector `S` (`inet=`, `member=`, `shard=`), replacing the previous one atomically ([`steer`]) |
 //! | `drain HOST:PORT`, `undrain HOST:PORT` | weight -1.0 for an address (clients stop using it, it stays registered), and its removal |
-//! | `weights` | the `vector_` nodes and every member's resulting weight |
+//! | `weights` | the `vector_` znodes and every member's resulting weight |
 //! | `completions SHELL` | a shell completion script |
 //!
 //! The binary is a thin wrapper over this library so tests (and other
@@ -178,7 +178,7 @@ where
     };
     // Background tasks (the ZooKeeper session) are cut short here; members
     // were already removed by `register`, and a closed session takes any
-    // left-over ephemeral node with it.
+    // left-over ephemeral znode with it.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     if let Some(d) = detached {
         let finished = d.finish(std::time::Duration::from_secs(1));

@@ -6,9 +6,9 @@ use serversets_core::{Member, Snapshot};
 use crate::vectors::show_weight;
 
 /// One member as the JSON object `watch --json` prints: `member` (the znode
-/// name), `host` and `port` (the served endpoint), `status`, `shard` (null
+/// name), `host` and `port` (the served address), `status`, `shard` (null
 /// when absent), `additional_endpoints` (name -> `{host, port}`),
-/// `metadata` and `weight` (1.0 unless Finagle `vector_` nodes set it).
+/// `metadata` and `weight` (1.0 unless Finagle `vector_` znodes set it).
 ///
 /// ```
 /// use serversets_core::{HostPort, Member};

@@ -1,19 +1,19 @@
-//! Writing Finagle `vector_` nodes, for `serversets weight`, `drain` and
-//! `undrain`: one node per selector, replaced atomically.
+//! Writing Finagle `vector_` znodes, for `serversets weight`, `drain` and
+//! `undrain`: one znode per selector, replaced atomically.
 //!
 //! A change is planned against what was read ([`Plan::read`]), then
 //! committed in one ZooKeeper multi ([`Plan::commit`]): the create of the
-//! new node (`<set>/vector_`, persistent and sequential, data in Finagle's
-//! exact form) and the delete of every node it replaces, each delete
-//! checking the version that was read. A node that changed or went in
+//! new znode (`<set>/vector_`, persistent and sequential, data in Finagle's
+//! exact form) and the delete of every znode it replaces, each delete
+//! checking the version that was read. A znode that changed or went in
 //! between fails the whole multi: nothing is written, and the error says
-//! which node and to run the command again.
+//! which znode and to run the command again.
 //!
-//! **Which nodes a change replaces:** every `vector_` node that holds
+//! **Which znodes a change replaces:** every `vector_` znode that holds
 //! exactly one descriptor (one entry in its `vector` array) whose selector
 //! is the same as the change's (`inet=` compared as text, after the address
 //! is written back in the members' own form). That is what `weight` writes,
-//! so writing a selector again leaves exactly one node for it. Nodes with
+//! so writing a selector again leaves exactly one znode for it. Znodes with
 //! several descriptors (written by hand or by other tools) are never
 //! touched; their weights keep multiplying in.
 //!
@@ -38,7 +38,7 @@ use crate::error::Error;
 use crate::target::zk_failed;
 use crate::vectors::{read_children, vector_nodes, VectorNode, VECTOR_PREFIX};
 
-/// How often a plan re-reads a set whose vector nodes change while it is
+/// How often a plan re-reads a set whose vector znodes change while it is
 /// read.
 const READ_ATTEMPTS: usize = 5;
 
@@ -54,7 +54,7 @@ pub enum Change {
     Undrain,
 }
 
-/// A node a change deletes, as it was read.
+/// A znode a change deletes, as it was read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Replaced {
     /// Its name (`vector_0000000004`).
@@ -70,10 +70,10 @@ pub struct Replaced {
 pub struct Plan {
     pub(crate) set: String,
     pub(crate) selector: Selector,
-    /// The data of the node to create, if any.
+    /// The data of the znode to create, if any.
     pub(crate) create: Option<Vec<u8>>,
     pub(crate) replace: Vec<Replaced>,
-    /// Every vector node read.
+    /// Every vector znode read.
     pub(crate) vectors: Vec<VectorNode>,
     /// The members a watch with no filter serves (weights not applied).
     pub(crate) members: Vec<Member>,
@@ -82,13 +82,13 @@ pub struct Plan {
 /// What a committed plan did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Committed {
-    /// The name of the node created, if one was.
+    /// The name of the znode created, if one was.
     pub created: Option<String>,
-    /// The names of the nodes deleted.
+    /// The names of the znodes deleted.
     pub deleted: Vec<String>,
-    /// Other nodes for the same selector found next to the created one
+    /// Other znodes for the same selector found next to the created one
     /// right after the commit: another writer gave the selector its first
-    /// weight at the same moment (there was no node whose version either
+    /// weight at the same moment (there was no znode whose version either
     /// could check). Empty in every other case.
     pub also: Vec<String>,
 }
@@ -116,7 +116,7 @@ impl Plan {
                 )));
             }
         }
-        // A vector node deleted between the listing and its read means a
+        // A vector znode deleted between the listing and its read means a
         // writer replaced it meanwhile, and its replacement may be missing
         // from the listing: read again, so the plan replaces that one.
         let mut attempts = 0;
@@ -184,18 +184,18 @@ impl Plan {
         })
     }
 
-    /// The data the new node will hold, if the change writes one.
+    /// The data the new znode will hold, if the change writes one.
     pub fn data(&self) -> Option<&[u8]> {
         self.create.as_deref()
     }
 
-    /// The nodes the change deletes.
+    /// The znodes the change deletes.
     pub fn replaces(&self) -> &[Replaced] {
         &self.replace
     }
 
     /// True when the set already is as the change would leave it: nothing
-    /// to delete and nothing to write, or exactly one node for the selector
+    /// to delete and nothing to write, or exactly one znode for the selector
     /// holding exactly the bytes the change would write.
     pub fn is_noop(&self) -> bool {
         match &self.create {
@@ -216,7 +216,7 @@ impl Plan {
     /// # Errors
     ///
     /// [`Error::Failed`] with one line saying what happened: a replaced
-    /// node changed or deleted since it was read (nothing was written; run
+    /// znode changed or deleted since it was read (nothing was written; run
     /// the command again), the set gone, the ACLs, or a lost connection
     /// (the outcome is then unknown, and the message says how to check).
     pub async fn commit(&self, client: &zk::Client, acls: &[zk::Acl]) -> Result<Committed, Error> {
@@ -260,7 +260,7 @@ impl Plan {
                         set: set.clone(),
                         source,
                     },
-                    e => zk_failed("write vector nodes in", set, e),
+                    e => zk_failed("write vector znodes in", set, e),
                 })
             }
         };
@@ -281,7 +281,7 @@ impl Plan {
         })
     }
 
-    /// Nodes for the selector, other than `ours`, that appeared while the
+    /// Znodes for the selector, other than `ours`, that appeared while the
     /// change was planned and committed; empty when `ours` is gone already
     /// (a later writer replaced it, which is fine). Best effort: a failed
     /// read finds nothing.
@@ -318,9 +318,9 @@ impl Plan {
         else {
             return match e {
                 zk::Error::NoNode => Error::Failed(format!(
-                    "{set} was deleted while the vector node was written; nothing was written"
+                    "{set} was deleted while the vector znode was written; nothing was written"
                 )),
-                e => zk_failed("create a vector node in", set, e),
+                e => zk_failed("create a vector znode in", set, e),
             };
         };
         let again = "nothing was written; run the command again to replace what is there now";
@@ -337,7 +337,7 @@ impl Plan {
         }
     }
 
-    /// The vector nodes as they are once the change is committed as
+    /// The vector znodes as they are once the change is committed as
     /// `done`.
     pub(crate) fn vectors_after(&self, done: &Committed) -> Vec<VectorNode> {
         let mut after: Vec<VectorNode> = self

@@ -1,5 +1,5 @@
 //! Turning the global options into a server set (through core) or a plain
-//! ZooKeeper client (for `ls` and `dump`, which read nodes core does not
+//! ZooKeeper client (for `ls` and `dump`, which read znodes core does not
 //! serve).
 
 use std::time::Duration;
@@ -37,7 +37,7 @@ macro_rules! with_session_options {
 /// The `--zk` value, or a usage error naming both ways to give it.
 pub(crate) fn zk(g: &GlobalArgs) -> Result<&ZkConnect, Error> {
     g.zk.as_ref()
-        .ok_or_else(|| usage("no ZooKeeper servers given: use --zk HOSTS or set SERVERSETS_ZK"))
+        .ok_or_else(|| usage("no ZooKeeper servers given: use --zk SERVERS or set SERVERSETS_ZK"))
 }
 
 /// A builder for the set named by `--path` or `--env/--service`, with the
@@ -138,7 +138,7 @@ pub(crate) fn acl_policy(
     }
 }
 
-/// The ACLs of a node written with `--acl`, refused as [`acl_policy`] does.
+/// The ACLs of a znode written with `--acl`, refused as [`acl_policy`] does.
 pub(crate) fn acls(
     acl: Option<crate::args::AclArg>,
     g: &GlobalArgs,
@@ -167,18 +167,18 @@ pub(crate) async fn raw_client(g: &GlobalArgs) -> Result<zk::Client, Error> {
             ..
         }) => Err(Error::Failed(format!(
             "ZooKeeper at {} refused the --digest credentials",
-            zk(g)?.hosts_text()
+            zk(g)?.servers_text()
         ))),
         Err(e) => Err(e.into()),
     }
 }
 
 /// Adds what a plain TCP connect to each server says to an "unreachable"
-/// error, so the message tells a refused port from a silent host from a
+/// error, so the message tells a refused port from a silent machine from a
 /// server that accepts connections but opens no session (no quorum).
 pub(crate) async fn explain_unreachable(e: Error, zk: &ZkConnect) -> Error {
     let Error::Unreachable {
-        hosts,
+        servers,
         timeout,
         reason,
     } = e
@@ -192,12 +192,12 @@ pub(crate) async fn explain_unreachable(e: Error, zk: &ZkConnect) -> Error {
         );
     }
     let mut problems = Vec::new();
-    for host in zk.hosts() {
-        let connect = tokio::net::TcpStream::connect((host.host(), host.port()));
+    for server in zk.servers() {
+        let connect = tokio::net::TcpStream::connect((server.host(), server.port()));
         match tokio::time::timeout(Duration::from_millis(500), connect).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => problems.push(format!("{host}: {e}")),
-            Err(_) => problems.push(format!("{host}: no answer to a TCP connect within 500ms")),
+            Ok(Err(e)) => problems.push(format!("{server}: {e}")),
+            Err(_) => problems.push(format!("{server}: no answer to a TCP connect within 500ms")),
         }
     }
     let reason = if problems.is_empty() {
@@ -206,7 +206,7 @@ pub(crate) async fn explain_unreachable(e: Error, zk: &ZkConnect) -> Error {
         problems.join("; ")
     };
     Error::Unreachable {
-        hosts,
+        servers,
         timeout,
         reason,
     }

@@ -1,6 +1,6 @@
 //! Reading a set's children for `dump`, `weights` and the commands that
-//! write Finagle `vector_` nodes: every child with its data, the vector
-//! nodes decoded, and how they weigh each member.
+//! write Finagle `vector_` znodes: every child with its data, the vector
+//! znodes decoded, and how they weigh each member.
 
 use serde_json::{json, Value};
 use serversets_core::vector::{self, Descriptor, Vector, VectorError, DRAIN};
@@ -11,7 +11,7 @@ use crate::args::GlobalArgs;
 use crate::error::Error;
 use crate::target::{raw_client, set_path, zk_failed};
 
-/// The prefix Finagle reads weight nodes by.
+/// The prefix Finagle reads weight znodes by.
 pub(crate) const VECTOR_PREFIX: &str = "vector_";
 
 /// One child as read from ZooKeeper.
@@ -57,7 +57,7 @@ pub(crate) async fn read_children(
 
 /// A set read as `dump` and `weights` show it: every child with its data,
 /// classified as a watch with the command's filter would, each member
-/// weighed under the set's vector nodes.
+/// weighed under the set's vector znodes.
 pub(crate) struct SetRead {
     /// The set's path.
     pub(crate) path: String,
@@ -71,14 +71,14 @@ pub(crate) struct SetRead {
 pub(crate) struct ChildRead {
     pub(crate) name: String,
     pub(crate) data: Vec<u8>,
-    /// The session owning an ephemeral node; 0 for a persistent one.
+    /// The session owning an ephemeral znode; 0 for a persistent one.
     pub(crate) ephemeral_owner: i64,
-    /// What a watch makes of it before any vector node applies.
+    /// What a watch makes of it before any vector znode applies.
     pub(crate) reading: Reading,
     /// For a member, served by the filter or not: its weight under the
-    /// set's vector nodes.
+    /// set's vector znodes.
     pub(crate) weighing: Option<Weighing>,
-    /// For a `vector_` node: what readers make of it.
+    /// For a `vector_` znode: what readers make of it.
     pub(crate) vector: Option<VectorNode>,
 }
 
@@ -143,7 +143,7 @@ pub(crate) async fn read_set(
     })
 }
 
-/// One `vector_` node as read.
+/// One `vector_` znode as read.
 #[derive(Debug, Clone)]
 pub(crate) struct VectorNode {
     pub(crate) name: String,
@@ -175,8 +175,8 @@ impl VectorNode {
         }
     }
 
-    /// The node's only descriptor when it holds exactly one (and nothing
-    /// else that was skipped): the kind of node `weight` writes, and the
+    /// The znode's only descriptor when it holds exactly one (and nothing
+    /// else that was skipped): the kind of znode `weight` writes, and the
     /// only kind it replaces.
     pub(crate) fn sole(&self) -> Option<&Descriptor> {
         match &self.read {
@@ -185,7 +185,7 @@ impl VectorNode {
         }
     }
 
-    /// The descriptors a watch applies (none for an unusable node).
+    /// The descriptors a watch applies (none for an unusable znode).
     pub(crate) fn descriptors(&self) -> &[Descriptor] {
         match &self.read {
             Ok(v) => &v.descriptors,
@@ -227,7 +227,7 @@ impl VectorNode {
     }
 }
 
-/// The vector nodes among `children`.
+/// The vector znodes among `children`.
 pub(crate) fn vector_nodes(children: &[RawChild]) -> Vec<VectorNode> {
     children
         .iter()
@@ -236,12 +236,12 @@ pub(crate) fn vector_nodes(children: &[RawChild]) -> Vec<VectorNode> {
         .collect()
 }
 
-/// A member's weight under a set of vector nodes, with what gave it.
+/// A member's weight under a set of vector znodes, with what gave it.
 #[derive(Debug, Clone)]
 pub(crate) struct Weighing {
     /// The product of every selecting descriptor, `None` when drained.
     pub(crate) weight: Option<f64>,
-    /// Each selecting descriptor with the node holding it.
+    /// Each selecting descriptor with the znode holding it.
     pub(crate) from: Vec<(String, Descriptor)>,
 }
 
@@ -264,7 +264,7 @@ impl Weighing {
             .join(", ")
     }
 
-    /// The nodes that drain the member.
+    /// The znodes that drain the member.
     pub(crate) fn drained_by(&self) -> Vec<&(String, Descriptor)> {
         self.from
             .iter()

@@ -6,21 +6,21 @@ use std::str::FromStr;
 
 use serversets_core::HostPort;
 
-/// ZooKeeper's client port, used when a `--zk` host has no `:port`.
+/// ZooKeeper's client port, used when a `--zk` server has no `:port`.
 const DEFAULT_ZK_PORT: u16 = 2181;
 
 /// A parsed ZooKeeper connect string: `host:port,host:port[/chroot]`.
 ///
-/// Hosts without a port get 2181, as with ZooKeeper's own clients. Each
-/// host must be a valid `host:port` (IPv6 in brackets) and the chroot, when
+/// Servers without a port get 2181, as with ZooKeeper's own clients. Each
+/// server must be a valid `host:port` (IPv6 in brackets) and the chroot, when
 /// present, an absolute path.
 ///
 /// ```
 /// use serversets_cli::ZkConnect;
 ///
 /// let zk: ZkConnect = "zk1:2181, zk2 ,[::1]:2182/apps/discovery".parse()?;
-/// assert_eq!(zk.hosts().len(), 3);
-/// assert_eq!(zk.hosts()[1].port(), 2181);
+/// assert_eq!(zk.servers().len(), 3);
+/// assert_eq!(zk.servers()[1].port(), 2181);
 /// assert_eq!(zk.chroot(), Some("/apps/discovery"));
 /// assert_eq!(zk.to_string(), "zk1:2181,zk2:2181,[::1]:2182/apps/discovery");
 ///
@@ -30,14 +30,14 @@ const DEFAULT_ZK_PORT: u16 = 2181;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ZkConnect {
-    hosts: Vec<HostPort>,
+    servers: Vec<HostPort>,
     chroot: Option<String>,
 }
 
 impl ZkConnect {
-    /// The servers, in the order given.
-    pub fn hosts(&self) -> &[HostPort] {
-        &self.hosts
+    /// The servers' addresses, in the order given.
+    pub fn servers(&self) -> &[HostPort] {
+        &self.servers
     }
 
     /// The chroot, if any (`/apps/discovery`).
@@ -46,8 +46,8 @@ impl ZkConnect {
     }
 
     /// The servers alone, comma-separated, for messages.
-    pub(crate) fn hosts_text(&self) -> String {
-        self.hosts
+    pub(crate) fn servers_text(&self) -> String {
+        self.servers
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
@@ -57,7 +57,7 @@ impl ZkConnect {
 
 impl fmt::Display for ZkConnect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.hosts_text())?;
+        f.write_str(&self.servers_text())?;
         if let Some(chroot) = &self.chroot {
             f.write_str(chroot)?;
         }
@@ -70,16 +70,16 @@ impl FromStr for ZkConnect {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let text = text.trim();
-        // The chroot can only follow the last host (as ZooKeeper's own
-        // clients read it): hosts never contain '/', chroots never ','.
+        // The chroot can only follow the last server (as ZooKeeper's own
+        // clients read it): addresses never contain '/', chroots never ','.
         let last_start = text.rfind(',').map_or(0, |i| i + 1);
         if let Some(i) = text[..last_start].find('/') {
             return Err(format!(
-                "invalid ZooKeeper connect string {text:?}: a chroot ({:?}) can only follow the last host",
+                "invalid ZooKeeper connect string {text:?}: a chroot ({:?}) can only follow the last server",
                 &text[i..last_start - 1]
             ));
         }
-        let (hosts_part, chroot) = match text[last_start..].find('/') {
+        let (servers_part, chroot) = match text[last_start..].find('/') {
             Some(i) => (&text[..last_start + i], Some(&text[last_start + i..])),
             None => (text, None),
         };
@@ -90,8 +90,8 @@ impl FromStr for ZkConnect {
                 Some(c.to_string())
             }
         };
-        let mut hosts = Vec::new();
-        for entry in hosts_part.split(',') {
+        let mut servers = Vec::new();
+        for entry in servers_part.split(',') {
             let entry = entry.trim();
             if entry.is_empty() {
                 continue;
@@ -107,14 +107,14 @@ impl FromStr for ZkConnect {
                 let host = entry.trim_start_matches('[').trim_end_matches(']');
                 HostPort::new(host, DEFAULT_ZK_PORT)
             };
-            hosts.push(addr.map_err(|e| format!("invalid ZooKeeper server: {e}"))?);
+            servers.push(addr.map_err(|e| format!("invalid ZooKeeper server: {e}"))?);
         }
-        if hosts.is_empty() {
+        if servers.is_empty() {
             return Err(format!(
                 "no ZooKeeper servers in {text:?} (expected host:port,host:port[/chroot])"
             ));
         }
-        Ok(ZkConnect { hosts, chroot })
+        Ok(ZkConnect { servers, chroot })
     }
 }
 
@@ -131,7 +131,7 @@ mod tests {
         assert_eq!(zk.to_string(), "a:1,b:2");
         let zk: ZkConnect = "[::1]/x".parse().unwrap();
         assert_eq!(zk.to_string(), "[::1]:2181/x");
-        assert_eq!(zk.hosts_text(), "[::1]:2181");
+        assert_eq!(zk.servers_text(), "[::1]:2181");
     }
 
     #[test]
@@ -146,8 +146,8 @@ mod tests {
             ("h:1/rel//x", "invalid chroot"),
             ("h:1/x/", "invalid chroot"),
             ("a b:1", "invalid host"),
-            ("zk1:2181/app,zk2:2181", "can only follow the last host"),
-            ("zk1/app,zk2/app", "can only follow the last host"),
+            ("zk1:2181/app,zk2:2181", "can only follow the last server"),
+            ("zk1/app,zk2/app", "can only follow the last server"),
         ];
         for (text, want) in cases {
             let err = text.parse::<ZkConnect>().unwrap_err();

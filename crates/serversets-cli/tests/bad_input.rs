@@ -11,9 +11,9 @@ fn dead_zk() -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unreachable_zookeeper_names_the_hosts_after_the_connect_timeout() {
+async fn unreachable_zookeeper_names_the_servers_after_the_connect_timeout() {
     let zk = format!("{},{}", dead_zk(), dead_zk());
-    let hosts = zk.clone();
+    let servers = zk.clone();
     let set = ["--env", "test", "--service", "x"];
     let cases: Vec<Vec<&str>> = vec![
         vec!["watch", "--once"],
@@ -41,7 +41,7 @@ async fn unreachable_zookeeper_names_the_hosts_after_the_connect_timeout() {
         .collect();
     for handle in runs {
         let (case, out, elapsed) = handle.await.unwrap();
-        let want = format!("could not connect to ZooKeeper at {hosts} within 1s");
+        let want = format!("could not connect to ZooKeeper at {servers} within 1s");
         if case[0] == "register" {
             // register prints its plan before connecting.
             assert_eq!(out.code, Some(1), "{case:?}: {}", out.stderr);
@@ -93,7 +93,7 @@ async fn a_server_that_is_not_zookeeper_is_told_apart_from_a_closed_port() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_errors_exit_2_with_one_line() {
     let cases: &[(&[&str], &[&str])] = &[
-        // ZooKeeper hosts and ports.
+        // ZooKeeper servers and ports.
         (
             &["--zk", "127.0.0.1:0", "dump", "--path", "/a"],
             &["--zk", "invalid port", "127.0.0.1:0"],
@@ -266,7 +266,7 @@ async fn usage_errors_exit_2_with_one_line() {
         ),
         (
             &["weight", "--select", "member=7", "--weight", "2"],
-            &["--select", "not a member node name"],
+            &["--select", "not a member znode name"],
         ),
         (
             &["weight", "--select", "shard=1", "--weight", "-2"],
@@ -351,7 +351,7 @@ async fn help_has_examples_and_completions_are_generated() {
             out.stdout
         );
         assert!(
-            out.stdout.contains("--zk <HOSTS>"),
+            out.stdout.contains("--zk <SERVERS>"),
             "{sub}: global options are listed"
         );
     }
@@ -378,7 +378,7 @@ async fn limits_on_zk_chroots_and_durations_are_usage_errors() {
                 "--path",
                 "/x",
             ],
-            &["--zk", "can only follow the last host"],
+            &["--zk", "can only follow the last server"],
         ),
         (
             &[

@@ -79,7 +79,7 @@ async fn dump_explains_every_child() {
     assert!(text.contains(&format!("data: {NO_PORT}")), "{text}");
     assert!(text.contains("data: \\u{b}\\u{0}\\u{1}\\xff"), "{text}");
     assert!(
-        text.contains("persistent node: it stays when its writer dies"),
+        text.contains("persistent znode: it stays when its writer dies"),
         "{text}"
     );
     assert!(text.contains("data: (empty)"), "{text}");

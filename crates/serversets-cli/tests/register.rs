@@ -257,7 +257,7 @@ async fn a_member_deleted_by_someone_else_comes_back() {
     let line = r
         .expect("registered again", |l| l.contains(" registered "))
         .await;
-    assert!(!line.ends_with(&first), "a new member node: {line}");
+    assert!(!line.ends_with(&first), "a new member znode: {line}");
     wait_members(&client, set, 1).await;
     r.signal(libc::SIGTERM);
     let (status, _) = r.wait().await;

@@ -39,7 +39,7 @@ fn path(p: std::path::PathBuf) -> String {
     p.display().to_string()
 }
 
-/// `--zk HOSTS --connect-timeout 20s` plus `rest`.
+/// `--zk SERVERS --connect-timeout 20s` plus `rest`.
 fn argv(zk: &str, rest: &[&str]) -> Vec<String> {
     [
         "--zk",

@@ -107,7 +107,7 @@ async fn watch_once_json_sees_finagle_members_from_another_client() {
         text.contains("not served: malformed: invalid JSON"),
         "{text}"
     );
-    // A Finagle weight node the watch cannot use is reported, not served.
+    // A Finagle weight znode the watch cannot use is reported, not served.
     assert!(
         text.contains("vector_0000000000 skipped: invalid vector: no \"vector\" array"),
         "{text}"

@@ -1,7 +1,7 @@
 //! `weight`, `drain`, `undrain` and `weights` against a real ZooKeeper:
 //! round trips, the exact bytes we write (read back with a plain
 //! zookeeper-client, as Finagle would read them), vectors written by a
-//! foreign client, the one-node-per-selector replace and what a concurrent
+//! foreign client, the one-znode-per-selector replace and what a concurrent
 //! change does to it. Also `watch` and `dump` showing weights.
 
 mod support;
@@ -20,7 +20,7 @@ fn name(path: &str) -> String {
 }
 
 /// A set with members A and B (ephemeral, as Finagle writes them); returns
-/// their node names.
+/// their znode names.
 async fn set_with_two(client: &zk::Client, set: &str) -> (String, String) {
     let a = put_member(client, set, A).await;
     let b = put_member(client, set, B).await;
@@ -44,7 +44,7 @@ async fn vectors_in_zk(client: &zk::Client, set: &str) -> Vec<(String, Vec<u8>, 
     out
 }
 
-/// The vector nodes whose data is exactly `data`.
+/// The vector znodes whose data is exactly `data`.
 async fn nodes_with(client: &zk::Client, set: &str, data: &str) -> Vec<String> {
     vectors_in_zk(client, set)
         .await
@@ -54,7 +54,7 @@ async fn nodes_with(client: &zk::Client, set: &str, data: &str) -> Vec<String> {
         .collect()
 }
 
-/// The vector nodes holding one descriptor with `select`.
+/// The vector znodes holding one descriptor with `select`.
 async fn nodes_for(client: &zk::Client, set: &str, select: &str) -> Vec<String> {
     vectors_in_zk(client, set)
         .await
@@ -114,7 +114,7 @@ async fn weight_drain_undrain_and_weights_round_trip() {
     let weigh_a =
         |w: &'static str| exec(&["weight", "--select", "inet=10.0.1.1:8080", "--weight", w]);
 
-    // A weight: one node, in Finagle's form, and the member weighs it.
+    // A weight: one znode, in Finagle's form, and the member weighs it.
     let out = weigh_a("2").await;
     let text = ok(&out);
     let two = r#"{"vector":[{"select":"inet=10.0.1.1:8080","weight":2.0,"priority":1}]}"#;
@@ -132,7 +132,7 @@ async fn weight_drain_undrain_and_weights_round_trip() {
         vec![(a.clone(), 2.0), (b.clone(), 1.0)]
     );
 
-    // A new weight for the same selector replaces that node.
+    // A new weight for the same selector replaces that znode.
     let out = weigh_a("0.5").await;
     let text = ok(&out);
     assert!(
@@ -177,11 +177,11 @@ async fn weight_drain_undrain_and_weights_round_trip() {
     let out = exec(&["drain", "10.0.1.2:8080"]).await;
     assert!(ok(&out).contains("nothing written"));
 
-    // `weights` lists the nodes and every member's weight.
+    // `weights` lists the znodes and every member's weight.
     let out = exec(&["weights"]).await;
     let text = ok(&out);
     assert!(
-        text.starts_with(&format!("{set}: 2 vector nodes, 2 members (1 drained)\n")),
+        text.starts_with(&format!("{set}: 2 vector znodes, 2 members (1 drained)\n")),
         "{text}"
     );
     assert!(text.contains("  inet=10.0.1.1:8080 weight=0.5\n"), "{text}");
@@ -221,7 +221,7 @@ async fn weight_drain_undrain_and_weights_round_trip() {
     assert_eq!(member(&b)["served"], false);
     assert_eq!(member(&b)["from"][0]["select"], "inet=10.0.1.2:8080");
 
-    // Undrain removes the drain node, and only it.
+    // Undrain removes the drain znode, and only it.
     let out = exec(&["undrain", "10.0.1.2:8080"]).await;
     let text = ok(&out);
     assert!(
@@ -236,7 +236,7 @@ async fn weight_drain_undrain_and_weights_round_trip() {
     );
     let out = exec(&["undrain", "10.0.1.2:8080"]).await;
     assert!(ok(&out)
-        .starts_with("no vector node drains inet=10.0.1.2:8080 on its own; nothing to remove\n"));
+        .starts_with("no vector znode drains inet=10.0.1.2:8080 on its own; nothing to remove\n"));
 
     // --clear removes a weight.
     let out = exec(&["weight", "--select", "inet=10.0.1.1:8080", "--clear"]).await;
@@ -356,7 +356,7 @@ async fn vectors_from_a_foreign_client_show_in_weights_dump_and_watch() {
     let text = ok(&out);
     assert!(
         text.starts_with(&format!(
-            "{set}: 3 vector nodes (1 with notes, 1 invalid), 2 members (0 drained)\n"
+            "{set}: 3 vector znodes (1 with notes, 1 invalid), 2 members (0 drained)\n"
         )),
         "{text}"
     );

@@ -69,7 +69,7 @@ fn apply_weighing(reading: &mut Reading, weighing: &Weighing) {
     }
 }
 
-/// The label of a child: `vector` for a usable vector node, `malformed`
+/// The label of a child: `vector` for a usable vector znode, `malformed`
 /// for an unusable one, else the verdict's.
 fn label(c: &Child) -> &'static str {
     match &c.vector {
@@ -145,7 +145,7 @@ fn print_text(out: &mut (dyn Write + Send), path: &str, children: &[Child]) -> s
             if c.ephemeral_owner == 0 {
                 writeln!(
                     out,
-                    "{:width$}    persistent node: it stays when its writer dies",
+                    "{:width$}    persistent znode: it stays when its writer dies",
                     ""
                 )?;
             } else {

@@ -11,11 +11,11 @@ use crate::args::{GlobalArgs, LsArgs};
 use crate::error::Error;
 use crate::target::{raw_client, zk_failed};
 
-/// Stop listing after this many nodes: `ls` is for discovery trees, not for
+/// Stop listing after this many znodes: `ls` is for discovery trees, not for
 /// walking a whole ZooKeeper.
 const MAX_NODES: usize = 20_000;
 
-/// What listing one node gave.
+/// What listing one znode gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Listing {
     Children(Vec<String>),
@@ -74,7 +74,7 @@ pub(crate) async fn run(
         totals.members,
         if totals.members == 1 { "" } else { "s" },
         if truncated {
-            format!(" (stopped after {MAX_NODES} nodes)")
+            format!(" (stopped after {MAX_NODES} znodes)")
         } else {
             String::new()
         }
@@ -83,7 +83,7 @@ pub(crate) async fn run(
     Ok(())
 }
 
-/// A node is a server set when it has `member_` children, or no children
+/// A znode is a server set when it has `member_` children, or no children
 /// at all (a set whose members are all gone).
 fn is_set(children: &[String]) -> bool {
     children.is_empty() || children.iter().any(|c| c.starts_with("member_"))
@@ -104,7 +104,7 @@ struct Totals {
 }
 
 /// Appends the lines for `path` and its subtree. `last` is `None` for the
-/// root, else whether this node is its parent's last child.
+/// root, else whether this znode is its parent's last child.
 fn render(
     path: &str,
     name: &str,

@@ -33,7 +33,7 @@ pub(crate) async fn run(
         a.check_cmd.as_ref().map(|cmd| Check::Cmd(cmd.clone()))
     };
     let set = set_builder(g)?.acls(acl_policy(a.acl, g)?).build()?;
-    let hosts = zk(g)?.hosts_text();
+    let servers = zk(g)?.servers_text();
     // Before anything is announced: a signal from now on deregisters.
     let mut signals = Signals::install()?;
     let mut say = Say { out, broken: false };
@@ -43,7 +43,7 @@ pub(crate) async fn run(
         None => "none".into(),
     };
     say.line(format!(
-        "{} registering {addr} in {} on {hosts} (check: {check_text})",
+        "{} registering {addr} in {} on {servers} (check: {check_text})",
         now(),
         set.path(),
     ));
@@ -69,7 +69,7 @@ pub(crate) async fn run(
     // see it through, then remove what it made.
     let register = builder.register();
     tokio::pin!(register);
-    let endpoint = tokio::select! {
+    let registration = tokio::select! {
         biased;
         r = &mut register => r?,
         sig = signals.recv() => {
@@ -85,7 +85,7 @@ pub(crate) async fn run(
                 sig = signals.recv() => return Err(forced(sig)),
             };
             return match settled {
-                Ok(Ok(endpoint)) => deregister(&endpoint, &mut signals, &mut say).await,
+                Ok(Ok(registration)) => deregister(&registration, &mut signals, &mut say).await,
                 Ok(Err(e)) => {
                     say.line(format!(
                         "{} not registered ({}); exiting",
@@ -104,15 +104,15 @@ pub(crate) async fn run(
     };
 
     // From here on every way out removes the member first.
-    match follow(&set, &endpoint, &mut signals, &mut say).await {
+    match follow(&set, &registration, &mut signals, &mut say).await {
         Ok(sig) => {
             say.line(format!("{} received {sig}; deregistering", now()));
-            deregister(&endpoint, &mut signals, &mut say).await
+            deregister(&registration, &mut signals, &mut say).await
         }
         Err(e) => {
             // The error is the news; a second signal during this close
             // only makes the exit quicker.
-            let _ = deregister(&endpoint, &mut signals, &mut say).await;
+            let _ = deregister(&registration, &mut signals, &mut say).await;
             Err(e)
         }
     }
@@ -126,14 +126,14 @@ const SETTLE_MARGIN: Duration = Duration::from_secs(5);
 /// its name) or the registration ends on its own (an error).
 async fn follow(
     set: &ServerSet,
-    endpoint: &Registration,
+    registration: &Registration,
     signals: &mut Signals,
     say: &mut Say<'_>,
 ) -> Result<&'static str, Error> {
     let session = set.session()?;
     let mut health = session.health_changes();
     health.borrow_and_update();
-    let mut states = endpoint.state_changes();
+    let mut states = registration.state_changes();
     let first = states.borrow_and_update().clone();
     say.line(format!("{} {}", now(), state_text(&first)));
 
@@ -166,13 +166,13 @@ async fn follow(
 
 /// Removes the member; a second signal meanwhile gives up at once.
 async fn deregister(
-    endpoint: &Registration,
+    registration: &Registration,
     signals: &mut Signals,
     say: &mut Say<'_>,
 ) -> Result<(), Error> {
     tokio::select! {
         biased;
-        r = endpoint.close() => {
+        r = registration.close() => {
             r?;
             say.line(format!("{} deregistered", now()));
             Ok(())

@@ -165,7 +165,7 @@ fn print_change(
     after: &Snapshot,
 ) -> std::io::Result<()> {
     let diff = after.diff(before);
-    // A member whose weight alone changed (a vector_ node came or went) is
+    // A member whose weight alone changed (a vector_ znode came or went) is
     // shown once, with both weights, rather than as removed and added.
     let reweighed: Vec<(&Member, &Member)> = diff
         .added
@@ -209,7 +209,7 @@ fn print_change(
     Ok(())
 }
 
-/// `member_0000000003 not served: drained: ...`, or for a vector node the
+/// `member_0000000003 not served: drained: ...`, or for a vector znode the
 /// watch cannot use, `vector_0000000006 skipped: invalid vector: ...`.
 fn rejected_text(name: &str, why: &str) -> String {
     if name.starts_with(VECTOR_PREFIX) {

@@ -1,6 +1,6 @@
 //! `serversets weight`, `drain` and `undrain`: write (or remove) the one
-//! Finagle `vector_` node of a selector, atomically; see [`crate::steer`]
-//! for which nodes a write replaces.
+//! Finagle `vector_` znode of a selector, atomically; see [`crate::steer`]
+//! for which znodes a write replaces.
 
 use std::io::Write;
 
@@ -67,10 +67,12 @@ async fn apply(
                 show_weight(w)
             ),
             (Change::Undrain, _) => {
-                format!("no vector node drains {selector} on its own; nothing to remove")
+                format!("no vector znode drains {selector} on its own; nothing to remove")
             }
             _ => {
-                format!("no vector node sets a weight for {selector} on its own; nothing to remove")
+                format!(
+                    "no vector znode sets a weight for {selector} on its own; nothing to remove"
+                )
             }
         };
         writeln!(out, "{line}")?;
@@ -102,7 +104,7 @@ async fn apply(
     out.flush()?;
     match (change, still_drained.first()) {
         (Change::Undrain, Some(line)) => Err(Error::Failed(format!(
-            "{} is still drained by {line}, which undrain does not change (delete or replace that node)",
+            "{} is still drained by {line}, which undrain does not change (delete or replace that znode)",
             selector_addr(&selector)
         ))),
         _ => Ok(()),
@@ -117,7 +119,7 @@ fn print_selected(
     after: &[VectorNode],
 ) -> Result<Vec<String>, Error> {
     let selected = plan.selected();
-    // The selector's own nodes; anything else that weighs a member is shown.
+    // The selector's own znodes; anything else that weighs a member is shown.
     let own: Vec<&str> = after
         .iter()
         .filter(|v| v.sole().is_some_and(|d| d.selector == plan.selector))

@@ -1,4 +1,4 @@
-//! `serversets weights`: a set's `vector_` nodes, and the weight every
+//! `serversets weights`: a set's `vector_` znodes, and the weight every
 //! member ends up with (and which descriptors gave it).
 
 use std::io::Write;
@@ -83,7 +83,7 @@ fn print_text(
     writeln!(
         out,
         "{path}: {}{}, {} ({})",
-        plural(vectors.len(), "vector node", "vector nodes"),
+        plural(vectors.len(), "vector znode", "vector znodes"),
         if flags.is_empty() {
             String::new()
         } else {
