@@ -140,7 +140,7 @@ pub(crate) struct Config {
     pub(crate) retry_statuses: Vec<StatusCode>,
     pub(crate) replay_limit: usize,
     pub(crate) eject: Ejection,
-    pub(crate) wait_for_servers: Option<Duration>,
+    pub(crate) wait_for_members: Option<Duration>,
     pub(crate) request_timeout: Option<Duration>,
     pub(crate) attempt_timeout: Option<Duration>,
     pub(crate) pool_idle_timeout: Option<Duration>,
@@ -159,7 +159,7 @@ impl Default for Config {
             retry_statuses: Vec::new(),
             replay_limit: DEFAULT_REPLAY_LIMIT,
             eject: Ejection::new(DEFAULT_EJECT_AFTER, DEFAULT_EJECT_FOR),
-            wait_for_servers: None,
+            wait_for_members: None,
             request_timeout: None,
             attempt_timeout: None,
             pool_idle_timeout: Some(DEFAULT_POOL_IDLE_TIMEOUT),
@@ -192,7 +192,7 @@ impl Default for Config {
 ///     .attempt_timeout(Duration::from_millis(500))
 ///     .request_timeout(Duration::from_secs(2))
 ///     .connect_timeout(Duration::from_millis(200))
-///     .wait_for_servers(Duration::from_secs(1))
+///     .wait_for_members(Duration::from_secs(1))
 ///     .build(FixedSet::new(["127.0.0.1:8080"])?)?;
 /// # drop(set);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -416,18 +416,18 @@ impl<C> HttpSetBuilder<C> {
     }
 
     /// When the set is empty, wait up to this long for a first member
-    /// instead of failing at once with [`Error::NoServers`](crate::Error::NoServers).
+    /// instead of failing at once with [`Error::NoMembers`](crate::Error::NoMembers).
     ///
     /// ```
     /// # use std::time::Duration;
     /// # use serversets_fixedset::FixedSet;
     /// # use serversets_httpset::HttpSet;
-    /// let set = HttpSet::builder().wait_for_servers(Duration::from_secs(3)).build(FixedSet::empty())?;
+    /// let set = HttpSet::builder().wait_for_members(Duration::from_secs(3)).build(FixedSet::empty())?;
     /// # drop(set);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn wait_for_servers(mut self, wait: Duration) -> Self {
-        self.config.wait_for_servers = Some(wait);
+    pub fn wait_for_members(mut self, wait: Duration) -> Self {
+        self.config.wait_for_members = Some(wait);
         self
     }
 

@@ -228,13 +228,13 @@ where
                                 return self.finish(Err(e));
                             }
                         }
-                        None if self.set.config().wait_for_servers.is_some() => {
+                        None if self.set.config().wait_for_members.is_some() => {
                             let wait =
                                 Inner::wait_for_member(self.set.clone(), self.previous.clone());
                             self.step = Step::Waiting(Box::pin(wait));
                         }
                         None => {
-                            return self.finish(Err(Error::NoServers {
+                            return self.finish(Err(Error::NoMembers {
                                 waited: Duration::ZERO,
                             }))
                         }
@@ -296,7 +296,7 @@ where
         // should that ever change.
         let body = match self.retry_body.take() {
             Some(body) => body,
-            None => self.body.next().ok_or(Error::NoServers {
+            None => self.body.next().ok_or(Error::NoMembers {
                 waited: Duration::ZERO,
             })?,
         };

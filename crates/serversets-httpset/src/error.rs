@@ -14,7 +14,7 @@ use serversets_core::HostPort;
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let set = HttpSet::new(FixedSet::empty());
 /// let err = set.get("/").await.unwrap_err();
-/// assert!(matches!(err, Error::NoServers { .. }));
+/// assert!(matches!(err, Error::NoMembers { .. }));
 /// assert!(err.addr().is_none());
 /// # });
 /// ```
@@ -22,9 +22,9 @@ use serversets_core::HostPort;
 #[non_exhaustive]
 pub enum Error {
     /// The set had no members (after waiting, if
-    /// [`wait_for_servers`](crate::HttpSetBuilder::wait_for_servers) was set).
-    #[error("no servers in the set (waited {waited:?})")]
-    NoServers {
+    /// [`wait_for_members`](crate::HttpSetBuilder::wait_for_members) was set).
+    #[error("no members in the set (waited {waited:?})")]
+    NoMembers {
         /// How long the request waited for a first member.
         waited: Duration,
     },
@@ -115,7 +115,7 @@ impl Error {
             | Error::ConnectAfterSent { addr, .. }
             | Error::Request { addr, .. } => Some(addr),
             Error::Timeout { addr, .. } => addr.as_ref(),
-            Error::NoServers { .. } | Error::InvalidUri { .. } => None,
+            Error::NoMembers { .. } | Error::InvalidUri { .. } => None,
         }
     }
 
@@ -128,13 +128,13 @@ impl Error {
     /// use std::time::Duration;
     /// use serversets_httpset::Error;
     ///
-    /// assert!(Error::NoServers { waited: Duration::ZERO }.is_unsent());
+    /// assert!(Error::NoMembers { waited: Duration::ZERO }.is_unsent());
     /// assert!(!Error::Timeout { addr: None, after: Duration::from_secs(1) }.is_unsent());
     /// ```
     pub fn is_unsent(&self) -> bool {
         matches!(
             self,
-            Error::NoServers { .. } | Error::Connect { .. } | Error::InvalidUri { .. }
+            Error::NoMembers { .. } | Error::Connect { .. } | Error::InvalidUri { .. }
         )
     }
 }
@@ -224,7 +224,7 @@ mod tests {
     #[test]
     fn variants_without_a_wrapped_error_have_no_source() {
         let plain = [
-            Error::NoServers {
+            Error::NoMembers {
                 waited: Duration::ZERO,
             },
             Error::Timeout {

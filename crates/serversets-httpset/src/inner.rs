@@ -199,7 +199,7 @@ where
     /// installed table, which is fine while that table has members. When
     /// it has none but a newer snapshot exists, the rebuild is waited for
     /// instead (#12): the new members are published, and answering
-    /// `NoServers` from the old table, or going to sleep on a change that
+    /// `NoMembers` from the old table, or going to sleep on a change that
     /// already happened, would contradict them.
     pub(crate) fn select_now(
         &self,
@@ -240,8 +240,8 @@ where
         avoid: Option<Arc<MemberSlot<C>>>,
     ) -> Result<Arc<MemberSlot<C>>, Error> {
         let avoid = avoid.as_ref();
-        let Some(wait) = self.config.wait_for_servers else {
-            return Err(Error::NoServers {
+        let Some(wait) = self.config.wait_for_members else {
+            return Err(Error::NoMembers {
                 waited: Duration::ZERO,
             });
         };
@@ -254,14 +254,14 @@ where
             }
             let left = wait.saturating_sub(started.elapsed());
             if self.watcher.is_closed() || left.is_zero() {
-                return Err(Error::NoServers {
+                return Err(Error::NoMembers {
                     waited: started.elapsed(),
                 });
             }
             match tokio::time::timeout(left, changes.changed()).await {
                 Ok(Some(_)) => {}
                 Ok(None) | Err(_) => {
-                    return self.select_now(avoid).ok_or(Error::NoServers {
+                    return self.select_now(avoid).ok_or(Error::NoMembers {
                         waited: started.elapsed(),
                     });
                 }

@@ -121,8 +121,8 @@
 //! on a runtime built without time.
 //!
 //! # Empty sets
-//! With no members a call fails at once with [`Error::NoServers`], or waits
-//! up to [`HttpSetBuilder::wait_for_servers`] for the first one.
+//! With no members a call fails at once with [`Error::NoMembers`], or waits
+//! up to [`HttpSetBuilder::wait_for_members`] for the first one.
 
 #![deny(missing_docs)]
 

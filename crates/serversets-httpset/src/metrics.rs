@@ -81,7 +81,7 @@ impl SetMetrics {
     pub(crate) fn finished<T>(&self, result: &Result<T, Error>) {
         let outcome = match result {
             Ok(_) => 0,
-            Err(Error::NoServers { .. }) => 1,
+            Err(Error::NoMembers { .. }) => 1,
             Err(Error::Connect { .. } | Error::ConnectAfterSent { .. }) => 2,
             Err(Error::Request { .. }) => 3,
             Err(Error::Timeout { .. }) => 4,

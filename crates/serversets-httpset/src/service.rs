@@ -28,7 +28,7 @@ use crate::{Error, HttpSet, ResponseFuture};
 ///     .service(set);
 /// let req = http::Request::get("/").body(Empty::<Bytes>::new()).unwrap();
 /// let err = svc.oneshot(req).await.unwrap_err();
-/// assert!(matches!(err.downcast_ref::<Error>(), Some(Error::NoServers { .. })));
+/// assert!(matches!(err.downcast_ref::<Error>(), Some(Error::NoMembers { .. })));
 /// # });
 /// ```
 impl<C, B> tower::Service<Request<B>> for HttpSet<C>

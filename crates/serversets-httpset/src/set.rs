@@ -142,8 +142,8 @@ where
     /// # Errors
     ///
     /// The future resolves to an [`Error`] when no response head arrived:
-    /// [`Error::NoServers`] when the set has no member (after
-    /// [`wait_for_servers`](HttpSetBuilder::wait_for_servers), if set),
+    /// [`Error::NoMembers`] when the set has no member (after
+    /// [`wait_for_members`](HttpSetBuilder::wait_for_members), if set),
     /// [`Error::Connect`] when no attempt could connect,
     /// [`Error::ConnectAfterSent`] when only the last could not after an
     /// earlier one may have been seen, [`Error::Request`] when an attempt
@@ -195,7 +195,7 @@ where
     ///
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let set = HttpSet::new(FixedSet::empty());
-    /// assert!(matches!(set.get("/health").await, Err(Error::NoServers { .. })));
+    /// assert!(matches!(set.get("/health").await, Err(Error::NoMembers { .. })));
     /// assert!(matches!(set.get("not a path").await, Err(Error::InvalidUri { .. })));
     /// # });
     /// ```

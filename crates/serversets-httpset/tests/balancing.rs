@@ -263,8 +263,8 @@ async fn empty_set_fails_at_once_or_waits_for_the_first_member() {
 
     let set = HttpSet::new(FixedSet::empty());
     match set.get("/").await {
-        Err(Error::NoServers { waited }) => assert_eq!(waited, Duration::ZERO),
-        other => panic!("expected NoServers, got {other:?}"),
+        Err(Error::NoMembers { waited }) => assert_eq!(waited, Duration::ZERO),
+        other => panic!("expected NoMembers, got {other:?}"),
     }
     assert!(set.next_addr().is_none());
     assert!(set.health().is_empty());
@@ -272,7 +272,7 @@ async fn empty_set_fails_at_once_or_waits_for_the_first_member() {
     // Waiting, and the first member arrives in time.
     let members = Arc::new(FixedSet::empty());
     let set = HttpSet::builder()
-        .wait_for_servers(Duration::from_secs(5))
+        .wait_for_members(Duration::from_secs(5))
         .build(members.clone())
         .unwrap();
     let publish = {
@@ -289,25 +289,25 @@ async fn empty_set_fails_at_once_or_waits_for_the_first_member() {
     assert!(started.elapsed() >= Duration::from_millis(90));
     publish.await.unwrap();
 
-    // Waiting, and nothing arrives: NoServers after the wait.
+    // Waiting, and nothing arrives: NoMembers after the wait.
     let set = HttpSet::builder()
-        .wait_for_servers(Duration::from_millis(100))
+        .wait_for_members(Duration::from_millis(100))
         .build(FixedSet::empty())
         .unwrap();
     match set.get("/").await {
-        Err(Error::NoServers { waited }) => assert!(waited >= Duration::from_millis(100)),
-        other => panic!("expected NoServers, got {other:?}"),
+        Err(Error::NoMembers { waited }) => assert!(waited >= Duration::from_millis(100)),
+        other => panic!("expected NoMembers, got {other:?}"),
     }
 
     // A closed, empty source does not make callers wait out the deadline.
     let closed = FixedSet::empty();
     closed.close();
     let set = HttpSet::builder()
-        .wait_for_servers(Duration::from_secs(30))
+        .wait_for_members(Duration::from_secs(30))
         .build(closed)
         .unwrap();
     let started = Instant::now();
-    assert!(matches!(set.get("/").await, Err(Error::NoServers { .. })));
+    assert!(matches!(set.get("/").await, Err(Error::NoMembers { .. })));
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 

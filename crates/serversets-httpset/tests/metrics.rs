@@ -80,7 +80,7 @@ async fn requests_attempts_retries_ejections_and_latency_are_counted_per_member(
     )
     .await;
     members.set_addresses(Vec::<String>::new()).unwrap();
-    assert!(matches!(set.get("/").await, Err(Error::NoServers { .. })));
+    assert!(matches!(set.get("/").await, Err(Error::NoMembers { .. })));
     let none = [("set", "/t/http"), ("outcome", "no_servers")];
     assert_eq!(sum("serversets_http_requests_total", &none), 1.0);
     assert_eq!(sum("serversets_http_endpoints", &[("set", "/t/http")]), 0.0);

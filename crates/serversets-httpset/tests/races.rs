@@ -30,11 +30,11 @@ async fn a_request_waiting_for_servers_gets_one_as_soon_as_they_arrive() {
     for round in 0..ROUNDS {
         let source = Arc::new(FixedSet::empty());
         let set = HttpSet::builder()
-            .wait_for_servers(wait)
+            .wait_for_members(wait)
             .retries(0)
             .build(source.clone())
             .unwrap();
-        // Any outcome but NoServers shows a member was picked: most
+        // Any outcome but NoMembers shows a member was picked: most
         // members refuse connections, and that is fine here.
         let req = {
             let set = set.clone();
@@ -48,7 +48,7 @@ async fn a_request_waiting_for_servers_gets_one_as_soon_as_they_arrive() {
         source.set_addresses(members(&server)).unwrap();
         let (out, took) = tokio::time::timeout(wait * 2, req).await.unwrap().unwrap();
         assert!(
-            !matches!(out, Err(Error::NoServers { .. })),
+            !matches!(out, Err(Error::NoMembers { .. })),
             "round {round}: {out:?} after {took:?}"
         );
         slowest = slowest.max(took);
@@ -78,7 +78,7 @@ async fn a_request_right_after_a_publish_never_sees_the_old_empty_set() {
         );
         for out in [a.unwrap(), b] {
             assert!(
-                !matches!(out, Err(Error::NoServers { .. })),
+                !matches!(out, Err(Error::NoMembers { .. })),
                 "round {round}: {out:?}"
             );
         }
