@@ -89,6 +89,11 @@ async fn watched_weights(set: &str) -> Vec<(String, f64)> {
     members
 }
 
+/// `weight --select SELECT --weight W` on the set at `set`.
+async fn weigh(set: &str, select: &str, w: &str) -> Output {
+    run_on_zk(&["--path", set, "weight", "--select", select, "--weight", w]).await
+}
+
 fn ok(out: &Output) -> &str {
     assert_eq!(
         out.code,
@@ -452,16 +457,7 @@ async fn vectors_from_a_foreign_client_show_in_weights_dump_and_watch() {
     );
 
     // Our own weight for inet=10.0.1.1:8080 leaves the foreign node alone.
-    let out = run_on_zk(&[
-        "--path",
-        set,
-        "weight",
-        "--select",
-        "inet=10.0.1.1:8080",
-        "--weight",
-        "2",
-    ])
-    .await;
+    let out = weigh(set, "inet=10.0.1.1:8080", "2").await;
     let text = ok(&out);
     assert!(!text.contains("deleted"), "{text}");
     assert!(text.contains(&format!("weight=3.12  (also {multi} member={a} weight=1.2, {multi} inet=10.0.1.1:8080 weight=1.3 priority=2)")), "{text}");
@@ -508,10 +504,7 @@ async fn a_weight_replaces_every_node_of_its_selector_in_one_multi() {
     let multi =
         mk(r#"{"vector":[{"select":"shard=0","weight":1.1},{"select":"shard=1","weight":1.1}]}"#)
             .await;
-    let out = run_on_zk(&[
-        "--path", set, "weight", "--select", "shard=0", "--weight", "4",
-    ])
-    .await;
+    let out = weigh(set, "shard=0", "4").await;
     let text = ok(&out);
     assert!(
         text.contains(&format!("deleted {d1} (it gave shard=0 weight=2.0)\n")),
@@ -556,16 +549,7 @@ async fn a_concurrent_change_fails_the_multi_and_writes_nothing() {
         .await
         .unwrap();
     assert_eq!(plan.replaces().len(), 1);
-    let out = run_on_zk(&[
-        "--path",
-        set,
-        "weight",
-        "--select",
-        "inet=10.0.1.1:8080",
-        "--weight",
-        "5",
-    ])
-    .await;
+    let out = weigh(set, "inet=10.0.1.1:8080", "5").await;
     ok(&out);
     let before = vectors_in_zk(&client, set).await;
     let err = plan
@@ -620,10 +604,7 @@ async fn a_concurrent_change_fails_the_multi_and_writes_nothing() {
     let done = plan.commit(&client, &zk::Acls::anyone_all()).await.unwrap();
     assert_eq!(done.also, vec![rival]);
     // The next write for the selector replaces both.
-    let out = run_on_zk(&[
-        "--path", set, "weight", "--select", "shard=7", "--weight", "2",
-    ])
-    .await;
+    let out = weigh(set, "shard=7", "2").await;
     assert_eq!(ok(&out).matches("deleted ").count(), 2, "{}", out.stdout);
     assert_eq!(nodes_for(&client, set, "shard=7").await.len(), 1);
 
@@ -701,10 +682,7 @@ async fn watch_shows_weights_drains_and_unusable_vectors_as_they_change() {
     watch
         .expect("the set", |l| l.contains(&format!("{set}: 2 members")))
         .await;
-    ok(&run_on_zk(&[
-        "--path", set, "weight", "--select", "shard=0", "--weight", "2",
-    ])
-    .await);
+    ok(&weigh(set, "shard=0", "2").await);
     let l = watch
         .expect("a reweighed member", |l| l.contains("reweighed"))
         .await;
@@ -762,16 +740,7 @@ async fn what_cannot_be_done_fails_with_one_line() {
     .await;
     assert_fails(&out, 1, &["/discovery/test/w-nowhere does not exist"]);
     // A member name that is not there would select nothing, ever.
-    let out = run_on_zk(&[
-        "--path",
-        set,
-        "weight",
-        "--select",
-        "member=member_0999999999",
-        "--weight",
-        "2",
-    ])
-    .await;
+    let out = weigh(set, "member=member_0999999999", "2").await;
     assert_fails(&out, 1, &["has no member member_0999999999"]);
     // Undrain cannot lift a drain by another selector.
     put(

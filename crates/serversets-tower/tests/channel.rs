@@ -10,20 +10,16 @@ use std::time::Duration;
 use serversets_core::{HostPort, Member, Publisher};
 use serversets_fixedset::FixedSet;
 use serversets_tower::tonic::{BalanceChannel, ChannelSync, Stopped};
-use serversets_tower::{FailFast, NoServers};
+use serversets_tower::NoServers;
 use support::greeter::greeter_client::GreeterClient;
-use support::{addrs, assert_even, hello, send, since, tally, TestServer};
+use support::{addrs, assert_even, boxed, hello, send, since, tally, BoxedClient, TestServer};
 use testkit::eventually;
-use tonic::transport::Channel;
 use tonic::Code;
 use tower::Layer;
 
-type Client = GreeterClient<FailFast<Channel>>;
-
-fn client_over(set: Arc<FixedSet>, wait: Duration) -> (Client, ChannelSync) {
+fn client_over(set: Arc<FixedSet>, wait: Duration) -> (BoxedClient, ChannelSync) {
     let (channel, sync) = BalanceChannel::new(set).build().expect("in a runtime");
-    let channel = sync.fail_fast(wait).layer(channel);
-    (GreeterClient::new(channel), sync)
+    (boxed(sync.fail_fast(wait).layer(channel)), sync)
 }
 
 /// Waits until the channel has been given `n` members.
@@ -147,7 +143,7 @@ async fn the_hook_configures_each_endpoint_and_can_leave_members_out() {
         })
         .build()
         .unwrap();
-    let client = GreeterClient::new(sync.fail_fast(Duration::from_secs(2)).layer(channel));
+    let client = boxed(sync.fail_fast(Duration::from_secs(2)).layer(channel));
     members_reach(&sync, 1).await;
     let rejected = sync.rejected();
     assert_eq!(rejected.len(), 1);

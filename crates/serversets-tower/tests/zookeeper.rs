@@ -11,13 +11,12 @@ use std::time::Duration;
 use serversets_core::{Environment, Registration, ServerSet, Watch, Watcher};
 use serversets_tower::tonic::BalanceChannel;
 use serversets_tower::{FailFastLayer, MemberCount, NoServers, WatcherDiscover};
-use support::greeter::greeter_client::GreeterClient;
 use support::{
-    assert_even, hello, member_channel, p2c, send, since, tally, BoxedClient as Client, TestServer,
+    assert_even, boxed, hello, member_channel, p2c, send, since, tally, BoxedClient as Client,
+    TestServer,
 };
 use testkit::ZkCluster;
 use tonic::Code;
-use tower::util::BoxCloneService;
 use tower::Layer;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -41,10 +40,7 @@ fn client(path: Path, watch: Arc<Watch>) -> (Client, MemberCount) {
         Path::Channel => {
             let (channel, sync) = BalanceChannel::new(watch).build().expect("runtime");
             let channel = sync.fail_fast(WAIT).layer(channel);
-            (
-                GreeterClient::new(BoxCloneService::new(channel)),
-                sync.member_count(),
-            )
+            (boxed(channel), sync.member_count())
         }
     }
 }

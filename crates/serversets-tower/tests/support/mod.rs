@@ -176,8 +176,9 @@ pub fn since(before: &[(String, usize)], after: Vec<(String, usize)>) -> Vec<(St
 }
 
 /// A greeter client whose service is boxed with this crate's error: every
-/// p2c client of the tests, whatever discover and load feed it (a tonic
-/// client over a plain `BoxError` service could not be spawned).
+/// client of the tests, whatever path, discover and load feed it (a tonic
+/// client over a plain `BoxError` service could not be spawned), so the
+/// helpers below take one type.
 pub type BoxedClient = GreeterClient<
     BoxCloneService<http::Request<Body>, http::Response<Body>, serversets_tower::Error>,
 >;
@@ -185,6 +186,22 @@ pub type BoxedClient = GreeterClient<
 /// The tonic endpoint of a member: `http://` its address.
 pub fn member_endpoint(member: &Member) -> Endpoint {
     Endpoint::from_shared(format!("http://{}", member.addr())).expect("uri")
+}
+
+/// A greeter client over `service` (a tonic channel behind `FailFast`, a
+/// p2c balancer, ...).
+pub fn boxed<S>(service: S) -> BoxedClient
+where
+    S: tower::Service<
+            http::Request<Body>,
+            Response = http::Response<Body>,
+            Error = serversets_tower::Error,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    GreeterClient::new(BoxCloneService::new(service))
 }
 
 /// One lazily connecting channel per member, weighted, ejected when it
@@ -207,21 +224,15 @@ where
     <D::Service as tower::Service<http::Request<Body>>>::Future: Send,
     <D::Service as tower::load::Load>::Metric: std::fmt::Debug,
 {
-    let service = ServiceBuilder::new()
-        .layer(fail_fast)
-        .service(Buffer::new(Balance::new(discover), 1024));
-    GreeterClient::new(BoxCloneService::new(service))
+    boxed(
+        ServiceBuilder::new()
+            .layer(fail_fast)
+            .service(Buffer::new(Balance::new(discover), 1024)),
+    )
 }
 
 /// `n` requests, `concurrency` at a time; panics on any failure.
-pub async fn send<T>(client: &GreeterClient<T>, n: usize, concurrency: usize)
-where
-    T: tonic::client::GrpcService<Body> + Clone + Send + 'static,
-    T::Error: Into<tonic::codegen::StdError>,
-    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
-    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
-    T::Future: Send,
-{
+pub async fn send(client: &BoxedClient, n: usize, concurrency: usize) {
     let mut tasks = Vec::new();
     for t in 0..concurrency {
         let mut client = client.clone();
@@ -240,19 +251,12 @@ where
 /// With no members, a request fails after `wait` with `NoServers` (not
 /// sooner, and not much later); then a member arriving within the wait
 /// answers a request that is waiting. Returns the first request's status.
-pub async fn fails_fast_until_a_member_arrives<T>(
-    client: &GreeterClient<T>,
+pub async fn fails_fast_until_a_member_arrives(
+    client: &BoxedClient,
     wait: Duration,
     set: &FixedSet,
     member: &TestServer,
-) -> Status
-where
-    T: tonic::client::GrpcService<Body> + Clone + Send + 'static,
-    T::Error: Into<tonic::codegen::StdError>,
-    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
-    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
-    T::Future: Send,
-{
+) -> Status {
     let started = Instant::now();
     let status = client.clone().say_hello(hello("you")).await.unwrap_err();
     let took = started.elapsed();
@@ -292,19 +296,12 @@ pub struct RetriedAround {
 /// still in the set. Checks each request: an answer never comes from the
 /// dead server, and a request fails only as the policy says (with
 /// `Unavailable`, after retrying every attempt).
-pub async fn retry_around<T>(
-    client: &GreeterClient<T>,
+pub async fn retry_around(
+    client: &BoxedClient,
     dead: &str,
     attempts: usize,
     requests: usize,
-) -> RetriedAround
-where
-    T: tonic::client::GrpcService<Body> + Clone + Send + 'static,
-    T::Error: Into<tonic::codegen::StdError>,
-    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
-    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
-    T::Future: Send,
-{
+) -> RetriedAround {
     let mut seen = RetriedAround {
         retried: 0,
         failed: 0,
@@ -392,21 +389,14 @@ impl<Res> tower::retry::Policy<HelloRequest, Res, Status> for RetryUnavailable {
 
 /// A greeter client as a tower service of `HelloRequest`s, so it can go
 /// under tower's `Retry`.
-pub fn hello_service<T>(
-    client: GreeterClient<T>,
+pub fn hello_service(
+    client: BoxedClient,
 ) -> impl tower::Service<
     HelloRequest,
     Response = HelloReply,
     Error = Status,
     Future = impl Future<Output = Result<HelloReply, Status>> + Send,
-> + Clone
-where
-    T: tonic::client::GrpcService<tonic::body::Body> + Clone + Send + 'static,
-    T::Error: Into<tonic::codegen::StdError>,
-    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
-    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
-    T::Future: Send,
-{
+> + Clone {
     tower::service_fn(move |req: HelloRequest| {
         let mut client = client.clone();
         async move { client.say_hello(req).await.map(Response::into_inner) }
