@@ -3,24 +3,19 @@
 //!
 //! Each command lives in its own module; this file only parses arguments.
 //! xtask only automates: the demo is its own crate (`serversets-demo`), so
-//! xtask depends on none of the serversets crates.
+//! xtask depends on none of the serversets crates; the helpers both use
+//! (terminal output, processes, system packages) are xtask's library.
 
 mod bench;
-mod proc;
-mod provision;
 mod soak;
 mod test;
-mod ui;
 mod zk;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Errors in xtask are reported to a person and end the run; a boxed error
-/// with a clear message is all that is needed.
-pub type Error = Box<dyn std::error::Error + Send + Sync>;
-/// Shorthand for xtask results.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+// The helpers shared with the demo live in xtask's library (lib.rs).
+use xtask::{proc, provision, ui, Result};
 
 const USAGE: &str = "\
 usage: cargo xtask <command>

@@ -20,6 +20,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// It exited by itself, with status 0.
     pub fn success(&self) -> bool {
         matches!(self, Outcome::Exited(s) if s.success())
     }

@@ -2,7 +2,8 @@
 //!
 //! Steps: system packages, `cargo fmt --check`, clippy with `-D warnings`,
 //! the docs of the whole workspace with warnings denied (binaries such as
-//! xtask with their private items, as `cargo doc` does by default), and
+//! xtask's and the demo with their private items, as `cargo doc` does by
+//! default; xtask's library too, in a second run), and
 //! `cargo test` (unit, integration and doc tests). All features are enabled
 //! so optional code (e.g. mcset's memcache client) is checked too. Every step
 //! runs even when an earlier one failed, and clippy and the tests go on past
@@ -85,7 +86,7 @@ pub fn run() -> Result<ExitCode> {
         note: String::new(),
     });
 
-    let steps: [CargoStep<'_>; 3] = [
+    let steps: [CargoStep<'_>; 4] = [
         (
             "cargo fmt --all -- --check",
             &["fmt", "--all", "--", "--check"],
@@ -113,6 +114,18 @@ pub fn run() -> Result<ExitCode> {
                 "--workspace",
                 "--all-features",
                 "--no-deps",
+            ],
+            &[("RUSTDOCFLAGS", "-D warnings")],
+        ),
+        (
+            "RUSTDOCFLAGS=\"-D warnings\" cargo doc -p xtask --lib --no-deps --document-private-items",
+            &[
+                "doc",
+                "--package",
+                "xtask",
+                "--lib",
+                "--no-deps",
+                "--document-private-items",
             ],
             &[("RUSTDOCFLAGS", "-D warnings")],
         ),

@@ -33,21 +33,27 @@ impl Ui {
         }
     }
 
+    /// Bold text.
     pub fn bold(&self, text: &str) -> String {
         self.paint("1", text)
     }
+    /// Dim text, for what matters less.
     pub fn dim(&self, text: &str) -> String {
         self.paint("2", text)
     }
+    /// Bold red, for failures.
     pub fn red(&self, text: &str) -> String {
         self.paint("1;31", text)
     }
+    /// Green, for what passed.
     pub fn green(&self, text: &str) -> String {
         self.paint("32", text)
     }
+    /// Yellow, for warnings.
     pub fn yellow(&self, text: &str) -> String {
         self.paint("33", text)
     }
+    /// Cyan, for structure (step markers, bars).
     pub fn cyan(&self, text: &str) -> String {
         self.paint("36", text)
     }

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use testkit::{four_letter_word, ZkCluster, ZkOptions};
+use testkit::{ZkCluster, ZkOptions};
+use xtask::zookeeper::server_mode;
 
 use crate::proc::{alive, cmdline, signal};
 use crate::ui::{human, Ui};
@@ -240,14 +241,7 @@ fn print_servers(ui: &Ui, state: &State) -> usize {
         let running = is_our_server(s.pid, &state.data_dir);
         let line = if running {
             up += 1;
-            let mode = s
-                .address
-                .rsplit(':')
-                .next()
-                .and_then(|p| p.parse::<u16>().ok())
-                .and_then(|port| four_letter_word(port, "srvr").ok())
-                .and_then(|reply| parse_mode(&reply))
-                .unwrap_or_else(|| "not serving".to_string());
+            let mode = server_mode(&s.address).unwrap_or_else(|| "not serving".to_string());
             format!("{} {mode}", ui.green("running"))
         } else {
             ui.red("not running")
@@ -255,13 +249,6 @@ fn print_servers(ui: &Ui, state: &State) -> usize {
         println!("  server {i}  pid {:<8} {:<22} {line}", s.pid, s.address);
     }
     up
-}
-
-/// The `Mode:` of a `srvr` reply (standalone, leader, follower).
-pub fn parse_mode(srvr: &str) -> Option<String> {
-    srvr.lines()
-        .find_map(|l| l.strip_prefix("Mode:"))
-        .map(|m| m.trim().to_string())
 }
 
 fn stop() -> Result<ExitCode> {
@@ -334,12 +321,5 @@ mod tests {
         };
         assert_eq!(State::from_json(&state.to_json()).unwrap(), state);
         assert!(State::from_json(&json!({"connect": "x"})).is_err());
-    }
-
-    #[test]
-    fn mode_comes_from_srvr() {
-        let reply = "Zookeeper version: 3.8.0\nLatency min/avg/max: 0/0.0/0\nMode: follower\nNode count: 5\n";
-        assert_eq!(parse_mode(reply).as_deref(), Some("follower"));
-        assert_eq!(parse_mode("nothing"), None);
     }
 }

@@ -1,12 +1,14 @@
 //! What every step shares: the narration, and the things the steps start
 //! and later steps use.
 
-use serversets_core::{Registration, ServerSet, Snapshot, Watch};
+use std::time::Duration;
+
+use serversets_core::{Environment, Registration, ServerSet, Snapshot, Watch};
 use serversets_fixedset::FixedSet;
 use testkit::ZkCluster;
+use xtask::ui::Ui;
 
 use crate::http::Backend;
-use crate::ui::Ui;
 use crate::Result;
 
 /// Everything the steps share: output, and the things they start.
@@ -77,6 +79,24 @@ impl Demo {
         self.fixed
             .as_ref()
             .ok_or_else(|| "no fixed set (the fixedset step did not run)".into())
+    }
+
+    /// The client's watch on the HTTP set.
+    pub fn watch(&self) -> Result<&Watch> {
+        self.watch
+            .as_ref()
+            .ok_or_else(|| "no watch (the watch step did not run)".into())
+    }
+
+    /// A server set called `name` on the demo's ensemble, with a short
+    /// session timeout so that the steps that break things stay quick.
+    pub fn server_set(&self, name: &str) -> Result<ServerSet> {
+        let connect = self.zk()?.connect_string();
+        Ok(
+            ServerSet::builder(Environment::Local, name, [connect.as_str()])
+                .session_timeout(Duration::from_secs(4))
+                .build()?,
+        )
     }
 
     /// A snapshot's member addresses, as `[a, b, c]`.

@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use serversets_core::Watcher;
 use serversets_fixedset::FixedSet;
+use xtask::ui::human;
 
 use crate::context::Demo;
-use crate::ui::human;
 use crate::{Result, StepFuture};
 
 pub fn fixedset_show(demo: &mut Demo) -> Result<()> {

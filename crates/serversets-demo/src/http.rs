@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serversets_core::{Environment, Ping, ServerSet, Snapshot, Watch, Watcher};
+use serversets_core::{Ping, Snapshot, Watch, Watcher};
+use xtask::ui::human;
 
 use crate::context::Demo;
-use crate::ui::human;
 use crate::{Result, StepFuture};
 
 /// A tiny HTTP backend whose health the demo controls.
@@ -80,10 +80,7 @@ pub async fn start_backend(name: usize) -> Result<Backend> {
 
 pub fn register_backends(demo: &mut Demo) -> StepFuture<'_> {
     Box::pin(async move {
-        let connect = demo.zk()?.connect_string();
-        let set = ServerSet::builder(Environment::Local, "demo-http", [connect.as_str()])
-            .session_timeout(Duration::from_secs(4))
-            .build()?;
+        let set = demo.server_set("demo-http")?;
         demo.say(&format!("server set {}", demo.ui.bold(set.path())));
         for i in 1..=3 {
             let backend = start_backend(i).await?;
@@ -162,10 +159,7 @@ pub fn watch_set(demo: &mut Demo) -> StepFuture<'_> {
 
 pub fn http_spread(demo: &mut Demo) -> StepFuture<'_> {
     Box::pin(async move {
-        let watch = demo
-            .watch
-            .as_ref()
-            .ok_or("no watch (the watch step did not run)")?;
+        let watch = demo.watch()?;
         // The client follows the same watch: any Watcher will do.
         let client = serversets_httpset::HttpSet::new(watch.feed());
         let before: Vec<usize> = demo
@@ -229,10 +223,7 @@ pub async fn wait_members(
 
 pub fn health_flip(demo: &mut Demo) -> StepFuture<'_> {
     Box::pin(async move {
-        let watch = demo
-            .watch
-            .as_ref()
-            .ok_or("no watch (the watch step did not run)")?;
+        let watch = demo.watch()?;
         let sick = demo.backends.get(1).ok_or("no second backend")?;
         let addr = sick.addr.clone();
         demo.say(&format!(
@@ -273,10 +264,7 @@ pub fn deregister(demo: &mut Demo) -> StepFuture<'_> {
             ));
         }
         let registrations = std::mem::take(&mut demo.registrations);
-        let watch = demo
-            .watch
-            .as_ref()
-            .ok_or("no watch (the watch step did not run)")?;
+        let watch = demo.watch()?;
         let t = Instant::now();
         for registration in &registrations {
             registration.close().await?;

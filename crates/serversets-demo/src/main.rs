@@ -16,7 +16,6 @@ mod context;
 mod fixedset;
 mod http;
 mod memcache;
-mod ui;
 mod zookeeper;
 
 use std::future::Future;
@@ -24,18 +23,17 @@ use std::pin::Pin;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use xtask::proc::alive;
+use xtask::ui::{human, Ui};
+
 use crate::context::Demo;
 use crate::fixedset::{fixedset_change, fixedset_close, fixedset_show};
 use crate::http::{deregister, health_flip, http_spread, register_backends, watch_set};
 use crate::memcache::memcache_keys;
-use crate::ui::{human, Ui};
-use crate::zookeeper::{alive, kill_leader, provision_step, roles, start_zk};
+use crate::zookeeper::{kill_leader, provision_step, roles, start_zk};
 
-/// Errors end the demo with a message to a person; a boxed error with a
-/// clear message is all that is needed.
-pub type Error = Box<dyn std::error::Error + Send + Sync>;
-/// Shorthand for the demo's results.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+/// Errors end the demo with a message to a person (xtask's boxed error).
+pub use xtask::{Error, Result};
 
 fn main() -> ExitCode {
     match run() {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use serversets_core::{Environment, ServerSet, Watcher};
+use serversets_core::Watcher;
 
 use crate::context::Demo;
 use crate::StepFuture;
@@ -11,10 +11,7 @@ use crate::StepFuture;
 pub fn memcache_keys(demo: &mut Demo) -> StepFuture<'_> {
     Box::pin(async move {
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-        let connect = demo.zk()?.connect_string();
-        let set = ServerSet::builder(Environment::Local, "demo-memcache", [connect.as_str()])
-            .session_timeout(Duration::from_secs(4))
-            .build()?;
+        let set = demo.server_set("demo-memcache")?;
         let mut servers = Vec::new();
         let mut registrations = Vec::new();
         for _ in 0..3 {

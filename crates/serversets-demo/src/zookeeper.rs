@@ -1,46 +1,25 @@
 //! The ZooKeeper part: the system packages, a 3-node ensemble, each
 //! server's role, and killing the leader under a live watch.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serversets_core::Watcher;
-use testkit::{four_letter_word, ZkCluster, ZkOptions};
+use testkit::{ZkCluster, ZkOptions};
+use xtask::provision;
+use xtask::ui::human;
+use xtask::zookeeper::server_mode;
 
 use crate::context::Demo;
 use crate::http::wait_members;
-use crate::ui::human;
 use crate::{Result, StepFuture};
 
-/// The system packages are xtask's business (the one place that knows the
-/// list): `cargo xtask install` checks them, installs what is missing when
-/// run as root, and otherwise prints the exact command and fails.
+/// The system packages are xtask's business: its provision module holds the
+/// one list, installs what is missing when run as root, and otherwise
+/// prints the exact command and fails (`cargo xtask install` runs the same).
 pub fn provision_step(demo: &mut Demo) -> Result<()> {
     demo.say("the demo runs real servers: ZooKeeper (Debian's package, on a JVM) and memcached");
-    demo.say(&format!("$ {}", demo.ui.bold("cargo xtask install")));
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let mut child = Command::new(&cargo)
-        .args(["xtask", "install"])
-        .current_dir(&workspace)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run `{cargo} xtask install`: {e}"))?;
-    if let Some(out) = child.stdout.take() {
-        for line in BufReader::new(out).lines() {
-            demo.say(&line?);
-        }
-    }
-    let status = child.wait()?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("`cargo xtask install` failed ({status}); see above").into())
-    }
+    provision::ensure(&demo.ui, "      ")
 }
 
 pub fn start_zk(demo: &mut Demo) -> Result<()> {
@@ -65,15 +44,7 @@ pub fn roles(demo: &mut Demo) -> Result<()> {
     let mut modes = Vec::new();
     for i in 0..zk.len() {
         let addr = zk.server_address(i)?;
-        let port: u16 = addr
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .ok_or_else(|| format!("bad server address {addr}"))?;
-        let mode = four_letter_word(port, "srvr")
-            .ok()
-            .and_then(|r| parse_mode(&r))
-            .unwrap_or_else(|| "no answer".into());
+        let mode = server_mode(&addr).unwrap_or_else(|| "no answer".into());
         demo.say(&format!("server {i} at {addr}: {}", demo.ui.bold(&mode)));
         modes.push(mode);
     }
@@ -88,10 +59,7 @@ pub fn roles(demo: &mut Demo) -> Result<()> {
 pub fn kill_leader(demo: &mut Demo) -> StepFuture<'_> {
     Box::pin(async move {
         let zk = demo.zk()?;
-        let watch = demo
-            .watch
-            .as_ref()
-            .ok_or("no watch (the watch step did not run)")?;
+        let watch = demo.watch()?;
         let leader = zk.leader().ok_or("no ZooKeeper leader found")?;
         let mut health = watch.health_changes();
         demo.say(&format!("kill -9 the leader, server {leader}"));
@@ -144,41 +112,4 @@ pub fn kill_leader(demo: &mut Demo) -> StepFuture<'_> {
         zk.restart(leader)?;
         Ok(())
     })
-}
-
-/// The `Mode:` of a `srvr` reply (standalone, leader, follower).
-fn parse_mode(srvr: &str) -> Option<String> {
-    srvr.lines()
-        .find_map(|l| l.strip_prefix("Mode:"))
-        .map(|m| m.trim().to_string())
-}
-
-/// True when `pid` exists and is not a zombie (the state letter of
-/// `/proc/<pid>/stat` follows the command name, which is in parentheses).
-pub fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let rest = &stat[stat.rfind(')')? + 1..];
-            rest.split_whitespace().next()?.chars().next()
-        })
-        .is_some_and(|state| state != 'Z' && state != 'X')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mode_comes_from_srvr() {
-        let reply = "Zookeeper version: 3.8.0\nLatency min/avg/max: 0/0.0/0\nMode: follower\nNode count: 5\n";
-        assert_eq!(parse_mode(reply).as_deref(), Some("follower"));
-        assert_eq!(parse_mode("nothing"), None);
-    }
-
-    #[test]
-    fn this_process_is_alive() {
-        assert!(alive(std::process::id()));
-        assert!(!alive(u32::MAX - 1));
-    }
 }

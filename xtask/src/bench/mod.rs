@@ -25,24 +25,22 @@ pub struct Target {
     pub features: Vec<String>,
 }
 
+/// The list under `key` in `v`, or none.
+fn array<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
 /// The bench targets in `cargo metadata --no-deps` output.
 pub fn bench_targets(metadata: &Value) -> Vec<Target> {
     let mut found = Vec::new();
-    let packages = metadata
-        .get("packages")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    for pkg in packages {
+    for pkg in array(metadata, "packages") {
         let Some(package) = pkg.get("name").and_then(Value::as_str) else {
             continue;
         };
-        let targets = pkg
-            .get("targets")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        for t in targets {
+        for t in array(pkg, "targets") {
             let is_bench = t
                 .get("kind")
                 .and_then(Value::as_array)

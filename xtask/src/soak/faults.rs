@@ -373,12 +373,10 @@ impl Chaos {
                 } else {
                     self.between(ms(1000), ms(4000))
                 };
-                let until = Instant::now() + d;
                 for &i in &targets {
                     zk.proxies()[i].set_blackhole(true);
-                    let t = self.blackhole_until[i].map_or(until, |t| t.max(until));
-                    self.blackhole_until[i] = Some(t);
                 }
+                hold(&mut self.blackhole_until, &targets, Instant::now() + d);
                 self.count("proxy-blackhole");
                 self.say(&format!(
                     "proxies {targets:?}: blackhole for {:.1} s",
@@ -388,12 +386,10 @@ impl Chaos {
             Other::Refuse => {
                 let targets = self.proxies(n);
                 let d = self.between(ms(500), ms(3000));
-                let until = Instant::now() + d;
                 for &i in &targets {
                     zk.proxies()[i].refuse(true);
-                    let t = self.refuse_until[i].map_or(until, |t| t.max(until));
-                    self.refuse_until[i] = Some(t);
                 }
+                hold(&mut self.refuse_until, &targets, Instant::now() + d);
                 self.count("proxy-refuse");
                 self.say(&format!(
                     "proxies {targets:?}: refuse new connections for {:.1} s",
@@ -520,6 +516,29 @@ impl Chaos {
     }
 }
 
+/// Holds each of `targets` until `until` at least: a longer hold already
+/// running is kept.
+fn hold(holds: &mut [Option<Instant>], targets: &[usize], until: Instant) {
+    for &i in targets {
+        holds[i] = Some(holds[i].map_or(until, |t| t.max(until)));
+    }
+}
+
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hold_only_ever_grows() {
+        let now = Instant::now();
+        let mut holds = vec![None, Some(now + ms(5000)), None];
+        hold(&mut holds, &[0, 1], now + ms(1000));
+        assert_eq!(holds, [Some(now + ms(1000)), Some(now + ms(5000)), None]);
+        hold(&mut holds, &[0], now + ms(3000));
+        assert_eq!(holds[0], Some(now + ms(3000)));
+    }
 }

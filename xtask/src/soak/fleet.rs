@@ -532,52 +532,49 @@ impl Fleet {
         log: &Log,
     ) -> Result<()> {
         let start = self.cfg.start;
-        if let Some(stderr) = child.stderr.take() {
-            let (out, log, ledger, who) = (
+        // What each reader thread writes to: its own handles, and the name.
+        let sinks = || {
+            (
                 Arc::clone(out),
                 Arc::clone(log),
                 Arc::clone(&self.ledger),
                 name.to_string(),
-            );
-            std::thread::Builder::new()
-                .name(format!("soak-err-{name}"))
-                .spawn(move || {
-                    lines(stderr, |line| {
-                        write_log(&log, start, line);
-                        push_tail(&out, line);
-                        if line.contains("panicked") {
-                            report::lock(&ledger).violation(Kind::Panic, format!("{who}: {line}"));
-                        }
-                        if let Some(what) = notable(line) {
-                            report::lock(&ledger).saw(what);
-                        }
-                    });
-                    flush(&log);
-                })
-                .map_err(|e| format!("cannot start a thread: {e}"))?;
+            )
+        };
+        if let Some(stderr) = child.stderr.take() {
+            let (out, log, ledger, who) = sinks();
+            reader(
+                format!("soak-err-{name}"),
+                stderr,
+                Arc::clone(&log),
+                move |line| {
+                    write_log(&log, start, line);
+                    push_tail(&out, line);
+                    if line.contains("panicked") {
+                        report::lock(&ledger).violation(Kind::Panic, format!("{who}: {line}"));
+                    }
+                    if let Some(what) = notable(line) {
+                        report::lock(&ledger).saw(what);
+                    }
+                },
+            )?;
         }
         if let Some(stdout) = child.stdout.take() {
-            let (out, log, ledger, who) = (
-                Arc::clone(out),
-                Arc::clone(log),
-                Arc::clone(&self.ledger),
-                name.to_string(),
-            );
+            let (out, log, ledger, who) = sinks();
             let statics = self.cfg.static_count;
-            std::thread::Builder::new()
-                .name(format!("soak-out-{name}"))
-                .spawn(move || {
-                    lines(stdout, |line| {
-                        if watcher {
-                            snapshot(&who, line, statics, &out, &log, &ledger, start);
-                        } else {
-                            write_log(&log, start, line);
-                            push_tail(&out, line);
-                        }
-                    });
-                    flush(&log);
-                })
-                .map_err(|e| format!("cannot start a thread: {e}"))?;
+            reader(
+                format!("soak-out-{name}"),
+                stdout,
+                Arc::clone(&log),
+                move |line| {
+                    if watcher {
+                        snapshot(&who, line, statics, &out, &log, &ledger, start);
+                    } else {
+                        write_log(&log, start, line);
+                        push_tail(&out, line);
+                    }
+                },
+            )?;
         }
         Ok(())
     }
@@ -595,6 +592,24 @@ impl Drop for Fleet {
             r.proc.kill();
         }
     }
+}
+
+/// Starts a thread called `thread` that reads `pipe` with [`lines`], then
+/// flushes `log`.
+fn reader(
+    thread: String,
+    pipe: impl Read + Send + 'static,
+    log: Log,
+    each: impl FnMut(&str) + Send + 'static,
+) -> Result<()> {
+    std::thread::Builder::new()
+        .name(thread)
+        .spawn(move || {
+            lines(pipe, each);
+            flush(&log);
+        })
+        .map_err(|e| format!("cannot start a thread: {e}"))?;
+    Ok(())
 }
 
 /// Reads `pipe` line by line until it closes, calling `each` per line.
