@@ -1,22 +1,23 @@
 //! tower and tonic over serversets: a tower `Discover` for any
 //! [`Watcher`](serversets_core::Watcher) (a ZooKeeper server set, a fixed
 //! list, your own), the load tower's p2c balancer compares (weighted, and
-//! ejecting failing members), a fail-fast layer for empty sets, and, with
+//! wary of failing members), a fail-fast layer for empty sets, and, with
 //! the `tonic` feature, a tonic `Channel` whose endpoints follow a set.
 //!
 //! Like the other serversets balancers it depends only on the ZooKeeper-free
 //! part of `serversets-core`, and shares its
 //! [`balance`](serversets_core::balance) parts: the diff of two snapshots
-//! into keyed changes, the in-flight counter and the one ejection rule.
+//! into keyed changes and the in-flight counter released on drop. It does
+//! not eject: [`MemberLoad`] raises a failing member's load for p2c
+//! instead, and says why that differs.
 //!
 //! - [`WatcherDiscover`]: a `Stream` of [`tower::discover::Change`]s keyed by
 //!   [`MemberId`](serversets_core::MemberId), each member's service built by
 //!   a function; [`MakeDiscover`] builds them with a `MakeService`
 //!   (asynchronously, retrying failures).
 //! - [`MemberLoad`]: in-flight requests divided by the member's weight, and
-//!   infinite while the member is ejected (core's rule: 5 failures in a
-//!   row, 10 s); tower's `PendingRequests` and `PeakEwma` work too,
-//!   unweighted.
+//!   infinite for a second after a failure; tower's `PendingRequests` and
+//!   `PeakEwma` work too, unweighted.
 //! - [`FailFast`] / [`FailFastLayer`]: [`NoServers`] after a bounded wait
 //!   when the balancer has no member (tower's `Balance` would wait for
 //!   ever); [`MemberCount`] is what it looks at.
@@ -70,6 +71,6 @@ pub mod tonic;
 pub use discover::{MakeMember, WatcherDiscover};
 pub use error::{Error, NoServers};
 pub use fail_fast::{FailFast, FailFastFuture, FailFastLayer};
-pub use load::{LoadFuture, MemberLoad, Score};
+pub use load::{LoadFuture, MemberLoad, Score, DEFAULT_FAILURE_COOLDOWN};
 pub use make::{MakeDiscover, DEFAULT_RETRY_MAX, DEFAULT_RETRY_MIN};
 pub use member_count::MemberCount;

@@ -109,10 +109,9 @@ async fn a_killed_servers_failures_are_retried_on_the_others() {
         seen.failed, 0,
         "a request was not retried onto a live server"
     );
-    // MemberLoad ejects b after 5 failures in a row, for 10 s, and reads
-    // it as infinitely loaded meanwhile, so p2c (which draws two distinct
-    // members) picks a live one: b costs a few failed attempts, then one
-    // per cool-down, each retried once.
+    // MemberLoad reads b as fully loaded for a second after each failure,
+    // so p2c (which draws two distinct members) picks a live one: b costs
+    // about one failed attempt per cool-down, each retried once.
     let retried = seen.retried;
     assert!(retried >= 1, "b was never tried: the test proves nothing");
     assert!(retried <= 20, "{retried} retries for 300 requests");

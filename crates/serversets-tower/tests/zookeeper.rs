@@ -118,8 +118,8 @@ async fn follows_zookeeper(path: Path) {
     assert_eq!(servers[2].hits(), c_hits);
     assert!(retried >= 1, "{path:?}: c was never tried");
     match path {
-        // MemberLoad ejects c after 5 failures in a row, for 10 s: a few
-        // retries, then about one per cool-down, and none gives up.
+        // MemberLoad cools c down after each failure: about one retry a
+        // second, and none gives up.
         Path::Discover => assert!(
             failed == 0 && retried <= 20,
             "{failed} failed, {retried} retried"

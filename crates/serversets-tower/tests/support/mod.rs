@@ -204,8 +204,7 @@ where
     GreeterClient::new(BoxCloneService::new(service))
 }
 
-/// One lazily connecting channel per member, weighted, ejected when it
-/// keeps failing.
+/// One lazily connecting channel per member, weighted, wary of failures.
 pub fn member_channel(member: &Member) -> MemberLoad<Channel> {
     MemberLoad::new(member_endpoint(member).connect_lazy(), member)
 }
