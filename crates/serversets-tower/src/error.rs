@@ -1,4 +1,4 @@
-//! The errors of this crate's middleware: [`NoServers`], and [`Error`], what
+//! The errors of this crate's middleware: [`NoMembers`], and [`Error`], what
 //! a [`FailFast`](crate::FailFast) service returns.
 
 use std::error::Error as StdError;
@@ -11,29 +11,29 @@ use tower::BoxError;
 /// to wait.
 ///
 /// [`FailFast`](crate::FailFast) returns it inside an [`Error`]; find it
-/// with [`Error::no_servers`], or with [`NoServers::find`] in any error
+/// with [`Error::no_servers`], or with [`NoMembers::find`] in any error
 /// chain (a `tonic::Status` made from one, say).
 ///
 /// ```
 /// use std::time::Duration;
-/// use serversets_tower::NoServers;
+/// use serversets_tower::NoMembers;
 ///
-/// let err: tower::BoxError = NoServers::after(Duration::from_millis(250)).into();
-/// let found = NoServers::find(err.as_ref()).ok_or("not a NoServers")?;
+/// let err: tower::BoxError = NoMembers::after(Duration::from_millis(250)).into();
+/// let found = NoMembers::find(err.as_ref()).ok_or("not a NoMembers")?;
 /// assert_eq!(found.waited(), Duration::from_millis(250));
-/// assert_eq!(err.to_string(), "no servers in the set (waited 250ms)");
+/// assert_eq!(err.to_string(), "no members in the set (waited 250ms)");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("no servers in the set (waited {waited:?})")]
-pub struct NoServers {
+#[error("no members in the set (waited {waited:?})")]
+pub struct NoMembers {
     waited: Duration,
 }
 
-impl NoServers {
+impl NoMembers {
     /// The error after waiting `waited` for an endpoint.
-    pub fn after(waited: Duration) -> NoServers {
-        NoServers { waited }
+    pub fn after(waited: Duration) -> NoMembers {
+        NoMembers { waited }
     }
 
     /// How long the request waited for an endpoint.
@@ -41,11 +41,11 @@ impl NoServers {
         self.waited
     }
 
-    /// The `NoServers` in `error` or in its chain of causes, if any.
-    pub fn find<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a NoServers> {
+    /// The `NoMembers` in `error` or in its chain of causes, if any.
+    pub fn find<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a NoMembers> {
         let mut next = Some(error);
         while let Some(e) = next {
-            if let Some(found) = e.downcast_ref::<NoServers>() {
+            if let Some(found) = e.downcast_ref::<NoMembers>() {
                 return Some(found);
             }
             next = e.source();
@@ -61,7 +61,7 @@ impl NoServers {
 /// The cause is in [`source`](StdError::source), never repeated in the
 /// message, so a chain prints each thing once. tonic's clients look through
 /// that chain, so a transport failure behind a `FailFast` still becomes
-/// `Unavailable`, and so does `NoServers` when the layer was made with
+/// `Unavailable`, and so does `NoMembers` when the layer was made with
 /// `FailFastLayer::grpc_unavailable` (feature `tonic`).
 ///
 /// A concrete type rather than tower's `BoxError`: a tonic client over a
@@ -72,11 +72,11 @@ impl NoServers {
 /// ```
 /// use std::error::Error as _;
 /// use std::time::Duration;
-/// use serversets_tower::{Error, NoServers};
+/// use serversets_tower::{Error, NoMembers};
 ///
 /// let none = Error::no_servers_after(Duration::from_secs(1));
 /// assert!(none.is_no_servers());
-/// assert_eq!(none.no_servers().map(NoServers::waited), Some(Duration::from_secs(1)));
+/// assert_eq!(none.no_servers().map(NoMembers::waited), Some(Duration::from_secs(1)));
 ///
 /// let failed = Error::from_service("connection refused".into());
 /// assert!(!failed.is_no_servers());
@@ -84,19 +84,19 @@ impl NoServers {
 /// assert_eq!(failed.source().map(|s| s.to_string()).as_deref(), Some("connection refused"));
 /// ```
 pub struct Error {
-    /// `NoServers` (possibly inside a `tonic::Status`), or the wrapped
+    /// `NoMembers` (possibly inside a `tonic::Status`), or the wrapped
     /// service's error.
     source: BoxError,
     no_servers: bool,
 }
 
 impl Error {
-    /// A [`NoServers`] after waiting `waited`.
+    /// A [`NoMembers`] after waiting `waited`.
     pub fn no_servers_after(waited: Duration) -> Error {
-        Error::reported_no_servers(Box::new(NoServers::after(waited)))
+        Error::reported_no_servers(Box::new(NoMembers::after(waited)))
     }
 
-    /// A no-servers error reported as `source` (a `NoServers`, or one
+    /// A no-servers error reported as `source` (a `NoMembers`, or one
     /// wrapped in a gRPC status).
     pub(crate) fn reported_no_servers(source: BoxError) -> Error {
         Error {
@@ -118,12 +118,12 @@ impl Error {
         self.no_servers
     }
 
-    /// The [`NoServers`] this error is, if it is one.
-    pub fn no_servers(&self) -> Option<&NoServers> {
-        NoServers::find(self.source.as_ref())
+    /// The [`NoMembers`] this error is, if it is one.
+    pub fn no_servers(&self) -> Option<&NoMembers> {
+        NoMembers::find(self.source.as_ref())
     }
 
-    /// The cause: the wrapped service's error, or the `NoServers` report.
+    /// The cause: the wrapped service's error, or the `NoMembers` report.
     pub fn into_source(self) -> BoxError {
         self.source
     }
@@ -163,7 +163,7 @@ mod tests {
     fn the_message_never_repeats_the_source() {
         let errors = [
             Error::no_servers_after(Duration::from_millis(250)),
-            Error::reported_no_servers(Box::new(NoServers::after(Duration::ZERO))),
+            Error::reported_no_servers(Box::new(NoMembers::after(Duration::ZERO))),
             Error::from_service("connection refused".into()),
             Error::from_service(Box::new(std::io::Error::other("reset by peer"))),
         ];

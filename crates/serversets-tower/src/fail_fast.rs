@@ -1,5 +1,5 @@
 //! [`FailFast`]: a request to a balancer with no members fails with
-//! [`NoServers`] after a bounded wait, instead of waiting forever.
+//! [`NoMembers`] after a bounded wait, instead of waiting forever.
 
 use std::fmt;
 use std::future::Future;
@@ -11,15 +11,15 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower::{BoxError, Layer, Service};
 
-use crate::error::{Error, NoServers};
+use crate::error::{Error, NoMembers};
 use crate::member_count::MemberCount;
 
-/// How a [`NoServers`] is reported: boxed as is, or wrapped (in a
+/// How a [`NoMembers`] is reported: boxed as is, or wrapped (in a
 /// `tonic::Status` with code `Unavailable`, see
 /// `FailFastLayer::grpc_unavailable`, feature `tonic`).
-type Report = fn(NoServers) -> BoxError;
+type Report = fn(NoMembers) -> BoxError;
 
-fn boxed(e: NoServers) -> BoxError {
+fn boxed(e: NoMembers) -> BoxError {
     Box::new(e)
 }
 
@@ -47,7 +47,7 @@ pub struct FailFastLayer {
 }
 
 impl FailFastLayer {
-    /// Fails requests with [`NoServers`] once `members` has been empty
+    /// Fails requests with [`NoMembers`] once `members` has been empty
     /// for `wait`.
     pub fn new(members: MemberCount, wait: Duration) -> FailFastLayer {
         FailFastLayer {
@@ -57,15 +57,15 @@ impl FailFastLayer {
         }
     }
 
-    /// Reports [`NoServers`] as a `tonic::Status` with code `Unavailable`
-    /// (whose source is the `NoServers`), so a generated tonic client
+    /// Reports [`NoMembers`] as a `tonic::Status` with code `Unavailable`
+    /// (whose source is the `NoMembers`), so a generated tonic client
     /// returns that status and retry policies for `Unavailable` apply
     /// (feature `tonic`). Without it a tonic client sees code `Unknown`.
     ///
     /// ```
     /// use std::time::Duration;
     /// use serversets_fixedset::FixedSet;
-    /// use serversets_tower::{FailFastLayer, NoServers, WatcherDiscover};
+    /// use serversets_tower::{FailFastLayer, NoMembers, WatcherDiscover};
     /// use tower::balance::p2c::Balance;
     /// use tower::{Layer, ServiceExt};
     ///
@@ -79,7 +79,7 @@ impl FailFastLayer {
     /// assert!(err.is_no_servers());
     /// let status = tonic::Status::from_error(Box::new(err));
     /// assert_eq!(status.code(), tonic::Code::Unavailable);
-    /// assert!(NoServers::find(&status).is_some());
+    /// assert!(NoMembers::find(&status).is_some());
     /// # Ok(()) }
     /// ```
     #[cfg(feature = "tonic")]
@@ -112,7 +112,7 @@ impl fmt::Debug for FailFastLayer {
     }
 }
 
-/// Fails requests with [`NoServers`] when the balancer behind it has had no
+/// Fails requests with [`NoMembers`] when the balancer behind it has had no
 /// member for a configurable wait.
 ///
 /// tower's p2c `Balance` stays `Pending` forever when it holds no ready
@@ -152,7 +152,7 @@ impl fmt::Debug for FailFastLayer {
 /// use std::time::Duration;
 /// use serversets_core::Member;
 /// use serversets_fixedset::FixedSet;
-/// use serversets_tower::{FailFast, MemberLoad, NoServers, WatcherDiscover};
+/// use serversets_tower::{FailFast, MemberLoad, NoMembers, WatcherDiscover};
 /// use tower::balance::p2c::Balance;
 /// use tower::ServiceExt;
 ///
@@ -166,7 +166,7 @@ impl fmt::Debug for FailFastLayer {
 /// let service = FailFast::new(Balance::new(discover), members, Duration::from_millis(100));
 /// let err = service.oneshot(()).await.unwrap_err();
 /// assert!(err.is_no_servers());
-/// assert_eq!(err.no_servers().map(NoServers::waited), Some(Duration::from_millis(100)));
+/// assert_eq!(err.no_servers().map(NoMembers::waited), Some(Duration::from_millis(100)));
 /// # Ok(()) }
 /// ```
 pub struct FailFast<S> {
@@ -176,7 +176,7 @@ pub struct FailFast<S> {
     members: MemberCount,
     /// How long a request may wait for a first member.
     wait: Duration,
-    /// Turns a `NoServers` into the error returned.
+    /// Turns a `NoMembers` into the error returned.
     report: Report,
     /// Runs while `poll_ready` waits with no members.
     timer: Option<Pin<Box<Sleep>>>,
@@ -205,7 +205,7 @@ impl<S> FailFast<S> {
     }
 
     fn error(&self) -> Error {
-        Error::reported_no_servers((self.report)(NoServers::after(self.wait)))
+        Error::reported_no_servers((self.report)(NoMembers::after(self.wait)))
     }
 }
 

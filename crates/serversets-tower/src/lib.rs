@@ -18,7 +18,7 @@
 //! - [`MemberLoad`]: in-flight requests divided by the member's weight, and
 //!   infinite for a second after a failure; tower's `PendingRequests` and
 //!   `PeakEwma` work too, unweighted.
-//! - [`FailFast`] / [`FailFastLayer`]: [`NoServers`] after a bounded wait
+//! - [`FailFast`] / [`FailFastLayer`]: [`NoMembers`] after a bounded wait
 //!   when the balancer has no member (tower's `Balance` would wait for
 //!   ever); [`MemberCount`] is what it looks at.
 //! - `tonic::BalanceChannel` (feature `tonic`): keeps
@@ -69,7 +69,7 @@ mod member_count;
 pub mod tonic;
 
 pub use discover::{MakeMember, WatcherDiscover};
-pub use error::{Error, NoServers};
+pub use error::{Error, NoMembers};
 pub use fail_fast::{FailFast, FailFastFuture, FailFastLayer};
 pub use load::{LoadFuture, MemberLoad, Score, DEFAULT_FAILURE_COOLDOWN};
 pub use make::{MakeDiscover, DEFAULT_RETRY_MAX, DEFAULT_RETRY_MIN};

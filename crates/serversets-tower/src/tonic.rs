@@ -22,7 +22,7 @@ use tokio::sync::mpsc::Sender;
 use tokio::task::JoinHandle;
 use tower::BoxError;
 
-use crate::error::NoServers;
+use crate::error::NoMembers;
 use crate::fail_fast::FailFastLayer;
 use crate::follow::PollFollower;
 use crate::member_count::MemberCount;
@@ -68,7 +68,7 @@ type Configure = Box<dyn Fn(&Member, Endpoint) -> Result<Endpoint, BoxError> + S
 ///         Ok::<_, std::convert::Infallible>(endpoint.timeout(Duration::from_secs(2)))
 ///     })
 ///     .build()?;
-/// // Requests with no member fail with NoServers (as gRPC `Unavailable`)
+/// // Requests with no member fail with NoMembers (as gRPC `Unavailable`)
 /// // after 1 s rather than wait for ever.
 /// let channel = tower::Layer::layer(&sync.fail_fast(Duration::from_secs(1)), channel);
 /// while sync.member_count().len() < 2 {
@@ -276,11 +276,11 @@ impl ChannelSync {
         self.members.clone()
     }
 
-    /// A layer failing requests with [`NoServers`] once the channel has had
+    /// A layer failing requests with [`NoMembers`] once the channel has had
     /// no member for `wait` (see [`FailFast`](crate::FailFast)). It
     /// reports a [`Status`] with code `Unavailable` whose source is the
-    /// [`NoServers`], so a generated tonic client returns that status;
-    /// [`NoServers::find`] finds it in the status.
+    /// [`NoMembers`], so a generated tonic client returns that status;
+    /// [`NoMembers::find`] finds it in the status.
     pub fn fail_fast(&self, wait: Duration) -> FailFastLayer {
         FailFastLayer::new(self.members.clone(), wait).grpc_unavailable()
     }
@@ -325,8 +325,8 @@ impl fmt::Debug for ChannelSync {
     }
 }
 
-/// [`NoServers`] as gRPC `Unavailable`, with the `NoServers` as its source.
-pub(crate) fn unavailable(no_servers: NoServers) -> BoxError {
+/// [`NoMembers`] as gRPC `Unavailable`, with the `NoMembers` as its source.
+pub(crate) fn unavailable(no_servers: NoMembers) -> BoxError {
     let mut status = Status::unavailable(no_servers.to_string());
     status.set_source(Arc::new(no_servers));
     Box::new(status)

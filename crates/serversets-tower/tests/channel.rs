@@ -10,7 +10,7 @@ use std::time::Duration;
 use serversets_core::{HostPort, Member, Publisher};
 use serversets_fixedset::FixedSet;
 use serversets_tower::tonic::{BalanceChannel, ChannelSync, Stopped};
-use serversets_tower::NoServers;
+use serversets_tower::NoMembers;
 use support::greeter::greeter_client::GreeterClient;
 use support::{addrs, assert_even, boxed, hello, send, since, tally, BoxedClient, TestServer};
 use testkit::eventually;
@@ -114,7 +114,7 @@ async fn zero_members_fail_fast_as_unavailable() {
     );
     members_reach(&sync, 0).await;
     let status = client.say_hello(hello("you")).await.unwrap_err();
-    assert!(NoServers::find(&status).is_some(), "{status:?}");
+    assert!(NoMembers::find(&status).is_some(), "{status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serversets_core::{HostPort, Member, Watcher};
 use serversets_fixedset::FixedSet;
 use serversets_tower::{
-    FailFast, FailFastLayer, MakeDiscover, MemberCount, MemberLoad, NoServers, WatcherDiscover,
+    FailFast, FailFastLayer, MakeDiscover, MemberCount, MemberLoad, NoMembers, WatcherDiscover,
 };
 use support::{
     addrs, assert_even, hello, hello_service, member_channel, member_endpoint, p2c, send, since,
@@ -140,7 +140,7 @@ async fn zero_members_fail_fast_with_no_servers() {
     set.set_addresses(Vec::<String>::new()).unwrap();
     // The removal reaches the balancer with the next request.
     let status = client.say_hello(hello("you")).await.unwrap_err();
-    assert!(NoServers::find(&status).is_some(), "{status:?}");
+    assert!(NoMembers::find(&status).is_some(), "{status:?}");
     assert!(members.is_empty());
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serversets_core::{Environment, Registration, ServerSet, Watch, Watcher};
 use serversets_tower::tonic::BalanceChannel;
-use serversets_tower::{FailFastLayer, MemberCount, NoServers, WatcherDiscover};
+use serversets_tower::{FailFastLayer, MemberCount, NoMembers, WatcherDiscover};
 use support::{
     assert_even, boxed, hello, member_channel, p2c, send, since, tally, BoxedClient as Client,
     TestServer,
@@ -132,14 +132,14 @@ async fn follows_zookeeper(path: Path) {
         ),
     }
 
-    // Everybody leaves: requests fail fast with NoServers.
+    // Everybody leaves: requests fail fast with NoMembers.
     for r in registered.drain(..) {
         r.close().await.unwrap();
     }
     propagated(path, &watch, &members, 0).await;
     let status = client.clone().say_hello(hello("you")).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    assert_eq!(NoServers::find(&status).map(NoServers::waited), Some(WAIT));
+    assert_eq!(NoMembers::find(&status).map(NoMembers::waited), Some(WAIT));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

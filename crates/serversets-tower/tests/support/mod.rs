@@ -29,7 +29,7 @@ use greeter::greeter_server::{Greeter, GreeterServer};
 use greeter::{HelloReply, HelloRequest};
 use serversets_core::Member;
 use serversets_fixedset::FixedSet;
-use serversets_tower::{FailFastLayer, MemberLoad, NoServers};
+use serversets_tower::{FailFastLayer, MemberLoad, NoMembers};
 use tonic::body::Body;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Response, Status};
@@ -247,7 +247,7 @@ pub async fn send(client: &BoxedClient, n: usize, concurrency: usize) {
     }
 }
 
-/// With no members, a request fails after `wait` with `NoServers` (not
+/// With no members, a request fails after `wait` with `NoMembers` (not
 /// sooner, and not much later); then a member arriving within the wait
 /// answers a request that is waiting. Returns the first request's status.
 pub async fn fails_fast_until_a_member_arrives(
@@ -260,7 +260,7 @@ pub async fn fails_fast_until_a_member_arrives(
     let status = client.clone().say_hello(hello("you")).await.unwrap_err();
     let took = started.elapsed();
     let no_servers =
-        NoServers::find(&status).unwrap_or_else(|| panic!("no NoServers in {status:?}"));
+        NoMembers::find(&status).unwrap_or_else(|| panic!("no NoMembers in {status:?}"));
     assert_eq!(no_servers.waited(), wait);
     assert!(
         took >= wait && took < wait + Duration::from_millis(1700),
