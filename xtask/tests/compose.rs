@@ -1,17 +1,23 @@
 //! `compose/docker-compose.yml` is checked here, offline, because no
 //! container engine runs where this project is built and tested:
 //!
-//! - it is valid against the Compose Specification's JSON schema, vendored
-//!   in `compose/schema/compose-spec.json` (YAML anchors and `<<` merge keys
-//!   are resolved first, as Compose does);
+//! - it is a valid Compose file: parsed as YAML (anchors and `<<` merge keys
+//!   resolved, as Compose does) into the `compose_spec` crate's `Compose`,
+//!   whose `Deserialize` follows the Compose Specification and parses and
+//!   validates each value (image names, port mappings, restart policies...)
+//!   and refuses unknown keys (any key not in the specification must be an
+//!   `x-` extension);
 //! - it does what `compose/README.md` says: three ZooKeeper servers and one
 //!   memcached, their images, ids and ensemble, ports published on
 //!   127.0.0.1 only, no volumes, and the connect string the README exports;
 //! - and the check has teeth: broken copies of the file fail it.
 
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
-use serde_json::Value;
+use compose_spec::service::ports;
+use compose_spec::{Compose, Service};
 
 fn compose_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -25,86 +31,86 @@ fn read(name: &str) -> String {
 }
 
 /// The compose file as Compose reads it: YAML with its anchors and merge
-/// keys resolved, as JSON for the schema.
-fn parse(yaml: &str) -> Result<Value, String> {
+/// keys resolved, then typed and validated by `compose_spec`.
+fn parse(yaml: &str) -> Result<Compose, String> {
     let mut doc: serde_norway::Value =
         serde_norway::from_str(yaml).map_err(|e| format!("not YAML: {e}"))?;
     doc.apply_merge()
         .map_err(|e| format!("bad merge key: {e}"))?;
-    serde_json::to_value(&doc).map_err(|e| format!("not JSON-shaped: {e}"))
-}
-
-/// Every way `yaml` breaks the Compose schema, one line each; empty when it
-/// is a valid Compose file.
-fn schema_errors(yaml: &str) -> Vec<String> {
-    let schema: Value = serde_json::from_str(&read("schema/compose-spec.json"))
-        .expect("the vendored schema is JSON");
-    let validator = jsonschema::validator_for(&schema).expect("the vendored schema compiles");
-    match parse(yaml) {
-        Ok(doc) => validator
-            .iter_errors(&doc)
-            .map(|e| format!("{}: {e}", e.instance_path()))
-            .collect(),
-        Err(e) => vec![e],
-    }
+    serde_norway::from_value(doc).map_err(|e| format!("not a Compose file: {e}"))
 }
 
 fn compose_file() -> String {
     read("docker-compose.yml")
 }
 
-fn service<'a>(doc: &'a Value, name: &str) -> &'a Value {
-    doc.pointer(&format!("/services/{name}"))
+fn service<'a>(compose: &'a Compose, name: &str) -> &'a Service {
+    compose
+        .services
+        .get(name)
         .unwrap_or_else(|| panic!("no service {name:?}"))
 }
 
-fn text<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_else(|| panic!("no string at {pointer} in {v}"))
+fn image(service: &Service) -> String {
+    service
+        .image
+        .as_ref()
+        .map(ToString::to_string)
+        .expect("an image")
 }
 
-fn ports(service: &Value) -> Vec<&str> {
-    service["ports"]
-        .as_array()
-        .expect("ports is a list")
-        .iter()
-        .map(|p| p.as_str().expect("ports in the short form"))
+/// The service's environment as `NAME` to value.
+fn environment(service: &Service) -> HashMap<String, String> {
+    service
+        .environment
+        .clone()
+        .into_list()
+        .into_iter()
+        .map(|entry| match entry.split_once('=') {
+            Some((name, value)) => (name.to_string(), value.to_string()),
+            None => (entry, String::new()),
+        })
         .collect()
 }
 
+/// Each published port in the long syntax: host IP, host port (range),
+/// container port.
+fn ports(service: &Service) -> Vec<(Option<IpAddr>, Option<String>, u16)> {
+    ports::into_long_iter(service.ports.clone())
+        .map(|p| (p.host_ip, p.published.map(|r| r.to_string()), p.target))
+        .collect()
+}
+
+const LOOPBACK: Option<IpAddr> = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+
 #[test]
-fn the_compose_file_is_valid_against_the_compose_schema() {
-    let errors = schema_errors(&compose_file());
-    assert!(
-        errors.is_empty(),
-        "compose/docker-compose.yml breaks the Compose schema:\n{}",
-        errors.join("\n")
-    );
+fn the_compose_file_is_a_valid_compose_file() {
+    if let Err(e) = parse(&compose_file()) {
+        panic!("compose/docker-compose.yml is not a valid Compose file: {e}");
+    }
 }
 
 #[test]
 fn the_compose_file_does_what_the_readme_says() {
-    let doc = parse(&compose_file()).expect("the compose file parses");
+    let compose = parse(&compose_file()).expect("the compose file parses");
     let readme = read("README.md");
 
-    let mut names: Vec<&str> = doc["services"]
-        .as_object()
-        .expect("services is a mapping")
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let mut names: Vec<&str> = compose.services.keys().map(|k| k.as_str()).collect();
     names.sort_unstable();
     assert_eq!(names, ["memcached", "zoo1", "zoo2", "zoo3"]);
 
     // A 3-node ZooKeeper 3.8 ensemble: ids 1 to 3, each listing all three.
     let mut client_ports = Vec::new();
     for (id, name) in ["zoo1", "zoo2", "zoo3"].iter().enumerate() {
-        let zk = service(&doc, name);
-        assert_eq!(text(zk, "/image"), "zookeeper:3.8");
-        assert_eq!(text(zk, "/hostname"), *name);
-        assert_eq!(text(zk, "/environment/ZOO_MY_ID"), (id + 1).to_string());
-        let servers = text(zk, "/environment/ZOO_SERVERS");
+        let zk = service(&compose, name);
+        assert_eq!(image(zk), "zookeeper:3.8");
+        assert_eq!(
+            zk.hostname.as_ref().map(ToString::to_string).as_deref(),
+            Some(*name)
+        );
+        let env = environment(zk);
+        assert_eq!(env["ZOO_MY_ID"], (id + 1).to_string());
+        let servers = &env["ZOO_SERVERS"];
         for (other_id, other) in ["zoo1", "zoo2", "zoo3"].iter().enumerate() {
             let entry = format!("server.{}={other}:2888:3888;2181", other_id + 1);
             assert!(
@@ -114,11 +120,11 @@ fn the_compose_file_does_what_the_readme_says() {
         }
         let published = ports(zk);
         assert_eq!(published.len(), 1, "{name} publishes one port");
-        let (host, container) = published[0]
-            .rsplit_once(':')
-            .expect("HOST_IP:HOST_PORT:CONTAINER_PORT");
-        assert_eq!(container, "2181", "{name} publishes its client port");
-        client_ports.push(host.to_string());
+        let (host_ip, host_port, container) = &published[0];
+        assert_eq!(*container, 2181, "{name} publishes its client port");
+        assert_eq!(*host_ip, LOOPBACK, "{name} publishes on 127.0.0.1");
+        let host_port = host_port.as_deref().expect("a host port");
+        client_ports.push(format!("127.0.0.1:{host_port}"));
     }
     assert_eq!(
         client_ports,
@@ -133,19 +139,26 @@ fn the_compose_file_does_what_the_readme_says() {
         "the file's header lacks `{export}`"
     );
 
-    let memcached = service(&doc, "memcached");
-    assert!(text(memcached, "/image").starts_with("memcached:"));
-    assert_eq!(ports(memcached), ["127.0.0.1:11211:11211"]);
+    let memcached = service(&compose, "memcached");
+    assert!(image(memcached).starts_with("memcached:"));
+    assert_eq!(
+        ports(memcached),
+        [(LOOPBACK, Some("11211".to_string()), 11211)]
+    );
     assert!(readme.contains("memcached: 127.0.0.1:11211"));
 
     // "Ports are published on 127.0.0.1 only. The servers keep no volumes."
-    for (name, s) in doc["services"].as_object().expect("services") {
-        for port in ports(s) {
-            assert!(port.starts_with("127.0.0.1:"), "{name} publishes {port}");
+    for (name, s) in &compose.services {
+        let name = name.as_str();
+        for (host_ip, _, container) in ports(s) {
+            assert_eq!(
+                host_ip, LOOPBACK,
+                "{name} publishes {container} beyond 127.0.0.1"
+            );
         }
-        assert!(s.get("volumes").is_none(), "{name} keeps a volume");
+        assert!(s.volumes.is_empty(), "{name} keeps a volume");
     }
-    assert!(doc.get("volumes").is_none(), "the file declares volumes");
+    assert!(compose.volumes.is_empty(), "the file declares volumes");
 }
 
 #[test]
@@ -154,31 +167,78 @@ fn a_broken_compose_file_fails_the_check() {
     // Each copy changes one thing of the real file, and must fail with the
     // error that names it.
     let copies = [
-        // A misspelt key: a service allows no unknown property.
-        ("    ports:\n", "    port:\n", "'port' was unexpected"),
-        // A list written as a string.
+        // Misspelt keys: outside `x-` extensions, a service allows no key
+        // the specification does not define, in the service itself...
+        (
+            "    ports:\n",
+            "    port:\n",
+            "extension key `port` does not start with \"x-\"",
+        ),
+        // ... or behind the anchor, which reaches every service merging it.
+        (
+            "  image: zookeeper:3.8",
+            "  imagee: zookeeper:3.8",
+            "extension key `imagee` does not start with \"x-\"",
+        ),
+        // An unknown top-level section, and `services` misspelt.
+        (
+            "x-zookeeper: &zookeeper",
+            "zookeeper: &zookeeper",
+            "extension key `zookeeper` does not start with \"x-\"",
+        ),
+        ("services:\n", "servces:\n", "missing field `services`"),
+        // Wrong types: a number, or a single string, where a list of ports
+        // is required...
+        (
+            "    ports:\n      - \"127.0.0.1:11211:11211\"",
+            "    ports: 11211",
+            "invalid type: integer `11211`, expected a set",
+        ),
         (
             "    ports:\n      - \"127.0.0.1:11211:11211\"",
             "    ports: \"127.0.0.1:11211:11211\"",
-            "/services/memcached/ports: \"127.0.0.1:11211:11211\" is not of type \"array\"",
+            "invalid type: string \"127.0.0.1:11211:11211\", expected a set",
         ),
-        // An unknown top-level section.
-        ("services:\n", "servces:\n", "'servces' was unexpected"),
-        // A wrong type behind the anchor reaches every service merging it.
+        // ... and a list where the restart policy is a string.
         (
             "restart: unless-stopped",
             "restart: [unless-stopped]",
-            "/services/zoo3/restart: [\"unless-stopped\"] is not of type \"string\"",
+            "invalid type: sequence",
+        ),
+        // Invalid port mappings: a port beyond 65535, a host IP that is none.
+        (
+            "127.0.0.1:11211:11211",
+            "127.0.0.1:11211:99999",
+            "error parsing `99999` as an integer",
+        ),
+        (
+            "127.0.0.1:2183:2181",
+            "127.0.0.300:2183:2181",
+            "error parsing host ip address",
+        ),
+        // Values the specification does not allow: a restart policy, an
+        // image name.
+        (
+            "restart: unless-stopped",
+            "restart: sometimes",
+            "unknown variant `sometimes`",
+        ),
+        (
+            "image: memcached:1.6",
+            "image: Memcached:1.6",
+            "invalid image name part",
         ),
         // Not YAML at all.
         ("  zoo2:\n", " zoo2:\n   - x\n  y:", "not YAML"),
     ];
     for (from, to, expected) in copies {
         assert!(good.contains(from), "{from:?} is not in the file any more");
-        let errors = schema_errors(&good.replacen(from, to, 1));
-        assert!(
-            errors.iter().any(|e| e.contains(expected)),
-            "replacing {from:?} by {to:?}: expected an error with {expected:?}, got {errors:?}"
-        );
+        match parse(&good.replacen(from, to, 1)) {
+            Ok(_) => panic!("replacing {from:?} by {to:?}: the check passed"),
+            Err(e) => assert!(
+                e.contains(expected),
+                "replacing {from:?} by {to:?}: expected an error with {expected:?}, got {e:?}"
+            ),
+        }
     }
 }
