@@ -26,58 +26,35 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
-mod address;
 pub mod balance;
-mod classify;
-pub mod codec;
-mod member;
-mod snapshot;
-pub mod vector;
-mod watcher;
+mod contract;
+#[cfg(feature = "zookeeper")]
+mod zookeeper;
+
+pub use contract::address::{AddressError, HostPort};
+pub use contract::classify::{classify, MemberFilter, Reading, Verdict};
+pub use contract::codec;
+pub use contract::member::{Member, MemberBuilder, MemberId, Status};
+pub use contract::snapshot::{Diff, Snapshot};
+pub use contract::vector;
+pub use contract::watcher::{Feed, Publisher, Subscription, Watcher};
 
 #[cfg(feature = "zookeeper")]
-mod backoff;
+pub use zookeeper::error::{Error, Result};
 #[cfg(feature = "zookeeper")]
-mod error;
+pub use zookeeper::namespace::{validate_path, Environment, PathFn};
 #[cfg(feature = "zookeeper")]
-mod namespace;
+pub use zookeeper::registration::{Ping, Registration, RegistrationBuilder, RegistrationState};
 #[cfg(feature = "zookeeper")]
-mod read;
-#[cfg(feature = "zookeeper")]
-mod registration;
-#[cfg(feature = "zookeeper")]
-mod security;
-#[cfg(feature = "zookeeper")]
-mod serverset;
-#[cfg(feature = "zookeeper")]
-mod session;
-#[cfg(feature = "zookeeper")]
-mod supervise;
-#[cfg(feature = "zookeeper")]
-mod watch;
-
-#[cfg(feature = "zookeeper")]
-pub use error::{Error, Result};
-#[cfg(feature = "zookeeper")]
-pub use namespace::{validate_path, Environment, PathFn};
-#[cfg(feature = "zookeeper")]
-pub use registration::{Ping, Registration, RegistrationBuilder, RegistrationState};
-#[cfg(feature = "zookeeper")]
-pub use security::TlsProblem;
+pub use zookeeper::security::TlsProblem;
 #[cfg(feature = "tls")]
-pub use security::ZkTls;
+pub use zookeeper::security::ZkTls;
 #[cfg(feature = "zookeeper")]
-pub use serverset::{AclPolicy, ServerSet, ServerSetBuilder};
+pub use zookeeper::serverset::{AclPolicy, ServerSet, ServerSetBuilder};
 #[cfg(feature = "zookeeper")]
-pub use session::{Health, Session, SessionBuilder};
+pub use zookeeper::session::{Health, Session, SessionBuilder};
 #[cfg(feature = "zookeeper")]
-pub use watch::{Watch, WatchBuilder, WatchStats, WatchStrategy};
+pub use zookeeper::watch::{Watch, WatchBuilder, WatchStats, WatchStrategy};
 /// The ZooKeeper client this crate is built on, for [`AclPolicy::Custom`].
 #[cfg(feature = "zookeeper")]
 pub use zookeeper_client;
-
-pub use address::{AddressError, HostPort};
-pub use classify::{classify, MemberFilter, Reading, Verdict};
-pub use member::{Member, MemberBuilder, MemberId, Status};
-pub use snapshot::{Diff, Snapshot};
-pub use watcher::{Feed, Publisher, Subscription, Watcher};

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use zookeeper_client as zk;
 
-use crate::AddressError;
+use crate::contract::address::AddressError;
+use crate::zookeeper::security::TlsProblem;
 
 /// Shorthand for results of this crate's ZooKeeper operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -72,7 +73,7 @@ pub enum Error {
         /// The server, `host:port`.
         host: String,
         /// What the handshake said.
-        problem: crate::TlsProblem,
+        problem: TlsProblem,
     },
     /// A client without TLS reached a port that speaks TLS.
     #[error("ZooKeeper at {host} answers with TLS: the server may require TLS (configure its CA)")]

@@ -11,11 +11,14 @@ use futures::FutureExt;
 use tokio::sync::watch;
 use zookeeper_client as zk;
 
-use crate::backoff::Backoff;
-use crate::error::{is_answer, is_refusal, Error, Result};
-use crate::session::{Generation, Session};
-use crate::supervise::spawn_supervised;
-use crate::{codec, HostPort, Member, ServerSet};
+use crate::contract::address::HostPort;
+use crate::contract::codec;
+use crate::contract::member::Member;
+use crate::zookeeper::backoff::Backoff;
+use crate::zookeeper::error::{is_answer, is_refusal, Error, Result};
+use crate::zookeeper::serverset::ServerSet;
+use crate::zookeeper::session::{Generation, Session};
+use crate::zookeeper::supervise::spawn_supervised;
 
 type PingFuture = Pin<Box<dyn Future<Output = std::result::Result<(), String>> + Send>>;
 

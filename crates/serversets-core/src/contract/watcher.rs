@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
-use crate::{Member, Snapshot};
+use crate::contract::member::Member;
+use crate::contract::snapshot::Snapshot;
 
 /// A live view of a server set.
 ///
@@ -349,7 +350,7 @@ impl std::fmt::Debug for Subscription {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::HostPort;
+    use crate::contract::address::HostPort;
     use std::time::Duration;
 
     fn member(addr: &str) -> Member {

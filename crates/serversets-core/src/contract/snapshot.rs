@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::{Member, MemberId};
+use crate::contract::member::{Member, MemberId};
 
 /// The members of a set at one moment, sorted by address then id.
 ///
@@ -157,7 +157,7 @@ impl Diff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::HostPort;
+    use crate::contract::address::HostPort;
 
     fn m(id: &str, addr: &str) -> Member {
         Member::builder(id, addr.parse::<HostPort>().unwrap()).build()

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::error::{Error, Result};
+use crate::zookeeper::error::{Error, Result};
 
 /// The deployment environment, the middle part of the default path
 /// `/discovery/<env>/<service>`.

@@ -33,7 +33,8 @@
 
 use serde_json::Value;
 
-use crate::Member;
+use crate::contract::codec::MAX_MEMBER_BYTES;
+use crate::contract::member::Member;
 
 /// The weight that drains a member.
 pub const DRAIN: f64 = -1.0;
@@ -124,7 +125,7 @@ pub enum VectorError {
 ///
 /// [`VectorError`] when the data is not JSON or has no `vector` array.
 pub fn decode(data: &[u8]) -> Result<Vector, VectorError> {
-    if data.len() > crate::codec::MAX_MEMBER_BYTES {
+    if data.len() > MAX_MEMBER_BYTES {
         return Err(VectorError::InvalidJson(format!(
             "data too large ({} bytes)",
             data.len()
@@ -247,7 +248,7 @@ pub fn weight_of<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::HostPort;
+    use crate::contract::address::HostPort;
 
     fn member(id: &str, host: &str, port: u16, shard: Option<i32>) -> Member {
         let mut b = Member::builder(id, HostPort::new(host, port).unwrap());

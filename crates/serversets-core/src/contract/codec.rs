@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{HostPort, Member, MemberId, Status};
+use crate::contract::address::HostPort;
+use crate::contract::member::{Member, MemberId, Status};
 
 /// Member data larger than this is refused without parsing. It is
 /// ZooKeeper's own limit per node (`jute.maxbuffer`, 1 MiB by default), so

@@ -12,6 +12,9 @@
 
 use std::time::Duration;
 
+use crate::zookeeper::error::Error;
+use crate::zookeeper::session::{show_host, SessionConfig};
+
 #[cfg(feature = "tls")]
 pub(crate) use self::tls::TlsRuntime;
 #[cfg(feature = "tls")]
@@ -70,7 +73,7 @@ impl std::fmt::Display for TlsProblem {
 #[derive(Debug, Clone)]
 pub(crate) enum Finding {
     /// A reason no retry can change: every server that answered gave one.
-    Definite(crate::Error),
+    Definite(Error),
     /// Nothing conclusive; a line for the "could not connect" message.
     Unsure(String),
 }
@@ -80,7 +83,7 @@ const PROBE_STEP: Duration = Duration::from_millis(1500);
 
 /// Probes every server of `cfg` as its client would connect, and says what
 /// stops the connection if it is a TLS matter.
-pub(crate) async fn diagnose(cfg: &crate::session::SessionConfig) -> Finding {
+pub(crate) async fn diagnose(cfg: &SessionConfig) -> Finding {
     let hosts = cfg.host_ports();
     let mut definite = None;
     let mut notes = Vec::new();
@@ -89,7 +92,7 @@ pub(crate) async fn diagnose(cfg: &crate::session::SessionConfig) -> Finding {
     let probes =
         futures::future::join_all(hosts.iter().map(|(host, port)| probe(cfg, host, *port))).await;
     for ((host, port), found) in hosts.iter().zip(probes) {
-        let shown = crate::session::show_host(host, *port);
+        let shown = show_host(host, *port);
         match found {
             Probe::Fine => any_fine = true,
             Probe::Unreachable(why) => notes.push(format!("{shown}: {why}")),
@@ -112,10 +115,10 @@ enum Probe {
     /// No TCP connection (refused, silent): not a TLS matter.
     Unreachable(String),
     /// A definite TLS problem.
-    Problem(crate::Error),
+    Problem(Error),
 }
 
-async fn probe(cfg: &crate::session::SessionConfig, host: &str, port: u16) -> Probe {
+async fn probe(cfg: &SessionConfig, host: &str, port: u16) -> Probe {
     let connect = tokio::net::TcpStream::connect((host, port));
     let stream = match tokio::time::timeout(PROBE_STEP, connect).await {
         Ok(Ok(stream)) => stream,
@@ -146,8 +149,8 @@ async fn probe_plain(mut stream: tokio::net::TcpStream, host: &str, port: u16) -
     match tokio::time::timeout(PROBE_STEP, stream.read(&mut first)).await {
         // 0x16: a handshake record (ServerHello); 0x15: an alert.
         Ok(Ok(1)) if first[0] == 0x16 || first[0] == 0x15 => {
-            Probe::Problem(crate::Error::TlsRequired {
-                host: crate::session::show_host(host, port),
+            Probe::Problem(Error::TlsRequired {
+                host: show_host(host, port),
             })
         }
         _ => Probe::Fine,
@@ -190,7 +193,8 @@ mod tls {
     use zookeeper_client as zk;
 
     use super::{Probe, TlsProblem, PROBE_STEP};
-    use crate::error::{Error, Result};
+    use crate::zookeeper::error::{Error, Result};
+    use crate::zookeeper::session::show_host;
 
     /// Where a PEM comes from: read once, or a file read again on rotation.
     #[derive(Clone, PartialEq, Eq, Hash)]
@@ -588,7 +592,7 @@ mod tls {
         port: u16,
     ) -> Probe {
         use tokio::io::AsyncReadExt;
-        let shown = crate::session::show_host(host, port);
+        let shown = show_host(host, port);
         let config = match tls.client_config() {
             Ok(c) => c,
             Err(e) => return Probe::Problem(e),

@@ -16,10 +16,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 use zookeeper_client as zk;
 
-use crate::backoff::Backoff;
-use crate::error::{Error, Result};
-use crate::security::{diagnose, Finding};
-use crate::supervise::spawn_supervised;
+use crate::zookeeper::backoff::Backoff;
+use crate::zookeeper::error::{Error, Result};
+#[cfg(feature = "tls")]
+use crate::zookeeper::security::ZkTls;
+use crate::zookeeper::security::{diagnose, Finding};
+use crate::zookeeper::supervise::spawn_supervised;
 
 /// How long the first connection may take before the servers are probed
 /// for a TLS or login problem (at most half the connect timeout).
@@ -69,7 +71,7 @@ pub(crate) struct SessionConfig {
     pub(crate) digest: Option<String>,
     /// TLS to the servers' secure client port.
     #[cfg(feature = "tls")]
-    pub(crate) tls: Option<crate::ZkTls>,
+    pub(crate) tls: Option<ZkTls>,
     /// SASL DIGEST-MD5 `(user, password)`.
     #[cfg(feature = "sasl-digest-md5")]
     pub(crate) sasl: Option<(String, String)>,
@@ -129,7 +131,7 @@ impl SessionConfig {
         let mut any = self.digest.is_some();
         #[cfg(feature = "tls")]
         {
-            any |= self.tls.as_ref().is_some_and(crate::ZkTls::has_client_cert);
+            any |= self.tls.as_ref().is_some_and(ZkTls::has_client_cert);
         }
         #[cfg(feature = "sasl-digest-md5")]
         {
@@ -207,7 +209,7 @@ pub(crate) fn show_host(host: &str, port: u16) -> String {
 
 /// The certificates a session's connections use, rotated in place.
 #[cfg(feature = "tls")]
-type TlsHandle = crate::security::TlsRuntime;
+type TlsHandle = crate::zookeeper::security::TlsRuntime;
 #[cfg(not(feature = "tls"))]
 enum TlsHandle {}
 
@@ -432,7 +434,7 @@ impl SessionBuilder {
     /// # Ok(()) }
     /// ```
     #[cfg(feature = "tls")]
-    pub fn tls(mut self, tls: crate::ZkTls) -> Self {
+    pub fn tls(mut self, tls: ZkTls) -> Self {
         if let Ok(cfg) = &mut self.cfg {
             cfg.tls = Some(tls);
         }
@@ -500,7 +502,7 @@ impl SessionBuilder {
         let cfg = self.cfg?;
         #[cfg(feature = "tls")]
         let tls = match &cfg.tls {
-            Some(tls) => Some(crate::security::TlsRuntime::new(tls)?),
+            Some(tls) => Some(TlsHandle::new(tls)?),
             None => None,
         };
         #[cfg(not(feature = "tls"))]
@@ -613,7 +615,7 @@ impl Session {
         let (shutdown_tx, shutdown_rx) = watch::channel(());
         #[cfg(feature = "tls")]
         let tls = match &cfg.tls {
-            Some(tls) => Some(crate::security::TlsRuntime::new(tls)?),
+            Some(tls) => Some(TlsHandle::new(tls)?),
             None => None,
         };
         #[cfg(not(feature = "tls"))]

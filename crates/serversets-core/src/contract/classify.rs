@@ -3,8 +3,8 @@
 //! `member_` children, decoded with the codec, ALIVE only, then the shard
 //! and endpoint filters.
 
-use crate::codec::{self, DecodeError};
-use crate::{Member, Status};
+use crate::contract::codec::{self, DecodeError};
+use crate::contract::member::{Member, Status};
 
 /// The filters a watch applies on top of "ALIVE only".
 ///

@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::backoff::Backoff;
+use crate::zookeeper::backoff::Backoff;
 
 /// Spawns `make()` on the current runtime and restarts it whenever it panics.
 /// A body that returns normally ends the supervision.

@@ -5,14 +5,15 @@ use std::time::Duration;
 
 use zookeeper_client as zk;
 
-use crate::error::Result;
-use crate::namespace::{
+use crate::zookeeper::error::Result;
+use crate::zookeeper::namespace::{
     check_env, check_service, default_path, validate_path, Environment, PathFn,
 };
-use crate::registration::RegistrationBuilder;
-use crate::session::{Session, SessionBuilder, SessionConfig};
-use crate::watch::WatchBuilder;
-use crate::{Registration, Watch};
+use crate::zookeeper::registration::{Ping, Registration, RegistrationBuilder};
+#[cfg(feature = "tls")]
+use crate::zookeeper::security::ZkTls;
+use crate::zookeeper::session::{Session, SessionBuilder, SessionConfig};
+use crate::zookeeper::watch::{Watch, WatchBuilder};
 
 /// Who may touch the nodes this library creates.
 ///
@@ -219,7 +220,7 @@ impl ServerSet {
         &self,
         host: &str,
         port: u16,
-        ping: Option<crate::Ping>,
+        ping: Option<Ping>,
     ) -> Result<Registration> {
         let mut b = self.registration(host, port);
         if let Some(ping) = ping {
@@ -317,7 +318,7 @@ impl ServerSetBuilder {
 
     /// See [`SessionBuilder::tls`].
     #[cfg(feature = "tls")]
-    pub fn tls(mut self, tls: crate::ZkTls) -> Self {
+    pub fn tls(mut self, tls: ZkTls) -> Self {
         self.session = self.session.tls(tls);
         self
     }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::HostPort;
+use crate::contract::address::HostPort;
 
 /// A member's lifecycle status, as written by Finagle and Twitter commons.
 ///
