@@ -142,11 +142,18 @@ impl From<serversets_core::Error> for Error {
             serversets_core::Error::Connect {
                 hosts,
                 timeout,
-                reason,
+                detail,
+                source,
             } => Error::Unreachable {
                 servers: hosts,
                 timeout,
-                reason,
+                // The client's last error, then what probing found.
+                reason: match (source, detail) {
+                    (Some(e), Some(d)) => format!("{e} ({d})"),
+                    (Some(e), None) => e.to_string(),
+                    (None, Some(d)) => d,
+                    (None, None) => "no answer".into(),
+                },
             },
             other => Error::Core(other),
         }

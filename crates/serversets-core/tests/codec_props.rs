@@ -1,5 +1,5 @@
 //! Property tests for the member codec and the child classifier: what
-//! `codec::decode` and `classify` make of anything a ZooKeeper node can hold,
+//! `codec::decode` and `classify` make of anything a ZooKeeper znode can hold,
 //! and that what we write, and what Finagle, Twitter commons and Aurora
 //! write, is read back as the same member.
 //!
@@ -346,7 +346,7 @@ fn big_member() -> impl Strategy<Value = Announced> {
     (
         our_member(),
         odd_string(),
-        // Up to past ZooKeeper's node limit; 64 KiB was once our read limit.
+        // Up to past ZooKeeper's znode limit; 64 KiB was once our read limit.
         0usize..MAX_MEMBER_BYTES + 64 * 1024,
         select(&['x', 'é', '\u{1f600}', '"'][..]),
     )
@@ -361,7 +361,7 @@ fn member_name() -> impl Strategy<Value = String> {
     (0u64..10_000_000_000).prop_map(|n| format!("member_{n:010}"))
 }
 
-/// A child name: mostly a member, sometimes a near miss or another node.
+/// A child name: mostly a member, sometimes a near miss or another znode.
 fn child_name() -> impl Strategy<Value = String> {
     prop_oneof![
         4 => member_name(),
@@ -1250,7 +1250,7 @@ proptest! {
     #![proptest_config(cases(16))]
 
     /// Large members too: whatever ZooKeeper can hold of what we write, our
-    /// readers read. (Past its node limit the create itself fails.)
+    /// readers read. (Past its znode limit the create itself fails.)
     #[test]
     fn big_members_we_encode_decode_to_themselves(a in big_member(), name in member_name()) {
         let member = a.member(&name);

@@ -3,12 +3,13 @@
 //! After each: exactly one member per live registration, watches that kept
 //! their last set throughout and converge to the truth.
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::*;
 use serversets_core::{Health, RegistrationState, Watcher};
+use support::*;
+use testkit::eventually;
 use testkit::ZkCluster;
 
 const T: Duration = Duration::from_secs(30);
@@ -208,7 +209,7 @@ async fn pausing_the_connected_server_is_survived() {
     let start = Instant::now();
     while start.elapsed() < SESSION * 3 {
         // The member may be re-created under a new name if the session
-        // expires meanwhile (both nodes can briefly coexist, which the watch
+        // expires meanwhile (both znodes can briefly coexist, which the watch
         // reports truthfully), but the endpoint never leaves the set.
         let snap = watch.snapshot();
         let mut seen = addrs(&snap);

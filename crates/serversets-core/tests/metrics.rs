@@ -1,7 +1,7 @@
 //! What core reports through the `metrics` facade, read back from a
 //! recorder installed for this test binary, against a real ZooKeeper.
 
-mod common;
+mod support;
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -11,7 +11,8 @@ use serversets_core::zookeeper_client as zk;
 use serversets_core::{Health, Ping, RegistrationState};
 use testkit::prometheus::Samples;
 
-use common::{eventually, put, raw, set, wait_for};
+use support::{put, raw, set, wait_for};
+use testkit::eventually;
 
 const T: Duration = Duration::from_secs(30);
 
@@ -74,7 +75,7 @@ async fn a_watch_reports_its_members_rejected_children_reads_and_propagation_tim
     assert!(reads >= 1.0, "the first member was read: {reads}");
 
     // A member arrives: counted, with one propagation sample.
-    let _endpoint = s.register_endpoint("10.9.0.2", 80, None).await.unwrap();
+    let _registration = s.register_endpoint("10.9.0.2", 80, None).await.unwrap();
     wait_for(&watch, T, "2 members", |snap| snap.len() == 2).await;
     until("2 members counted", || {
         m.sum("serversets_watch_members", &labels) == 2.0
@@ -118,7 +119,7 @@ async fn a_watch_reports_its_members_rejected_children_reads_and_propagation_tim
     assert_eq!(m.sum("serversets_watch_members", &labels), 2.0);
 
     // A member leaves.
-    drop(_endpoint);
+    drop(_registration);
     wait_for(&watch, T, "1 member", |snap| snap.len() == 1).await;
     until("1 member counted", || {
         m.sum("serversets_watch_members", &labels) == 1.0
@@ -144,7 +145,7 @@ async fn a_registration_reports_its_state_creates_and_health_checks() {
 
     let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let check = healthy.clone();
-    let endpoint = s
+    let registration = s
         .registration("10.9.1.1", 80)
         .ping(Ping::new(move || {
             let ok = check.load(std::sync::atomic::Ordering::SeqCst);
@@ -160,7 +161,10 @@ async fn a_registration_reports_its_state_creates_and_health_checks() {
         .register()
         .await
         .unwrap();
-    assert!(matches!(endpoint.state(), RegistrationState::Registered(_)));
+    assert!(matches!(
+        registration.state(),
+        RegistrationState::Registered(_)
+    ));
     assert_eq!(m.sum("serversets_registrations", &state("registered")), 1.0);
     assert_eq!(m.sum("serversets_registrations", &state("pending")), 0.0);
     assert_eq!(m.sum("serversets_registration_creates_total", &labels), 1.0);
@@ -174,7 +178,7 @@ async fn a_registration_reports_its_state_creates_and_health_checks() {
     .await;
 
     // Someone deletes the member: it is created again.
-    let first = endpoint.path().unwrap();
+    let first = registration.path().unwrap();
     let writer = raw(&cs).await;
     writer.delete(&first, None).await.unwrap();
     until("re-registered", || {
@@ -202,11 +206,11 @@ async fn a_registration_reports_its_state_creates_and_health_checks() {
         2.0
     );
 
-    endpoint.close().await.unwrap();
+    registration.close().await.unwrap();
     assert_eq!(m.sum("serversets_registrations", &state("closed")), 1.0);
     assert_eq!(m.sum("serversets_registrations", &state("registered")), 0.0);
     // Once the registration is gone, it is counted in no state.
-    drop(endpoint);
+    drop(registration);
     until("nothing counted", || {
         STATES
             .iter()

@@ -7,14 +7,15 @@
 //! (`connect_string()`); the truth is read past them
 //! (`direct_connect_string()`).
 
-mod common;
+mod support;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::*;
 use serversets_core::zookeeper_client as zk;
 use serversets_core::{Registration, Watcher};
+use support::*;
+use testkit::eventually;
 use testkit::{zk_op, FaultProxy, ZkCluster, ZkOptions};
 
 const T: Duration = Duration::from_secs(30);

@@ -1,14 +1,15 @@
 //! Registering members in a real ZooKeeper: the wire format, closing, health
 //! checks, deletion by others and session sharing.
 
-mod common;
+mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
 use serversets_core::{Environment, Error, Ping, RegistrationState, ServerSet, Watcher};
+use support::*;
+use testkit::eventually;
 use testkit::ZkCluster;
 
 const T: Duration = Duration::from_secs(20);

@@ -3,7 +3,7 @@
 //! error, and members made with credentials are readable but not writable
 //! by anyone else.
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use serversets_core::{
 };
 use testkit::{ClientAuth, TestPki, Validity, ZkCluster, ZkOptions, ZkSasl};
 
-use common::wait_for;
+use support::{set_builder, wait_for};
 
 /// A misconfiguration must be reported well before the connect timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -35,16 +35,10 @@ fn secure(zk: &ZkCluster) -> String {
     zk.secure_connect_string().expect("a TLS port")
 }
 
-fn builder(zk: &str, service: &str) -> serversets_core::ServerSetBuilder {
-    ServerSet::builder(Environment::Test, service, [zk])
-        .session_timeout(Duration::from_secs(10))
-        .connect_timeout(CONNECT_TIMEOUT)
-}
-
 /// Registers a member, watches it arrive and leave.
 async fn register_and_watch(set: &ServerSet) {
     let watch = set.watch().await.expect("watch");
-    let endpoint = set
+    let registration = set
         .register_endpoint("10.0.0.7", 8080, None)
         .await
         .expect("register");
@@ -52,22 +46,32 @@ async fn register_and_watch(set: &ServerSet) {
         s.len() == 1
     })
     .await;
-    endpoint.close().await.expect("close");
+    registration.close().await.expect("close");
     wait_for(&watch, Duration::from_secs(10), "no member", |s| {
         s.is_empty()
     })
     .await;
 }
 
-/// Waits for the session and returns the error with how long it took.
-async fn connect_error(session: Session) -> (Error, Duration) {
+/// Waits for `failing` to fail, checks that it failed well before the
+/// connect timeout, and returns the error.
+async fn fails_fast<T: std::fmt::Debug>(
+    failing: impl std::future::Future<Output = Result<T, Error>>,
+    what: &str,
+) -> Error {
     let started = Instant::now();
-    let e = session
-        .wait_connected()
-        .await
-        .expect_err("the connection must fail");
+    let e = failing.await.expect_err(what);
     println!("error after {:?}: {e}", started.elapsed());
-    (e, started.elapsed())
+    assert!(started.elapsed() < FAST, "took {:?}", started.elapsed());
+    e
+}
+
+/// What a TLS failure says went wrong (any other error fails the test).
+fn tls_problem(e: &Error) -> &TlsProblem {
+    match e {
+        Error::Tls { problem, .. } => problem,
+        other => panic!("not a TLS failure: {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,7 +79,10 @@ async fn watch_and_registration_work_over_tls() {
     let pki = TestPki::generate().expect("pki");
     let zk = tls_cluster(&pki, ClientAuth::None, Validity::Valid);
     let tls = ZkTls::ca_file(pki.ca_pem()).expect("CA");
-    let set = builder(&secure(&zk), "tls").tls(tls).build().expect("set");
+    let set = set_builder(&secure(&zk), "tls")
+        .tls(tls)
+        .build()
+        .expect("set");
     // TLS alone is no identity: members stay open, as without TLS.
     assert_eq!(set.acl_policy(), &AclPolicy::Open);
     register_and_watch(&set).await;
@@ -89,7 +96,10 @@ async fn watch_and_registration_work_over_mutual_tls_with_pem_bytes() {
     let tls = ZkTls::ca_pem(read(pki.ca_pem()))
         .and_then(|t| t.client_cert_pem(read(pki.client_cert()), read(pki.client_key())))
         .expect("TLS settings");
-    let set = builder(&secure(&zk), "mtls").tls(tls).build().expect("set");
+    let set = set_builder(&secure(&zk), "mtls")
+        .tls(tls)
+        .build()
+        .expect("set");
     // The client certificate is an identity (x509:CN=client).
     assert_eq!(set.acl_policy(), &AclPolicy::CreatorAllWorldRead);
     register_and_watch(&set).await;
@@ -102,7 +112,7 @@ async fn watch_and_registration_work_with_sasl() {
         ..ZkOptions::default()
     })
     .expect("SASL ZooKeeper");
-    let set = builder(&zk.connect_string(), "sasl")
+    let set = set_builder(&zk.connect_string(), "sasl")
         .sasl_digest_md5("app", "s3cret")
         .build()
         .expect("set");
@@ -120,16 +130,9 @@ async fn a_wrong_ca_fails_fast_naming_the_ca() {
         .tls(tls)
         .build()
         .expect("session");
-    let (e, took) = connect_error(session).await;
-    assert!(took < FAST, "took {took:?}");
+    let e = fails_fast(session.wait_connected(), "the connection must fail").await;
     assert!(
-        matches!(
-            &e,
-            Error::Tls {
-                problem: TlsProblem::UnknownIssuer,
-                ..
-            }
-        ),
+        matches!(tls_problem(&e), TlsProblem::UnknownIssuer),
         "{e:?}"
     );
     assert!(
@@ -142,25 +145,13 @@ async fn a_wrong_ca_fails_fast_naming_the_ca() {
 async fn an_expired_server_certificate_fails_fast() {
     let pki = TestPki::generate().expect("pki");
     let zk = tls_cluster(&pki, ClientAuth::None, Validity::Expired);
-    let set = builder(&secure(&zk), "expired")
+    let set = set_builder(&secure(&zk), "expired")
         .tls(ZkTls::ca_file(pki.ca_pem()).expect("CA"))
         .build()
         .expect("set");
-    let started = Instant::now();
-    let e = set
-        .watch()
-        .await
-        .expect_err("no watch over an expired certificate");
-    println!("error after {:?}: {e}", started.elapsed());
-    assert!(started.elapsed() < FAST, "took {:?}", started.elapsed());
+    let e = fails_fast(set.watch(), "no watch over an expired certificate").await;
     assert!(
-        matches!(
-            &e,
-            Error::Tls {
-                problem: TlsProblem::CertificateExpired,
-                ..
-            }
-        ),
+        matches!(tls_problem(&e), TlsProblem::CertificateExpired),
         "{e:?}"
     );
     assert!(e.to_string().contains("expired"), "{e}");
@@ -170,25 +161,17 @@ async fn an_expired_server_certificate_fails_fast() {
 async fn a_missing_client_certificate_fails_fast_when_one_is_required() {
     let pki = TestPki::generate().expect("pki");
     let zk = tls_cluster(&pki, ClientAuth::Need, Validity::Valid);
-    let set = builder(&secure(&zk), "nocert")
+    let set = set_builder(&secure(&zk), "nocert")
         .tls(ZkTls::ca_file(pki.ca_pem()).expect("CA"))
         .build()
         .expect("set");
-    let started = Instant::now();
-    let e = set
-        .register_endpoint("10.0.0.7", 8080, None)
-        .await
-        .expect_err("no registration without a client certificate");
-    println!("error after {:?}: {e}", started.elapsed());
-    assert!(started.elapsed() < FAST, "took {:?}", started.elapsed());
+    let e = fails_fast(
+        set.register_endpoint("10.0.0.7", 8080, None),
+        "no registration without a client certificate",
+    )
+    .await;
     assert!(
-        matches!(
-            &e,
-            Error::Tls {
-                problem: TlsProblem::ClientCertificateRequired,
-                ..
-            }
-        ),
+        matches!(tls_problem(&e), TlsProblem::ClientCertificateRequired),
         "{e:?}"
     );
     assert!(
@@ -210,16 +193,9 @@ async fn an_expired_client_certificate_is_refused_fast() {
         .tls(tls)
         .build()
         .expect("session");
-    let (e, took) = connect_error(session).await;
-    assert!(took < FAST, "took {took:?}");
+    let e = fails_fast(session.wait_connected(), "the connection must fail").await;
     assert!(
-        matches!(
-            &e,
-            Error::Tls {
-                problem: TlsProblem::ClientCertificateRejected(_),
-                ..
-            }
-        ),
+        matches!(tls_problem(&e), TlsProblem::ClientCertificateRejected(_)),
         "{e:?}"
     );
 }
@@ -231,17 +207,11 @@ async fn a_wrong_sasl_password_fails_fast() {
         ..ZkOptions::default()
     })
     .expect("SASL ZooKeeper");
-    let set = builder(&zk.connect_string(), "wrongpw")
+    let set = set_builder(&zk.connect_string(), "wrongpw")
         .sasl_digest_md5("app", "guess")
         .build()
         .expect("set");
-    let started = Instant::now();
-    let e = set
-        .watch()
-        .await
-        .expect_err("no watch with a wrong password");
-    println!("error after {:?}: {e}", started.elapsed());
-    assert!(started.elapsed() < FAST, "took {:?}", started.elapsed());
+    let e = fails_fast(set.watch(), "no watch with a wrong password").await;
     assert!(
         matches!(&e, Error::SaslAuthFailed { user, .. } if user == "app"),
         "{e:?}"
@@ -257,8 +227,7 @@ async fn a_plain_client_at_the_tls_port_is_told_the_server_may_require_tls() {
         .connect_timeout(CONNECT_TIMEOUT)
         .build()
         .expect("session");
-    let (e, took) = connect_error(session).await;
-    assert!(took < FAST, "took {took:?}");
+    let e = fails_fast(session.wait_connected(), "the connection must fail").await;
     assert!(matches!(&e, Error::TlsRequired { .. }), "{e:?}");
     assert!(e.to_string().contains("may require TLS"), "{e}");
 }
@@ -272,18 +241,8 @@ async fn a_tls_client_at_a_plain_port_is_told_the_port_does_not_speak_tls() {
         .tls(ZkTls::ca_file(pki.ca_pem()).expect("CA"))
         .build()
         .expect("session");
-    let (e, took) = connect_error(session).await;
-    assert!(took < FAST, "took {took:?}");
-    assert!(
-        matches!(
-            &e,
-            Error::Tls {
-                problem: TlsProblem::NotTls,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    let e = fails_fast(session.wait_connected(), "the connection must fail").await;
+    assert!(matches!(tls_problem(&e), TlsProblem::NotTls), "{e:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -296,10 +255,13 @@ async fn sessions_with_different_security_are_not_shared() {
         ca().client_cert_files(pki.client_cert(), pki.client_key())
             .expect("cert")
     };
-    let a = builder(&hosts, "a").tls(ca()).build().expect("set");
-    let b = builder(&hosts, "b").tls(ca()).build().expect("set");
-    let c = builder(&hosts, "c").tls(with_cert()).build().expect("set");
-    let plain = builder(&zk.connect_string(), "d").build().expect("set");
+    let a = set_builder(&hosts, "a").tls(ca()).build().expect("set");
+    let b = set_builder(&hosts, "b").tls(ca()).build().expect("set");
+    let c = set_builder(&hosts, "c")
+        .tls(with_cert())
+        .build()
+        .expect("set");
+    let plain = set_builder(&zk.connect_string(), "d").build().expect("set");
     let (a, b, c, plain) = (
         a.session().expect("session"),
         b.session().expect("session"),
@@ -322,7 +284,7 @@ async fn sessions_with_different_security_are_not_shared() {
 /// misconfigured client) can do to our members: read, not delete or
 /// overwrite.
 async fn foreigner_can_read_but_not_write(plain_hosts: &str, member: &str) {
-    let foreign = common::raw(plain_hosts).await;
+    let foreign = support::raw(plain_hosts).await;
     let (data, _) = foreign.get_data(member).await.expect("world-readable");
     assert!(!data.is_empty());
     assert_eq!(foreign.delete(member, None).await, Err(zk::Error::NoAuth));
@@ -356,22 +318,22 @@ async fn members_made_with_sasl_are_readable_but_not_writable_by_others() {
         ..ZkOptions::default()
     })
     .expect("SASL ZooKeeper");
-    let set = builder(&zk.connect_string(), "guarded")
+    let set = set_builder(&zk.connect_string(), "guarded")
         .sasl_digest_md5("app", "s3cret")
         .build()
         .expect("set");
-    let endpoint = set
+    let registration = set
         .register_endpoint("10.0.0.7", 8080, None)
         .await
         .expect("register");
-    let member = endpoint.path().expect("registered");
+    let member = registration.path().expect("registered");
     foreigner_can_read_but_not_write(&zk.connect_string(), &member).await;
     // A watcher without credentials still sees the member.
-    let reader = builder(&zk.connect_string(), "guarded")
+    let reader = set_builder(&zk.connect_string(), "guarded")
         .build()
         .expect("set");
     assert_eq!(reader.watch().await.expect("watch").snapshot().len(), 1);
-    endpoint.close().await.expect("close");
+    registration.close().await.expect("close");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -381,17 +343,17 @@ async fn members_made_over_mutual_tls_are_readable_but_not_writable_by_others() 
     let tls = ZkTls::ca_file(pki.ca_pem())
         .and_then(|t| t.client_cert_files(pki.client_cert(), pki.client_key()))
         .expect("TLS settings");
-    let set = builder(&secure(&zk), "guarded")
+    let set = set_builder(&secure(&zk), "guarded")
         .tls(tls)
         .build()
         .expect("set");
-    let endpoint = set
+    let registration = set
         .register_endpoint("10.0.0.7", 8080, None)
         .await
         .expect("register");
-    let member = endpoint.path().expect("registered");
+    let member = registration.path().expect("registered");
     foreigner_can_read_but_not_write(&zk.connect_string(), &member).await;
-    endpoint.close().await.expect("close");
+    registration.close().await.expect("close");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -428,13 +390,13 @@ async fn rotated_client_certificate_files_are_used_by_the_next_connection() {
     // A reconnect (server restart) handshakes with the new certificate and
     // keeps the session.
     zk.restart(0).expect("restart");
-    let raw = common::raw(&zk.connect_string()).await;
+    let raw = support::raw(&zk.connect_string()).await;
     drop(raw);
     let set = ServerSet::builder(Environment::Test, "rotated", [secure(&zk)])
         .session(session.clone())
         .build()
         .expect("set");
-    let endpoint = set
+    let registration = set
         .register_endpoint("10.0.0.7", 8080, None)
         .await
         .expect("register after the reconnect");
@@ -443,13 +405,13 @@ async fn rotated_client_certificate_files_are_used_by_the_next_connection() {
         id,
         "the session survived the rotation"
     );
-    let member = endpoint.path().expect("registered");
-    let foreign = common::raw(&zk.connect_string()).await;
+    let member = registration.path().expect("registered");
+    let foreign = support::raw(&zk.connect_string()).await;
     let (acls, _) = foreign.get_acl(&member).await.expect("acl");
     assert!(
         acls.iter()
             .any(|a| a.scheme() == "x509" && a.id().contains("CN=rotated")),
         "created by the rotated identity: {acls:?}"
     );
-    endpoint.close().await.expect("close");
+    registration.close().await.expect("close");
 }

@@ -1,28 +1,23 @@
 //! Watching sets in a real ZooKeeper: missing paths, bad members written by
 //! others, endpoint and shard selection, both watch strategies.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::*;
 use serversets_core::zookeeper_client as zk;
 use serversets_core::{Environment, ServerSet, WatchStrategy, Watcher};
-use testkit::ZkCluster;
+use support::*;
+use testkit::eventually;
 
 const T: Duration = Duration::from_secs(20);
 
-fn finagle(host: &str, port: i64, extra: &str) -> Vec<u8> {
-    format!(r#"{{"serviceEndpoint":{{"host":"{host}","port":{port}}},"additionalEndpoints":{{"http":{{"host":"{host}","port":{}}}}},"status":"ALIVE"{extra}}}"#, port + 1).into_bytes()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_path_is_empty_fills_in_and_is_not_created() {
-    init_tracing();
-    let zk = ZkCluster::standalone().unwrap();
+    let zk = Zk::start().await;
     for strategy in [WatchStrategy::Auto, WatchStrategy::Children] {
         let service = format!("missing-{strategy:?}").to_lowercase();
-        let set = set(&zk.connect_string(), &service, Duration::from_secs(10));
+        let set = zk.set(&service);
         let watch = set
             .watch_builder()
             .strategy(strategy)
@@ -30,7 +25,7 @@ async fn missing_path_is_empty_fills_in_and_is_not_created() {
             .await
             .unwrap();
         assert!(watch.snapshot().is_empty());
-        let raw = raw(&zk.connect_string()).await;
+        let raw = &zk.raw;
         assert_eq!(
             raw.check_stat(set.path()).await.unwrap(),
             None,
@@ -55,18 +50,10 @@ async fn missing_path_is_empty_fills_in_and_is_not_created() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_members_are_skipped_and_reported_without_poisoning_the_set() {
-    init_tracing();
-    let zk = ZkCluster::standalone().unwrap();
-    let cs = zk.connect_string();
-    let raw = raw(&cs).await;
+    let zk = Zk::start().await;
+    let raw = &zk.raw;
     let path = "/discovery/test/garbage";
-    let good1 = put(
-        &raw,
-        &format!("{path}/member_"),
-        &finagle("10.0.0.1", 80, r#","shard":1"#),
-        zk::CreateMode::PersistentSequential,
-    )
-    .await;
+    let good1 = put_member(raw, path, &finagle("10.0.0.1", 80, r#","shard":1"#)).await;
     let huge = vec![b'x'; 200 * 1024];
     let bad: Vec<(&[u8], &str)> = vec![
         (b"{not json", "invalid JSON"),
@@ -85,7 +72,7 @@ async fn garbage_members_are_skipped_and_reported_without_poisoning_the_set() {
             br#"{"serviceEndpoint":{"host":"h","port":70000},"status":"ALIVE"}"#,
             "invalid port",
         ),
-        // Huge garbage is read (up to ZooKeeper's own 1 MiB node limit, so
+        // Huge garbage is read (up to ZooKeeper's own 1 MiB znode limit, so
         // large members we write ourselves stay readable) and refused.
         (&huge, "invalid JSON"),
         (
@@ -99,38 +86,20 @@ async fn garbage_members_are_skipped_and_reported_without_poisoning_the_set() {
     ];
     let mut bad_names = Vec::new();
     for (data, _) in &bad {
-        let p = put(
-            &raw,
-            &format!("{path}/member_"),
-            data,
-            zk::CreateMode::PersistentSequential,
-        )
-        .await;
+        let p = put_member(raw, path, data).await;
         bad_names.push(p[p.rfind('/').unwrap() + 1..].to_string());
     }
+    put_vector(raw, path, br#"{"vector":[]}"#).await;
     put(
-        &raw,
-        &format!("{path}/vector_"),
-        br#"{"vector":[]}"#,
-        zk::CreateMode::PersistentSequential,
-    )
-    .await;
-    put(
-        &raw,
+        raw,
         &format!("{path}/lock"),
         b"",
         zk::CreateMode::Persistent,
     )
     .await;
-    let good2 = put(
-        &raw,
-        &format!("{path}/member_"),
-        &finagle("10.0.0.2", 80, r#","shard":2"#),
-        zk::CreateMode::PersistentSequential,
-    )
-    .await;
+    let good2 = put_member(raw, path, &finagle("10.0.0.2", 80, r#","shard":2"#)).await;
 
-    let set = set(&cs, "garbage", Duration::from_secs(10));
+    let set = zk.set("garbage");
     let watch = set.watch().await.unwrap();
     assert_eq!(addrs(&watch.snapshot()), ["10.0.0.1:80", "10.0.0.2:80"]);
     let rejected = watch.rejected();
@@ -140,7 +109,7 @@ async fn garbage_members_are_skipped_and_reported_without_poisoning_the_set() {
             .unwrap_or_else(|| panic!("{name} not reported: {rejected:?}"));
         assert!(got.contains(why), "{name}: {got} should mention {why}");
     }
-    // A usable vector node is read and applied (it weighs nothing here), so
+    // A usable vector znode is read and applied (it weighs nothing here), so
     // it is not reported.
     assert!(!rejected.keys().any(|k| k.starts_with("vector_")));
     assert!(rejected.contains_key("lock"));
@@ -149,14 +118,14 @@ async fn garbage_members_are_skipped_and_reported_without_poisoning_the_set() {
     // A bad member arriving later does not disturb the set either, and a
     // good one after it is served.
     put(
-        &raw,
+        raw,
         &format!("{path}/member_"),
         b"[]",
         zk::CreateMode::EphemeralSequential,
     )
     .await;
     put(
-        &raw,
+        raw,
         &format!("{path}/member_"),
         &finagle("10.0.0.3", 80, ""),
         zk::CreateMode::EphemeralSequential,
@@ -183,11 +152,10 @@ async fn garbage_members_are_skipped_and_reported_without_poisoning_the_set() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_change_produces_an_event_and_converges_under_churn() {
-    init_tracing();
-    let zk = ZkCluster::standalone().unwrap();
+    let zk = Zk::start().await;
     for strategy in [WatchStrategy::Auto, WatchStrategy::Children] {
         let service = format!("churn-{strategy:?}").to_lowercase();
-        let set = set(&zk.connect_string(), &service, Duration::from_secs(10));
+        let set = zk.set(&service);
         let watch = set
             .watch_builder()
             .strategy(strategy)
@@ -234,8 +202,8 @@ async fn every_change_produces_an_event_and_converges_under_churn() {
         };
         wait_for(&watch, T, "churn converges", |s| addrs(s) == want).await;
         // Everybody agrees with ZooKeeper itself.
-        let raw = raw(&zk.connect_string()).await;
-        assert_eq!(members_in_zk(&raw, set.path()).await.len(), 30);
+        let raw = &zk.raw;
+        assert_eq!(members_in_zk(raw, set.path()).await.len(), 30);
         let fresh = set.watch().await.unwrap();
         assert_eq!(addrs(&fresh.snapshot()), want);
     }
@@ -243,9 +211,8 @@ async fn every_change_produces_an_event_and_converges_under_churn() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chroot_and_custom_paths_work() {
-    init_tracing();
-    let zk = ZkCluster::standalone().unwrap();
-    let raw = raw(&zk.connect_string()).await;
+    let zk = Zk::start().await;
+    let raw = &zk.raw;
     raw.create(
         "/tenant",
         b"",
@@ -263,7 +230,7 @@ async fn chroot_and_custom_paths_work() {
         .await
         .unwrap();
     assert_eq!(
-        members_in_zk(&raw, "/tenant/aurora/www-data/prod/svc")
+        members_in_zk(raw, "/tenant/aurora/www-data/prod/svc")
             .await
             .len(),
         1
@@ -274,8 +241,8 @@ async fn chroot_and_custom_paths_work() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_watch_closes_its_feeds() {
-    let zk = ZkCluster::standalone().unwrap();
-    let set = set(&zk.connect_string(), "dropfeed", Duration::from_secs(10));
+    let zk = Zk::start().await;
+    let set = zk.set("dropfeed");
     let watch = set.watch().await.unwrap();
     let feed = watch.feed();
     let mut sub = feed.subscribe();
@@ -290,18 +257,10 @@ async fn dropping_the_watch_closes_its_feeds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_member_is_reported_and_does_not_stall_the_set() {
-    init_tracing();
-    let zk = ZkCluster::standalone().unwrap();
-    let cs = zk.connect_string();
-    let raw = raw(&cs).await;
+    let zk = Zk::start().await;
+    let (cs, raw) = (zk.connect_string(), &zk.raw);
     let path = "/discovery/test/unreadable";
-    put(
-        &raw,
-        &format!("{path}/member_"),
-        &finagle("10.0.0.1", 80, ""),
-        zk::CreateMode::PersistentSequential,
-    )
-    .await;
+    put_member(raw, path, &finagle("10.0.0.1", 80, "")).await;
     // A member only its (digest) creator may read.
     let owner = zk::Client::connector()
         .with_auth("digest", b"owner:pw")
@@ -318,7 +277,7 @@ async fn an_unreadable_member_is_reported_and_does_not_stall_the_set() {
         .unwrap();
     let secret = format!("member_{seq}");
 
-    let set = set(&cs, "unreadable", Duration::from_secs(10));
+    let set = zk.set("unreadable");
     let watch = set
         .watch()
         .await
@@ -327,13 +286,7 @@ async fn an_unreadable_member_is_reported_and_does_not_stall_the_set() {
     let why = watch.rejected().get(&secret).cloned().unwrap_or_default();
     assert!(why.contains("unreadable"), "{why}");
     // Later changes still arrive.
-    put(
-        &raw,
-        &format!("{path}/member_"),
-        &finagle("10.0.0.2", 80, ""),
-        zk::CreateMode::PersistentSequential,
-    )
-    .await;
+    put_member(raw, path, &finagle("10.0.0.2", 80, "")).await;
     wait_for(&watch, T, "a later member", |s| s.len() == 2).await;
 
     // Refused reads are not remembered as a verdict: once the member may be
@@ -350,23 +303,15 @@ async fn an_unreadable_member_is_reported_and_does_not_stall_the_set() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_follows_non_member_children_as_they_come_and_go() {
-    init_tracing();
-    let zk = ZkCluster::standalone().unwrap();
-    let cs = zk.connect_string();
-    let raw = raw(&cs).await;
+    let zk = Zk::start().await;
+    let raw = &zk.raw;
     for (service, strategy) in [
         ("rej-auto", WatchStrategy::Auto),
         ("rej-children", WatchStrategy::Children),
     ] {
-        let set = set(&cs, service, Duration::from_secs(10));
+        let set = zk.set(service);
         let path = set.path().to_string();
-        put(
-            &raw,
-            &format!("{path}/member_"),
-            &finagle("10.0.0.1", 80, ""),
-            zk::CreateMode::PersistentSequential,
-        )
-        .await;
+        put_member(raw, &path, &finagle("10.0.0.1", 80, "")).await;
         let watch = set
             .watch_builder()
             .strategy(strategy)
@@ -376,20 +321,14 @@ async fn rejected_follows_non_member_children_as_they_come_and_go() {
         assert!(watch.rejected().is_empty(), "{strategy:?}");
 
         put(
-            &raw,
+            raw,
             &format!("{path}/lock"),
             b"",
             zk::CreateMode::Persistent,
         )
         .await;
         // A member after it, so the set publishes and we know the event passed.
-        put(
-            &raw,
-            &format!("{path}/member_"),
-            &finagle("10.0.0.2", 80, ""),
-            zk::CreateMode::PersistentSequential,
-        )
-        .await;
+        put_member(raw, &path, &finagle("10.0.0.2", 80, "")).await;
         wait_for(&watch, T, "second member", |s| s.len() == 2).await;
         eventually(T, "lock reported", || async {
             watch.rejected().contains_key("lock")
@@ -407,19 +346,11 @@ async fn rejected_follows_non_member_children_as_they_come_and_go() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_whose_data_is_rewritten_is_followed() {
-    init_tracing();
-    let zk = ZkCluster::standalone().unwrap();
-    let cs = zk.connect_string();
-    let raw = raw(&cs).await;
+    let zk = Zk::start().await;
+    let raw = &zk.raw;
     let path = "/discovery/test/rewritten";
-    let node = put(
-        &raw,
-        &format!("{path}/member_"),
-        &finagle("10.0.0.1", 80, ""),
-        zk::CreateMode::PersistentSequential,
-    )
-    .await;
-    let set = set(&cs, "rewritten", Duration::from_secs(10));
+    let node = put_member(raw, path, &finagle("10.0.0.1", 80, "")).await;
+    let set = zk.set("rewritten");
     let watch = set.watch().await.unwrap();
     assert_eq!(watch.snapshot().len(), 1);
     // Writers should delete + create, but some use setData: follow it anyway.

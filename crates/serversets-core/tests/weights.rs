@@ -1,22 +1,17 @@
-//! Finagle `vector_` weight nodes next to the members, written the way a
+//! Finagle `vector_` weight znodes next to the members, written the way a
 //! foreign client (Finagle, an operator's script) writes them, against a
 //! real ZooKeeper: weights reach the snapshot, -1.0 drains, a bad vector is
 //! reported and changes nothing.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::*;
 use serversets_core::zookeeper_client as zk;
 use serversets_core::{Snapshot, WatchStrategy, Watcher};
-use testkit::ZkCluster;
+use support::*;
 
 const T: Duration = Duration::from_secs(20);
-
-fn finagle(host: &str, port: u16, shard: i32) -> Vec<u8> {
-    format!(r#"{{"serviceEndpoint":{{"host":"{host}","port":{port}}},"additionalEndpoints":{{}},"status":"ALIVE","shard":{shard}}}"#).into_bytes()
-}
 
 fn weights(s: &Snapshot) -> Vec<(String, f64)> {
     s.iter()
@@ -26,46 +21,20 @@ fn weights(s: &Snapshot) -> Vec<(String, f64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vectors_weigh_drain_and_are_undone_when_deleted() {
-    init_tracing();
-    let zk = ZkCluster::standalone().unwrap();
-    let cs = zk.connect_string();
-    let raw = raw(&cs).await;
+    let zk = Zk::start().await;
+    let raw = &zk.raw;
     for (service, strategy) in [
         ("w-auto", WatchStrategy::Auto),
         ("w-children", WatchStrategy::Children),
     ] {
-        let set = set(&cs, service, Duration::from_secs(10));
+        let set = zk.set(service);
         let path = set.path().to_string();
-        let a = put(
-            &raw,
-            &format!("{path}/member_"),
-            &finagle("10.0.0.1", 80, 1),
-            zk::CreateMode::PersistentSequential,
-        )
-        .await;
-        put(
-            &raw,
-            &format!("{path}/member_"),
-            &finagle("10.0.0.2", 80, 2),
-            zk::CreateMode::PersistentSequential,
-        )
-        .await;
-        put(
-            &raw,
-            &format!("{path}/member_"),
-            &finagle("10.0.0.3", 80, 2),
-            zk::CreateMode::PersistentSequential,
-        )
-        .await;
+        let a = put_member(raw, &path, &finagle("10.0.0.1", 80, r#","shard":1"#)).await;
+        put_member(raw, &path, &finagle("10.0.0.2", 80, r#","shard":2"#)).await;
+        put_member(raw, &path, &finagle("10.0.0.3", 80, r#","shard":2"#)).await;
         let a_name = a.rsplit('/').next().unwrap().to_string();
-        // Finagle's exact form, two nodes: the weights multiply.
-        let v1 = put(
-            &raw,
-            &format!("{path}/vector_"),
-            format!(r#"{{"vector":[{{"select":"member={a_name}","weight":1.5,"priority":1}},{{"select":"shard=2","weight":2.0,"priority":1}}]}}"#).as_bytes(),
-            zk::CreateMode::PersistentSequential,
-        )
-        .await;
+        // Finagle's exact form, two znodes: the weights multiply.
+        let v1 = put_vector(raw, &path, format!(r#"{{"vector":[{{"select":"member={a_name}","weight":1.5,"priority":1}},{{"select":"shard=2","weight":2.0,"priority":1}}]}}"#).as_bytes()).await;
         let watch = set
             .watch_builder()
             .strategy(strategy)
@@ -81,13 +50,7 @@ async fn vectors_weigh_drain_and_are_undone_when_deleted() {
             ],
             "{strategy:?}"
         );
-        let v2 = put(
-            &raw,
-            &format!("{path}/vector_"),
-            br#"{"vector":[{"select":"inet=10.0.0.2:80","weight":3.0,"priority":1},{"select":"inet=10.0.0.3:80","weight":-1.0,"priority":1}]}"#,
-            zk::CreateMode::PersistentSequential,
-        )
-        .await;
+        let v2 = put_vector(raw, &path, br#"{"vector":[{"select":"inet=10.0.0.2:80","weight":3.0,"priority":1},{"select":"inet=10.0.0.3:80","weight":-1.0,"priority":1}]}"#).await;
         let s = wait_for(&watch, T, "second vector applied", |s| s.len() == 2).await;
         assert_eq!(
             weights(&s),
@@ -114,20 +77,13 @@ async fn vectors_weigh_drain_and_are_undone_when_deleted() {
         assert!(watch.rejected().is_empty(), "{:?}", watch.rejected());
 
         // A member that arrives later is weighed by the vectors present.
-        put(
-            &raw,
-            &format!("{path}/vector_"),
+        put_vector(
+            raw,
+            &path,
             br#"{"vector":[{"select":"shard=9","weight":0.5}]}"#,
-            zk::CreateMode::PersistentSequential,
         )
         .await;
-        put(
-            &raw,
-            &format!("{path}/member_"),
-            &finagle("10.0.0.9", 80, 9),
-            zk::CreateMode::PersistentSequential,
-        )
-        .await;
+        put_member(raw, &path, &finagle("10.0.0.9", 80, r#","shard":9"#)).await;
         let s = wait_for(&watch, T, "late member weighed", |s| s.len() == 4).await;
         assert_eq!(weights(&s)[3], ("10.0.0.9:80".into(), 0.5), "{strategy:?}");
     }
@@ -135,32 +91,17 @@ async fn vectors_weigh_drain_and_are_undone_when_deleted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_vectors_are_reported_and_change_nothing() {
-    init_tracing();
-    let zk = ZkCluster::standalone().unwrap();
-    let cs = zk.connect_string();
-    let raw = raw(&cs).await;
-    let set = set(&cs, "w-bad", Duration::from_secs(10));
+    let zk = Zk::start().await;
+    let raw = &zk.raw;
+    let set = zk.set("w-bad");
     let path = set.path().to_string();
-    put(
-        &raw,
-        &format!("{path}/member_"),
-        &finagle("10.0.0.1", 80, 1),
-        zk::CreateMode::PersistentSequential,
-    )
-    .await;
-    let garbage = put(
-        &raw,
-        &format!("{path}/vector_"),
-        b"\x00\x01 not json",
-        zk::CreateMode::PersistentSequential,
-    )
-    .await;
+    put_member(raw, &path, &finagle("10.0.0.1", 80, r#","shard":1"#)).await;
+    let garbage = put_vector(raw, &path, b"\x00\x01 not json").await;
     // Finagle reads an integer weight as 1.0; so do we.
-    put(
-        &raw,
-        &format!("{path}/vector_"),
+    put_vector(
+        raw,
+        &path,
         br#"{"vector":[{"select":"shard=1","weight":5}]}"#,
-        zk::CreateMode::PersistentSequential,
     )
     .await;
     let watch = set.watch().await.unwrap();
@@ -170,36 +111,21 @@ async fn bad_vectors_are_reported_and_change_nothing() {
     assert!(why.contains("invalid vector"), "{why}");
     assert_eq!(watch.rejected().len(), 1, "{:?}", watch.rejected());
     // Later changes still arrive.
-    put(
-        &raw,
-        &format!("{path}/member_"),
-        &finagle("10.0.0.2", 80, 1),
-        zk::CreateMode::PersistentSequential,
-    )
-    .await;
+    put_member(raw, &path, &finagle("10.0.0.2", 80, r#","shard":1"#)).await;
     wait_for(&watch, T, "a later member", |s| s.len() == 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vector_replaced_in_one_transaction_publishes_once() {
-    init_tracing();
-    let zk = ZkCluster::standalone().unwrap();
-    let cs = zk.connect_string();
-    let raw = raw(&cs).await;
-    let set = set(&cs, "w-replace", Duration::from_secs(10));
+    let zk = Zk::start().await;
+    let raw = &zk.raw;
+    let set = zk.set("w-replace");
     let path = set.path().to_string();
-    put(
-        &raw,
-        &format!("{path}/member_"),
-        &finagle("10.0.0.1", 80, 1),
-        zk::CreateMode::PersistentSequential,
-    )
-    .await;
-    let mut old = put(
-        &raw,
-        &format!("{path}/vector_"),
+    put_member(raw, &path, &finagle("10.0.0.1", 80, r#","shard":1"#)).await;
+    let mut old = put_vector(
+        raw,
+        &path,
         br#"{"vector":[{"select":"shard=1","weight":2.0}]}"#,
-        zk::CreateMode::PersistentSequential,
     )
     .await;
     let watch = set.watch().await.unwrap();
@@ -207,7 +133,7 @@ async fn a_vector_replaced_in_one_transaction_publishes_once() {
     let options = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
     for (round, w) in [3.0, -1.0, 4.0].into_iter().enumerate() {
         let before = watch.snapshot().version();
-        // What `serversets weight` does: the new node and the deletion of
+        // What `serversets weight` does: the new znode and the deletion of
         // the old one in one transaction.
         let mut multi = raw.new_multi_writer();
         let data = format!(r#"{{"vector":[{{"select":"shard=1","weight":{w:?}}}]}}"#);

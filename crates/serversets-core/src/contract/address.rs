@@ -56,6 +56,12 @@ impl HostPort {
     /// assert!(HostPort::new("", 11211).is_err());
     /// assert!(HostPort::new("cache01", 0).is_err());
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`AddressError::EmptyHost`], [`AddressError::InvalidHost`] (a space,
+    /// a `/`, a bracket...) or [`AddressError::InvalidPort`] (0), naming
+    /// the address.
     pub fn new(host: impl Into<String>, port: u16) -> Result<Self, AddressError> {
         let host = host.into();
         let shown = || format!("{host}:{port}");
@@ -83,6 +89,11 @@ impl HostPort {
     /// assert!(HostPort::from_wide("h", 65536).is_err());
     /// assert!(HostPort::from_wide("h", -1).is_err());
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`HostPort::new`], and [`AddressError::InvalidPort`] for a port
+    /// outside 1..=65535.
     pub fn from_wide(host: impl Into<String>, port: i64) -> Result<Self, AddressError> {
         let host = host.into();
         match u16::try_from(port) {

@@ -9,9 +9,20 @@ use crate::contract::member::{Member, Status};
 /// The filters a watch applies on top of "ALIVE only".
 ///
 /// ```
-/// use serversets_core::MemberFilter;
-/// let f = MemberFilter { endpoint: Some("http".into()), shard: Some(2) };
-/// assert_eq!(f.shard, Some(2));
+/// use serversets_core::{classify, MemberFilter, Verdict};
+///
+/// let data = br#"{"serviceEndpoint":{"host":"h","port":80},"additionalEndpoints":{"http":{"host":"h","port":8080}},"status":"ALIVE","shard":2}"#;
+/// // Shard 2's members, addressed by their "http" endpoint.
+/// let http_of_shard_2 = MemberFilter { endpoint: Some("http".into()), shard: Some(2) };
+/// match classify("member_0000000001", data, &http_of_shard_2).verdict {
+///     Verdict::Member(m) => assert_eq!(m.addr().to_string(), "h:8080"),
+///     other => panic!("{other:?}"),
+/// }
+/// // The default filter serves every ALIVE member on its service endpoint.
+/// match classify("member_0000000001", data, &MemberFilter::default()).verdict {
+///     Verdict::Member(m) => assert_eq!(m.addr().to_string(), "h:80"),
+///     other => panic!("{other:?}"),
+/// }
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MemberFilter {
@@ -49,7 +60,7 @@ pub enum Verdict {
     },
     /// The data cannot be read as a member.
     Malformed(DecodeError),
-    /// Not a `member_` node; readers skip it.
+    /// Not a `member_` znode; readers skip it.
     Ignored(String),
 }
 

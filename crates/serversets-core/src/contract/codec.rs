@@ -11,25 +11,47 @@
 //! never affects the others.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::contract::address::HostPort;
+use crate::contract::address::{AddressError, HostPort};
 use crate::contract::member::{Member, MemberId, Status};
 
 /// Member data larger than this is refused without parsing. It is
-/// ZooKeeper's own limit per node (`jute.maxbuffer`, 1 MiB by default), so
+/// ZooKeeper's own limit per znode (`jute.maxbuffer`, 1 MiB by default), so
 /// every member a writer can store, [`encode`]'s included, is read. Finagle
 /// members are a few hundred bytes, but the metadata of a member has no size
 /// limit: a lower limit here made members we wrote ourselves unreadable to our
 /// own watchers, while Finagle served them.
+///
+/// ```
+/// use serversets_core::codec::{self, DecodeError, MAX_MEMBER_BYTES};
+///
+/// let oversized = vec![b' '; MAX_MEMBER_BYTES + 1];
+/// assert_eq!(codec::decode("member_1", &oversized), Err(DecodeError::TooLarge(oversized.len())));
+/// ```
 pub const MAX_MEMBER_BYTES: usize = 1024 * 1024;
 
 /// Why one member's data could not be read.
+///
+/// A cause from elsewhere (the JSON parser's error, an address refused) is
+/// [`source()`](std::error::Error::source), not part of the message.
+///
+/// ```
+/// use std::error::Error as _;
+/// use serversets_core::codec::{self, DecodeError};
+///
+/// let e = codec::decode("member_1", br#"{"serviceEndpoint":{"host":"h","port":0}}"#).unwrap_err();
+/// assert!(matches!(e, DecodeError::InvalidEndpoint { .. }));
+/// assert_eq!(e.to_string(), "invalid serviceEndpoint: not a valid address");
+/// let why = e.source().map(|s| s.to_string()).unwrap_or_default();
+/// assert!(why.contains("invalid port"), "{why}");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
-    /// The node has no data.
+    /// The znode has no data.
     #[error("empty data")]
     Empty,
     /// The data is larger than [`MAX_MEMBER_BYTES`].
@@ -38,22 +60,27 @@ pub enum DecodeError {
     /// The data is not UTF-8.
     #[error("data is not UTF-8")]
     NotUtf8,
-    /// The data is not JSON (it may be the legacy Thrift binary form).
-    #[error("invalid JSON: {0}")]
-    InvalidJson(String),
+    /// The data is not JSON (it may be the legacy Thrift binary form);
+    /// `source()` is the parser's error.
+    #[error("invalid JSON")]
+    InvalidJson(#[source] JsonError),
     /// The JSON is not an object.
     #[error("JSON is not an object")]
     NotAnObject,
     /// `serviceEndpoint` is absent.
     #[error("missing serviceEndpoint")]
     MissingServiceEndpoint,
-    /// An endpoint is malformed.
+    /// An endpoint is malformed; when its host and port are there but do
+    /// not make an address, `source()` says why.
     #[error("invalid {field}: {reason}")]
     InvalidEndpoint {
         /// `serviceEndpoint` or `additionalEndpoints.<name>`.
         field: String,
         /// What is wrong.
-        reason: String,
+        reason: &'static str,
+        /// Why the host and port are not an address.
+        #[source]
+        source: Option<AddressError>,
     },
     /// A field has the wrong JSON type.
     #[error("field {field} has the wrong type (expected {expected})")]
@@ -64,6 +91,43 @@ pub enum DecodeError {
         expected: &'static str,
     },
 }
+
+/// The JSON parser's error, shared so the errors that carry it stay cheap
+/// to clone and comparable (two are equal when they say the same at the
+/// same place).
+#[derive(Debug, Clone)]
+pub struct JsonError(Arc<serde_json::Error>);
+
+impl JsonError {
+    /// Line and column where the parser stopped (1-based).
+    pub fn position(&self) -> (usize, usize) {
+        (self.0.line(), self.0.column())
+    }
+}
+
+impl From<serde_json::Error> for JsonError {
+    fn from(e: serde_json::Error) -> Self {
+        JsonError(Arc::new(e))
+    }
+}
+
+impl std::fmt::Display for JsonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for JsonError {}
+
+impl PartialEq for JsonError {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.classify() == other.0.classify()
+            && self.position() == other.position()
+            && self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for JsonError {}
 
 #[derive(Serialize)]
 struct WireEndpoint<'a> {
@@ -149,6 +213,13 @@ pub struct Decoded {
 /// assert!(codec::decode("member_0000000003", br#"{"serviceEndpoint":{"host":"h","port":0}}"#).is_err());
 /// # Ok::<(), codec::DecodeError>(())
 /// ```
+///
+/// # Errors
+///
+/// A [`DecodeError`] naming what makes the data unreadable as a member: no
+/// data, too much, not UTF-8, not a JSON object, no usable
+/// `serviceEndpoint`, a field of the wrong type. A bad additional endpoint
+/// is no error: it is dropped and listed in [`Decoded::dropped`].
 pub fn decode(id: &str, data: &[u8]) -> Result<Decoded, DecodeError> {
     if data.is_empty() {
         return Err(DecodeError::Empty);
@@ -158,7 +229,7 @@ pub fn decode(id: &str, data: &[u8]) -> Result<Decoded, DecodeError> {
     }
     let text = std::str::from_utf8(data).map_err(|_| DecodeError::NotUtf8)?;
     let value: Value =
-        serde_json::from_str(text).map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
+        serde_json::from_str(text).map_err(|e| DecodeError::InvalidJson(e.into()))?;
     let obj = value.as_object().ok_or(DecodeError::NotAnObject)?;
 
     let service = obj
@@ -235,9 +306,10 @@ pub fn decode(id: &str, data: &[u8]) -> Result<Decoded, DecodeError> {
 }
 
 fn endpoint(field: &str, v: &Value) -> Result<HostPort, DecodeError> {
-    let bad = |reason: &str| DecodeError::InvalidEndpoint {
+    let bad = |reason: &'static str| DecodeError::InvalidEndpoint {
         field: field.to_string(),
-        reason: reason.to_string(),
+        reason,
+        source: None,
     };
     let obj = v.as_object().ok_or_else(|| bad("not an object"))?;
     let host = match obj.get("host") {
@@ -250,12 +322,17 @@ fn endpoint(field: &str, v: &Value) -> Result<HostPort, DecodeError> {
         Some(_) => return Err(bad("port is not an integer")),
         None => return Err(bad("missing port")),
     };
-    HostPort::from_wide(host, port).map_err(|e| bad(&e.to_string()))
+    HostPort::from_wide(host, port).map_err(|e| DecodeError::InvalidEndpoint {
+        field: field.to_string(),
+        reason: "not a valid address",
+        source: Some(e),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::chain;
 
     fn ok(data: &str) -> Member {
         decode("member_0000000001", data.as_bytes())
@@ -357,12 +434,33 @@ mod tests {
         ];
         for (data, want) in cases {
             let err = decode("member_0000000009", data).expect_err(&String::from_utf8_lossy(data));
+            let shown = chain(&err);
             assert!(
-                err.to_string().contains(want),
-                "{:?}: got {err}, want {want}",
+                shown.contains(want),
+                "{:?}: got {shown}, want {want}",
                 String::from_utf8_lossy(data)
             );
         }
+    }
+
+    #[test]
+    fn a_cause_is_given_once() {
+        let wrapping = [
+            decode("m", b"{not json").unwrap_err(),
+            decode("m", br#"{"serviceEndpoint":{"host":"h","port":0}}"#).unwrap_err(),
+        ];
+        for e in &wrapping {
+            let source = std::error::Error::source(e).expect("a wrapped cause");
+            assert!(
+                !e.to_string().contains(&source.to_string()),
+                "{e:?} prints its source: {e}"
+            );
+        }
+        assert_eq!(
+            wrapping[0],
+            decode("other", b"{not json").unwrap_err(),
+            "the same parser error at the same place is the same error"
+        );
     }
 
     #[test]

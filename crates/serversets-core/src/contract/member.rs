@@ -81,9 +81,13 @@ impl MemberId {
     /// Wraps an identity string.
     ///
     /// ```
-    /// use serversets_core::MemberId;
+    /// use serversets_core::{HostPort, Member, MemberId, Snapshot};
+    ///
     /// let id = MemberId::new("member_0000000001");
-    /// assert_eq!(id.as_str(), "member_0000000001");
+    /// let member = Member::builder(id.clone(), HostPort::new("10.0.0.1", 80)?).build();
+    /// let snapshot = Snapshot::from_members(1, [member]);
+    /// assert_eq!(snapshot.get(&id).map(|m| m.port()), Some(80));
+    /// # Ok::<(), serversets_core::AddressError>(())
     /// ```
     pub fn new(id: impl Into<Arc<str>>) -> Self {
         MemberId(id.into())

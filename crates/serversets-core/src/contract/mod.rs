@@ -14,3 +14,18 @@ pub(crate) mod member;
 pub(crate) mod snapshot;
 pub mod vector;
 pub(crate) mod watcher;
+
+/// An error and its causes on one line (`what: why: why`), the way this
+/// crate shows an error whose cause is its `source()` (in
+/// `Watch::rejected()` and in logs).
+#[cfg_attr(not(feature = "zookeeper"), allow(dead_code))]
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut shown = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        shown.push_str(": ");
+        shown.push_str(&c.to_string());
+        cause = c.source();
+    }
+    shown
+}

@@ -1,15 +1,15 @@
-//! Finagle's `vector_` weight nodes: how operators steer traffic without
+//! Finagle's `vector_` weight znodes: how operators steer traffic without
 //! touching the members.
 //!
-//! A vector node is a persistent sibling of the members holding a list of
+//! A vector znode is a persistent sibling of the members holding a list of
 //! descriptors, each selecting members (`inet=host:port`, `member=<znode
 //! name>` or `shard=N`) and giving them a weight. A member's weight is the
-//! product of the weights of every descriptor, in every vector node, that
+//! product of the weights of every descriptor, in every vector znode, that
 //! selects it; a weight of exactly -1.0 drains it ("drain without
 //! deregistering": watchers stop serving it while it stays registered).
 //!
-//! Like members, vector nodes are immutable by contract: a change is a new
-//! node plus the deletion of the old one.
+//! Like members, vector znodes are immutable by contract: a change is a new
+//! znode plus the deletion of the old one.
 //!
 //! Finagle's parser reads a weight only when it is a JSON double: an integer
 //! such as `"weight":2` is read by Finagle as the default, 1.0. We do the
@@ -33,10 +33,23 @@
 
 use serde_json::Value;
 
-use crate::contract::codec::MAX_MEMBER_BYTES;
+use crate::contract::codec::{JsonError, MAX_MEMBER_BYTES};
 use crate::contract::member::Member;
 
-/// The weight that drains a member.
+/// The weight that drains a member: watchers stop serving it while it stays
+/// registered.
+///
+/// ```
+/// use serversets_core::vector::{self, Descriptor, Selector, DRAIN};
+/// use serversets_core::{HostPort, Member};
+///
+/// // What an operator writes to take 10.0.0.3:80 out of rotation.
+/// let drain = Descriptor { selector: Selector::Inet("10.0.0.3:80".into()), weight: DRAIN, priority: 1 };
+/// let node = vector::decode(&vector::encode(&[drain]))?;
+/// let member = Member::from_addr(HostPort::new("10.0.0.3", 80)?);
+/// assert_eq!(vector::weight_of(&member, [&node]), None);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub const DRAIN: f64 = -1.0;
 
 /// Which members a descriptor applies to.
@@ -46,7 +59,7 @@ pub enum Selector {
     /// the endpoint a watch serves them on (compared as text, as Finagle
     /// does).
     Inet(String),
-    /// `member=<znode name>`: one member by its node name.
+    /// `member=<znode name>`: one member by its znode name.
     Member(String),
     /// `shard=N`: members of this shard.
     Shard(i32),
@@ -96,43 +109,45 @@ pub struct Descriptor {
     pub priority: i32,
 }
 
-/// One decoded `vector_` node.
+/// One decoded `vector_` znode.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Vector {
-    /// The descriptors this node applies.
+    /// The descriptors this znode applies.
     pub descriptors: Vec<Descriptor>,
     /// What an operator should know: descriptors skipped (unknown selector,
     /// wrong types) and weights read as 1.0 because they are not doubles.
     pub notes: Vec<String>,
 }
 
-/// Why a vector node could not be read at all (it is then skipped whole).
+/// Why a vector znode could not be read at all (it is then skipped whole).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VectorError {
-    /// The data is not JSON.
-    #[error("invalid JSON: {0}")]
-    InvalidJson(String),
+    /// The data is larger than a znode can hold
+    /// ([`MAX_MEMBER_BYTES`](crate::codec::MAX_MEMBER_BYTES)).
+    #[error("data too large ({0} bytes, limit {MAX_MEMBER_BYTES})")]
+    TooLarge(usize),
+    /// The data is not JSON; `source()` is the parser's error.
+    #[error("invalid JSON")]
+    InvalidJson(#[source] JsonError),
     /// The JSON has no `vector` array.
     #[error("no \"vector\" array")]
     NoVector,
 }
 
-/// Reads a vector node's data. Descriptors that cannot be used are skipped
+/// Reads a vector znode's data. Descriptors that cannot be used are skipped
 /// and listed in [`Vector::notes`]; only data that is not a vector at all is
 /// an error.
 ///
 /// # Errors
 ///
-/// [`VectorError`] when the data is not JSON or has no `vector` array.
+/// [`VectorError`] when the data is too large, is not JSON or has no
+/// `vector` array.
 pub fn decode(data: &[u8]) -> Result<Vector, VectorError> {
     if data.len() > MAX_MEMBER_BYTES {
-        return Err(VectorError::InvalidJson(format!(
-            "data too large ({} bytes)",
-            data.len()
-        )));
+        return Err(VectorError::TooLarge(data.len()));
     }
     let value: Value =
-        serde_json::from_slice(data).map_err(|e| VectorError::InvalidJson(e.to_string()))?;
+        serde_json::from_slice(data).map_err(|e| VectorError::InvalidJson(e.into()))?;
     let Some(items) = value.get("vector").and_then(Value::as_array) else {
         return Err(VectorError::NoVector);
     };
@@ -189,7 +204,7 @@ pub fn decode(data: &[u8]) -> Result<Vector, VectorError> {
     Ok(vector)
 }
 
-/// Writes a vector node in Finagle's exact form: compact JSON, weights as
+/// Writes a vector znode in Finagle's exact form: compact JSON, weights as
 /// doubles, priority 1.
 ///
 /// ```
@@ -304,6 +319,15 @@ mod tests {
         ));
         assert_eq!(decode(br#"{"weights":[]}"#), Err(VectorError::NoVector));
         assert_eq!(decode(br#"[1,2]"#), Err(VectorError::NoVector));
+        let huge = vec![b' '; MAX_MEMBER_BYTES + 1];
+        assert_eq!(decode(&huge), Err(VectorError::TooLarge(huge.len())));
+    }
+
+    #[test]
+    fn a_cause_is_given_once() {
+        let e = decode(b"{not json").unwrap_err();
+        let source = std::error::Error::source(&e).expect("the parser's error");
+        assert!(!e.to_string().contains(&source.to_string()), "{e}");
     }
 
     #[test]

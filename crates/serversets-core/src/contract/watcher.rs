@@ -357,7 +357,7 @@ mod tests {
         Member::from_addr(addr.parse::<HostPort>().unwrap())
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn waiter_wakes_on_publish() {
         let p = Publisher::new();
         let feed = p.feed();
@@ -370,7 +370,7 @@ mod tests {
         assert_eq!(snap.version(), 1);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn quick_changes_coalesce_to_the_newest() {
         let p = Publisher::new();
         let mut sub = p.feed().subscribe();
@@ -388,7 +388,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn identical_publish_is_not_a_change() {
         let p = Publisher::new();
         let mut sub = p.feed().subscribe();
@@ -410,7 +410,7 @@ mod tests {
         assert!(sub.changed().await.is_none());
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn close_ends_waiters_and_keeps_last_state() {
         let p = Publisher::new();
         let feed = p.feed();

@@ -1,5 +1,6 @@
 //! Errors of the ZooKeeper side of the crate.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use zookeeper_client as zk;
@@ -11,6 +12,31 @@ use crate::zookeeper::security::TlsProblem;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What went wrong defining, registering in or watching a server set.
+///
+/// Each variant says what failed; when another error caused it, that error
+/// is [`source()`](std::error::Error::source), never repeated in the
+/// message, so print the chain to see it:
+///
+/// ```
+/// use std::error::Error as _;
+/// use serversets_core::{Environment, Error, ServerSet};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let unreachable = ServerSet::builder(Environment::Test, "svc", ["127.0.0.1:1"])
+///     .connect_timeout(std::time::Duration::from_millis(300))
+///     .build()?;
+/// let e = unreachable.watch().await.expect_err("nothing listens on port 1");
+/// assert!(matches!(e, Error::Connect { .. }));
+/// let mut shown = e.to_string();
+/// let mut cause = e.source();
+/// while let Some(c) = cause {
+///     shown = format!("{shown}: {c}");
+///     cause = c.source();
+/// }
+/// assert!(shown.starts_with("could not connect to ZooKeeper at 127.0.0.1:1 within 300ms"));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -31,25 +57,36 @@ pub enum Error {
     /// No ZooKeeper servers were given.
     #[error("no ZooKeeper servers given")]
     NoZooKeeperHosts,
-    /// A host or port to register is invalid.
+    /// A host or port to register is invalid. Transparent: the message and
+    /// source are the [`AddressError`]'s own.
     #[error(transparent)]
     Address(#[from] AddressError),
     /// A session needs a tokio runtime to run its background tasks.
     #[error("serversets needs a tokio runtime: call it from within one")]
     NoRuntime,
-    /// No session could be established in time; it keeps trying in the
-    /// background.
-    #[error("could not connect to ZooKeeper at {hosts} within {timeout:?}: {reason}")]
+    /// No session could be established in time (or, for a watch, its
+    /// first read did not finish); it keeps trying in the background.
+    /// `source()` is the last error the ZooKeeper client reported, when it
+    /// reported one.
+    #[error(
+        "could not connect to ZooKeeper at {hosts} within {timeout:?}{}",
+        parenthesised(detail)
+    )]
     Connect {
         /// The hosts tried.
         hosts: String,
         /// How long was waited.
         timeout: Duration,
-        /// The last error seen.
-        reason: String,
+        /// What else is known, in words: what probing each server found
+        /// (a refused port, a silent host), that nothing answered, or that
+        /// a watch's first read did not finish.
+        detail: Option<String>,
+        /// The last error the ZooKeeper client reported.
+        #[source]
+        source: Option<zk::Error>,
     },
-    /// A ZooKeeper operation failed.
-    #[error("ZooKeeper refused to {op} {path}: {source}")]
+    /// A ZooKeeper operation failed; `source()` is ZooKeeper's error.
+    #[error("ZooKeeper refused to {op} {path}")]
     ZooKeeper {
         /// What was being done.
         op: &'static str,
@@ -59,10 +96,18 @@ pub enum Error {
         #[source]
         source: zk::Error,
     },
-    /// A registration could not be made.
-    #[error("could not register the member: {0}")]
-    Registration(String),
-    /// The endpoint, watch or session was closed.
+    /// The member was not registered within the time allowed (the connect
+    /// timeout plus the first health check's); the registration has
+    /// stopped. `source()` is the last ZooKeeper error met, if any.
+    #[error("the member was not registered within {within:?}")]
+    Registration {
+        /// How long was waited.
+        within: Duration,
+        /// The last ZooKeeper error met.
+        #[source]
+        source: Option<zk::Error>,
+    },
+    /// The registration, watch or session was closed.
     #[error("closed")]
     Closed,
     /// A TLS connection to ZooKeeper failed in a way no retry can change:
@@ -72,7 +117,7 @@ pub enum Error {
     Tls {
         /// The server, `host:port`.
         host: String,
-        /// What the handshake said.
+        /// What the handshake said (our reading of it, not an error value).
         problem: TlsProblem,
     },
     /// A client without TLS reached a port that speaks TLS.
@@ -90,9 +135,23 @@ pub enum Error {
         user: String,
     },
     /// The TLS settings cannot be used: a file that cannot be read, a PEM
-    /// without a certificate or key.
-    #[error("invalid TLS settings: {0}")]
-    TlsConfig(String),
+    /// without a certificate or key. `source()` is the error of the
+    /// library that refused them, when one did.
+    #[error("invalid TLS settings: {reason}")]
+    TlsConfig {
+        /// What cannot be used (naming the file, if it is one).
+        reason: String,
+        /// The error that made it unusable.
+        #[source]
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+/// `" (text)"`, or nothing.
+fn parenthesised(text: &Option<String>) -> String {
+    text.as_deref()
+        .map(|t| format!(" ({t})"))
+        .unwrap_or_default()
 }
 
 impl Error {
@@ -101,6 +160,27 @@ impl Error {
             op,
             path: path.to_string(),
             source,
+        }
+    }
+
+    /// [`Error::TlsConfig`] for a reason of our own.
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls_config(reason: impl Into<String>) -> Error {
+        Error::TlsConfig {
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// [`Error::TlsConfig`] caused by another library's error.
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls_config_by(
+        reason: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error::TlsConfig {
+            reason: reason.into(),
+            source: Some(Arc::new(source)),
         }
     }
 }
@@ -115,7 +195,7 @@ impl Error {
 /// connection" after a stall), `Timeout`, `ClientClosed` and any error this
 /// crate does not know yet may all follow a request the server applied.
 /// Callers must treat such an error as "retry", never as a verdict about a
-/// node. The list is of answers, not of failures, so that a new variant of
+/// znode. The list is of answers, not of failures, so that a new variant of
 /// the client's error type is unknown until proven otherwise.
 pub(crate) fn is_answer(e: &zk::Error) -> bool {
     matches!(
@@ -180,5 +260,41 @@ mod tests {
         }
         assert!(is_refusal(&zk::Error::NoAuth));
         assert!(!is_refusal(&zk::Error::NoNode));
+    }
+
+    /// Every variant that wraps an error gives it as `source()` and leaves
+    /// it out of its own message.
+    #[test]
+    fn a_cause_is_given_once() {
+        let wrapping = [
+            Error::zk("create", "/a", zk::Error::NoAuth),
+            Error::Connect {
+                hosts: "h:2181".into(),
+                timeout: Duration::from_secs(1),
+                detail: Some("h:2181: connection refused".into()),
+                source: Some(zk::Error::ConnectionLoss),
+            },
+            Error::Registration {
+                within: Duration::from_secs(1),
+                source: Some(zk::Error::NoAuth),
+            },
+            Error::TlsConfig {
+                reason: "cannot read /ca.pem".into(),
+                source: Some(Arc::new(std::io::Error::from(std::io::ErrorKind::NotFound))),
+            },
+        ];
+        for e in &wrapping {
+            let source = std::error::Error::source(e).expect("a wrapped cause");
+            assert!(
+                !e.to_string().contains(&source.to_string()),
+                "{e:?} prints its source: {e}"
+            );
+        }
+        // A transparent wrapper is its cause: one message, no second copy
+        // down the chain.
+        let address = AddressError::InvalidPort("h:0".into());
+        let e = Error::from(address.clone());
+        assert_eq!(e.to_string(), address.to_string());
+        assert!(std::error::Error::source(&e).is_none());
     }
 }

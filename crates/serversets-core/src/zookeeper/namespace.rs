@@ -9,9 +9,16 @@ use crate::zookeeper::error::{Error, Result};
 /// `/discovery/<env>/<service>`.
 ///
 /// ```
-/// use serversets_core::Environment;
-/// assert_eq!(Environment::Production.as_str(), "prod");
-/// assert_eq!(Environment::Custom("canary".into()).as_str(), "canary");
+/// use serversets_core::{Environment, ServerSet};
+///
+/// let users = ServerSet::new(Environment::Production, "users", ["zk1:2181"])?;
+/// assert_eq!(users.path(), "/discovery/prod/users");
+///
+/// // From configuration: the usual names, or any other segment.
+/// let canary: Environment = "canary".parse()?;
+/// let users = ServerSet::new(canary, "users", ["zk1:2181"])?;
+/// assert_eq!(users.path(), "/discovery/canary/users");
+/// # Ok::<(), serversets_core::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Environment {
@@ -94,6 +101,11 @@ pub(crate) fn check_env(env: &Environment) -> Result<()> {
 /// assert!(validate_path("/a//b").is_err());
 /// assert!(validate_path("/").is_err());
 /// ```
+///
+/// # Errors
+///
+/// [`Error::InvalidPath`] with the reason: relative, a trailing `/`, the
+/// root, an empty, `.` or `..` segment, or control characters.
 pub fn validate_path(path: &str) -> Result<()> {
     let bad = |reason| Error::InvalidPath {
         path: path.to_string(),

@@ -64,15 +64,7 @@ impl Reader {
     /// A reader whose requests are counted only in its own fields.
     #[cfg(test)]
     pub(crate) fn new(multi: bool) -> Arc<Reader> {
-        Arc::new(Reader {
-            multi: AtomicBool::new(multi),
-            batch: AtomicUsize::new(MAX_BATCH),
-            member_bytes: AtomicUsize::new(FIRST_GUESS),
-            single_reads: AtomicU64::new(0),
-            multi_reads: AtomicU64::new(0),
-            single_counter: metrics::Counter::noop(),
-            multi_counter: metrics::Counter::noop(),
-        })
+        Reader::counted(multi, metrics::Counter::noop(), metrics::Counter::noop())
     }
 
     /// A reader whose requests are also counted in
@@ -83,14 +75,22 @@ impl Reader {
             "ZooKeeper read requests a watch sent: kind=single (one member) or multi (a batch)"
         );
         let counter = |kind: &'static str| metrics::counter!("serversets_watch_reads_total", "set" => path.to_string(), "kind" => kind);
+        Reader::counted(multi, counter("single"), counter("multi"))
+    }
+
+    fn counted(
+        multi: bool,
+        single_counter: metrics::Counter,
+        multi_counter: metrics::Counter,
+    ) -> Arc<Reader> {
         Arc::new(Reader {
             multi: AtomicBool::new(multi),
             batch: AtomicUsize::new(MAX_BATCH),
             member_bytes: AtomicUsize::new(FIRST_GUESS),
             single_reads: AtomicU64::new(0),
             multi_reads: AtomicU64::new(0),
-            single_counter: counter("single"),
-            multi_counter: counter("multi"),
+            single_counter,
+            multi_counter,
         })
     }
 

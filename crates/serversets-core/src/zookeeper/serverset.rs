@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use zookeeper_client as zk;
 
+#[cfg(doc)]
+use crate::zookeeper::error::Error;
 use crate::zookeeper::error::Result;
 use crate::zookeeper::namespace::{
     check_env, check_service, default_path, validate_path, Environment, PathFn,
@@ -15,7 +17,7 @@ use crate::zookeeper::security::ZkTls;
 use crate::zookeeper::session::{Session, SessionBuilder, SessionConfig};
 use crate::zookeeper::watch::{Watch, WatchBuilder};
 
-/// Who may touch the nodes this library creates.
+/// Who may touch the znodes this library creates.
 ///
 /// Without a policy set on the builder, a set whose session has credentials
 /// (digest, SASL or a TLS client certificate) uses
@@ -92,13 +94,13 @@ pub(crate) struct SetInner {
 /// assert_eq!(set.path(), "/discovery/staging/service_name");
 ///
 /// // A server announces itself...
-/// let endpoint = set.register_endpoint("10.0.0.3", 31781, None).await?;
+/// let registration = set.register_endpoint("10.0.0.3", 31781, None).await?;
 /// // ...and a client follows the set.
 /// let watch = set.watch().await?;
 /// for member in &watch.snapshot() {
 ///     assert_eq!(member.addr().to_string(), "10.0.0.3:31781");
 /// }
-/// endpoint.close().await?;
+/// registration.close().await?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -118,6 +120,10 @@ impl ServerSet {
     ///     Err(Error::InvalidServiceName(_))
     /// ));
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`ServerSetBuilder::build`].
     pub fn new<I, S>(env: Environment, service: &str, zookeepers: I) -> Result<ServerSet>
     where
         I: IntoIterator<Item = S>,
@@ -191,13 +197,19 @@ impl ServerSet {
         &self.inner.path
     }
 
-    /// The ACL policy of the nodes this set creates: the one given to the
+    /// The ACL policy of the znodes this set creates: the one given to the
     /// builder, or the default for its credentials (see [`AclPolicy`]).
     pub fn acl_policy(&self) -> &AclPolicy {
         &self.inner.policy
     }
 
     /// The session this set uses, started on first use.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoRuntime`] outside a tokio runtime when the session has to
+    /// be started, and [`Error::TlsConfig`] when its TLS files cannot be
+    /// used.
     pub fn session(&self) -> Result<Session> {
         match &self.inner.explicit_session {
             Some(s) => Ok(s.clone()),
@@ -216,6 +228,10 @@ impl ServerSet {
     /// Returns once the member is created (or, with a failing ping, once the
     /// first ping has failed), or an error if ZooKeeper cannot be reached
     /// within the connect timeout.
+    ///
+    /// # Errors
+    ///
+    /// As [`RegistrationBuilder::register`].
     pub async fn register_endpoint(
         &self,
         host: &str,
@@ -238,6 +254,10 @@ impl ServerSet {
     /// Starts watching the set with default options: ALIVE members, served on
     /// their service endpoint. Returns once the current members are read, or
     /// an error if ZooKeeper cannot be reached within the connect timeout.
+    ///
+    /// # Errors
+    ///
+    /// As [`WatchBuilder::start`].
     pub async fn watch(&self) -> Result<Watch> {
         self.watch_builder().start().await
     }
@@ -330,7 +350,7 @@ impl ServerSetBuilder {
         self
     }
 
-    /// ACLs for the nodes this set creates (members and missing parents).
+    /// ACLs for the znodes this set creates (members and missing parents).
     /// Without this, [`CreatorAllWorldRead`](AclPolicy::CreatorAllWorldRead)
     /// when the session has credentials and [`Open`](AclPolicy::Open)
     /// otherwise.
@@ -348,6 +368,12 @@ impl ServerSetBuilder {
     }
 
     /// Checks everything and builds the set. Does not connect.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidServiceName`], [`Error::InvalidEnvironment`] or
+    /// [`Error::InvalidPath`] for a path that cannot be a set, and
+    /// [`Error::NoZooKeeperHosts`] when no server is given.
     pub fn build(self) -> Result<ServerSet> {
         let path = match self.target {
             Target::Named {

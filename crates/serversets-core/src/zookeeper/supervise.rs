@@ -39,7 +39,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_panicking_body_is_restarted() {
         let runs = Arc::new(AtomicUsize::new(0));
         let r = runs.clone();

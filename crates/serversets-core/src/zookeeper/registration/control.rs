@@ -14,23 +14,44 @@ use crate::zookeeper::backoff::Backoff;
 use crate::zookeeper::error::{is_answer, is_refusal};
 use crate::zookeeper::session::Generation;
 
+/// What a registration knows about its znodes: the one it owns, one a
+/// lost create may have made, and those of sessions it gave up on.
 #[derive(Default)]
-pub(super) struct Node {
+pub(super) struct Ledger {
     /// The member this registration owns now.
     current: Option<Owned>,
     /// A create on this generation may have been applied without an answer;
-    /// look for the node before creating another.
+    /// look for the znode before creating another.
     uncertain: Option<u64>,
     /// Members of sessions this process gave up on (the client declares a
     /// session expired after a long disconnect, while the server may keep it
     /// until its own timeout): deleted from the next session so that a
     /// registration never shows twice.
     orphans: Vec<Owned>,
-    pub(super) last_error: Option<String>,
+    /// What last went wrong, until the member is registered again.
+    pub(super) last_error: Option<Problem>,
     ever_registered: bool,
 }
 
-/// A member node and the session that owns it.
+/// What last kept a registration from its member.
+#[derive(Debug, Clone)]
+pub(super) enum Problem {
+    /// A ZooKeeper request failed.
+    ZooKeeper(zk::Error),
+    /// The health check failed, with what it said.
+    Check(String),
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::ZooKeeper(e) => write!(f, "{e}"),
+            Problem::Check(why) => write!(f, "health check failed: {why}"),
+        }
+    }
+}
+
+/// A member znode and the session that owns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Owned {
     path: String,
@@ -44,7 +65,7 @@ struct Owned {
 /// failure before that is retried with back-off.
 #[tracing::instrument(name = "registration", level = "info", skip_all, fields(
     set = %ctx.set_path,
-    endpoint = %ctx.addr,
+    addr = %ctx.addr,
 ))]
 pub(super) async fn keep_registered(ctx: Arc<Ctx>) {
     let mut generations = ctx.session.generations();
@@ -58,7 +79,7 @@ pub(super) async fn keep_registered(ctx: Arc<Ctx>) {
         retire_stale(&ctx, generation.as_deref(), closing);
 
         let Some(generation) = generation else {
-            if closing && ctx.node().current.is_none() {
+            if closing && ctx.ledger().current.is_none() {
                 ctx.set_state(RegistrationState::Closed);
                 return;
             }
@@ -107,8 +128,8 @@ pub(super) async fn keep_registered(ctx: Arc<Ctx>) {
             Ok(()) => backoff.reset(),
             Err(e) => {
                 // The error first: whoever the refusal wakes reads it.
-                ctx.node().last_error = Some(format!("{e}"));
-                if is_refusal(&e) && !ctx.node().ever_registered {
+                ctx.ledger().last_error = Some(Problem::ZooKeeper(e.clone()));
+                if is_refusal(&e) && !ctx.ledger().ever_registered {
                     ctx.refused.send_replace(true);
                 }
                 let delay = backoff.next_delay();
@@ -129,8 +150,8 @@ pub(super) async fn keep_registered(ctx: Arc<Ctx>) {
 /// over (no session now, or a newer one), the member is gone with it, or
 /// soon will be; it is no longer ours to report.
 fn retire_stale(ctx: &Ctx, generation: Option<&Generation>, closing: bool) {
-    let mut node = ctx.node();
-    let stale = match (&node.current, generation) {
+    let mut ledger = ctx.ledger();
+    let stale = match (&ledger.current, generation) {
         (Some(owned), Some(gen)) => owned.generation != gen.number,
         (Some(_), None) => true,
         (None, _) => false,
@@ -138,11 +159,11 @@ fn retire_stale(ctx: &Ctx, generation: Option<&Generation>, closing: bool) {
     if !stale {
         return;
     }
-    if let Some(owned) = node.current.take() {
+    if let Some(owned) = ledger.current.take() {
         ctx.session.release(&owned.path);
-        node.orphans.push(owned);
+        ledger.orphans.push(owned);
     }
-    drop(node);
+    drop(ledger);
     if !closing {
         ctx.set_state(RegistrationState::Pending);
     }
@@ -151,7 +172,7 @@ fn retire_stale(ctx: &Ctx, generation: Option<&Generation>, closing: bool) {
 /// Deletes members left by earlier sessions that the server still keeps.
 async fn remove_orphans(ctx: &Ctx, generation: &Generation) -> std::result::Result<(), zk::Error> {
     loop {
-        let Some(orphan) = ctx.node().orphans.last().cloned() else {
+        let Some(orphan) = ctx.ledger().orphans.last().cloned() else {
             return Ok(());
         };
         if orphan.session_id != generation.session_id {
@@ -172,7 +193,7 @@ async fn remove_orphans(ctx: &Ctx, generation: &Generation) -> std::result::Resu
                 _ => {}
             }
         }
-        ctx.node().orphans.retain(|o| *o != orphan);
+        ctx.ledger().orphans.retain(|o| *o != orphan);
     }
 }
 
@@ -186,14 +207,14 @@ async fn keep(
     close: &mut watch::Receiver<bool>,
     healthy: &mut watch::Receiver<Option<bool>>,
 ) -> std::result::Result<(), zk::Error> {
-    if ctx.node().current.is_none() {
+    if ctx.ledger().current.is_none() {
         create(ctx, generation).await?;
     }
     // The member exists: remove what earlier sessions left (after the
-    // create, so the endpoint is back in the set as soon as it can be),
+    // create, so the member is back in the set as soon as it can be),
     // then report it.
     remove_orphans(ctx, generation).await?;
-    let Some(owned) = ctx.node().current.clone() else {
+    let Some(owned) = ctx.ledger().current.clone() else {
         return Ok(());
     };
     let path = owned.path;
@@ -234,21 +255,21 @@ enum Settled {
 }
 
 /// The member is not wanted (closing, or the check fails): remove it, and
-/// any node a create whose answer was lost may have made.
+/// any znode a create whose answer was lost may have made.
 async fn unwanted(
     ctx: &Ctx,
     generation: &Generation,
     closing: bool,
 ) -> std::result::Result<Settled, zk::Error> {
     remove_orphans(ctx, generation).await?;
-    let current = ctx.node().current.clone();
+    let current = ctx.ledger().current.clone();
     if let Some(owned) = current {
         remove(ctx, generation, &owned.path).await?;
         return Ok(Settled::Again);
     }
-    if ctx.node().uncertain == Some(generation.number) {
+    if ctx.ledger().uncertain == Some(generation.number) {
         if let Some(path) = adopt(ctx, generation).await? {
-            ctx.node().current = Some(Owned {
+            ctx.ledger().current = Some(Owned {
                 path,
                 generation: generation.number,
                 session_id: generation.session_id,
@@ -264,11 +285,11 @@ async fn unwanted(
 }
 
 fn forget(ctx: &Ctx, path: &str) {
-    let mut node = ctx.node();
-    if node.current.as_ref().is_some_and(|o| o.path == path) {
-        node.current = None;
+    let mut ledger = ctx.ledger();
+    if ledger.current.as_ref().is_some_and(|o| o.path == path) {
+        ledger.current = None;
     }
-    drop(node);
+    drop(ledger);
     ctx.session.release(path);
 }
 
@@ -293,7 +314,7 @@ async fn remove(
 ))]
 async fn create(ctx: &Ctx, generation: &Generation) -> std::result::Result<(), zk::Error> {
     let client = &generation.client;
-    let uncertain = ctx.node().uncertain == Some(generation.number);
+    let uncertain = ctx.ledger().uncertain == Some(generation.number);
     if uncertain {
         if let Some(path) = adopt(ctx, generation).await? {
             tracing::info!(path = %path, "found the member a lost create made; keeping it");
@@ -304,19 +325,19 @@ async fn create(ctx: &Ctx, generation: &Generation) -> std::result::Result<(), z
     let acls = zk::Acls::new(&ctx.acls);
     let options = zk::CreateMode::EphemeralSequential.with_acls(acls);
     loop {
-        ctx.node().uncertain = Some(generation.number);
+        ctx.ledger().uncertain = Some(generation.number);
         match client.create(&prefix, &ctx.data, &options).await {
             Ok((_, seq)) => return registered(ctx, generation, format!("{prefix}{seq}")),
             Err(zk::Error::NoNode) => {
-                ctx.node().uncertain = None;
+                ctx.ledger().uncertain = None;
                 let parents = zk::CreateMode::Persistent.with_acls(acls);
                 client.mkdir(&ctx.set_path, &parents).await?;
             }
             Err(e) => {
                 // Only ZooKeeper's own answer says the create was not
-                // applied; after any other error a node may exist.
+                // applied; after any other error a znode may exist.
                 if is_answer(&e) {
-                    ctx.node().uncertain = None;
+                    ctx.ledger().uncertain = None;
                 }
                 return Err(e);
             }
@@ -331,18 +352,18 @@ fn registered(
 ) -> std::result::Result<(), zk::Error> {
     ctx.session.claim(&path);
     {
-        let mut node = ctx.node();
-        node.current = Some(Owned {
+        let mut ledger = ctx.ledger();
+        ledger.current = Some(Owned {
             path: path.clone(),
             generation: generation.number,
             session_id: generation.session_id,
         });
-        node.uncertain = None;
-        node.last_error = None;
-        if node.ever_registered {
+        ledger.uncertain = None;
+        ledger.last_error = None;
+        if ledger.ever_registered {
             ctx.metrics.reregistrations.increment(1);
         }
-        node.ever_registered = true;
+        ledger.ever_registered = true;
     }
     ctx.metrics.creates.increment(1);
     tracing::info!(path = %path, addr = %ctx.addr, "member registered");
@@ -354,7 +375,7 @@ fn registered(
 ///
 /// The list is read after a `sync`: the client may have reconnected to a
 /// follower that has not applied the create yet, and a list from there
-/// would miss the node and lead to a second one.
+/// would miss the znode and lead to a second one.
 async fn adopt(
     ctx: &Ctx,
     generation: &Generation,
@@ -375,7 +396,7 @@ async fn adopt(
         }
         match generation.client.get_data(&path).await {
             // Claiming is the atomic step: two registrations with the same
-            // data never adopt the same node.
+            // data never adopt the same znode.
             Ok((data, stat))
                 if stat.ephemeral_owner == generation.session_id
                     && data == ctx.data
@@ -387,6 +408,6 @@ async fn adopt(
             Err(e) => return Err(e),
         }
     }
-    ctx.node().uncertain = None;
+    ctx.ledger().uncertain = None;
     Ok(None)
 }

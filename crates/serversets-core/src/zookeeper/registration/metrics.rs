@@ -25,7 +25,7 @@ pub(super) struct RegistrationMetrics {
     /// Index into `states` of the state counted now.
     pub(super) current: std::sync::atomic::AtomicUsize,
     /// `serversets_registration_creates_total`: members created (or a lost
-    /// create's node adopted).
+    /// create's znode adopted).
     pub(super) creates: metrics::Counter,
     /// `serversets_registration_reregistrations_total`: creates after the
     /// first (a new session, a deleted member, a passing check again).

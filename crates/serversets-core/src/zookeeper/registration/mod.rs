@@ -17,10 +17,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use zookeeper_client as zk;
 
-use self::control::{keep_registered, Node};
+use self::control::{keep_registered, Ledger, Problem};
 use self::metrics::RegistrationMetrics;
-pub use self::ping::Ping;
 use self::ping::run_ping;
+pub use self::ping::Ping;
 use crate::contract::address::HostPort;
 use crate::contract::codec;
 use crate::contract::member::Member;
@@ -53,7 +53,7 @@ pub enum RegistrationState {
 /// # let zk = testkit::ZkCluster::standalone()?; // a real ZooKeeper for this example
 /// # let zookeepers = [zk.connect_string()];
 /// let set = ServerSet::new(Environment::Production, "search", zookeepers)?;
-/// let endpoint = set
+/// let registration = set
 ///     .registration("10.0.0.3", 31781)
 ///     .additional_endpoint("http", "10.0.0.3", 31782)
 ///     .shard(4)
@@ -62,12 +62,12 @@ pub enum RegistrationState {
 ///     .ping_interval(Duration::from_millis(500))
 ///     .register()
 ///     .await?;
-/// let path = endpoint.path().ok_or("not registered")?;
+/// let path = registration.path().ok_or("not registered")?;
 /// assert!(path.starts_with("/discovery/prod/search/member_"));
-/// assert!(matches!(endpoint.state(), RegistrationState::Registered(_)));
+/// assert!(matches!(registration.state(), RegistrationState::Registered(_)));
 ///
-/// endpoint.close().await?; // removed at once; closing again is fine
-/// assert_eq!(endpoint.state(), RegistrationState::Closed);
+/// registration.close().await?; // removed at once; closing again is fine
+/// assert_eq!(registration.state(), RegistrationState::Closed);
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
@@ -139,6 +139,18 @@ impl RegistrationBuilder {
     /// Validates, connects, and registers. Returns once the member exists (or
     /// the first health check has failed); the registration is then kept up
     /// in the background until [`Registration::close`] or drop.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Address`] for an invalid host or port (the member's or an
+    ///   additional endpoint's);
+    /// - what [`Session::wait_connected`] returns when no session comes up;
+    /// - [`Error::ZooKeeper`] at once when ZooKeeper refuses the member in a
+    ///   way no retry changes (ACLs, credentials, a quota);
+    /// - [`Error::Registration`] when the member is not registered within
+    ///   the connect timeout plus the ping timeout.
+    ///
+    /// After an error nothing keeps running: the registration is dropped.
     pub async fn register(self) -> Result<Registration> {
         let mut member = Member::builder("member", HostPort::new(self.host.clone(), self.port)?);
         for (name, host, port) in &self.additional {
@@ -175,7 +187,7 @@ impl RegistrationBuilder {
             healthy,
             _healthy_tx: healthy_tx.clone(),
             refused: watch::channel(false).0,
-            node: Mutex::new(Node::default()),
+            ledger: Mutex::new(Ledger::default()),
             metrics: RegistrationMetrics::new(&self.set.inner.path, &member.addr().to_string()),
         });
         if let Some(ping) = self.ping {
@@ -194,41 +206,46 @@ impl RegistrationBuilder {
         let c = ctx.clone();
         spawn_supervised("serverset-registration", move || keep_registered(c.clone()));
 
-        let endpoint = Registration { ctx };
+        let registration = Registration { ctx };
         // One budget for connecting, the first health check and the create.
-        let connect_timeout = (endpoint.ctx.session.config().connect_timeout + self.ping_timeout)
+        let budget = registration.ctx.session.config().connect_timeout + self.ping_timeout;
+        let left = budget
             .saturating_sub(started.elapsed())
             .max(Duration::from_secs(1));
-        let mut refused = endpoint.ctx.refused.subscribe();
-        let settled = tokio::time::timeout(connect_timeout, async {
+        let mut refused = registration.ctx.refused.subscribe();
+        let settled = tokio::time::timeout(left, async {
             tokio::select! {
                 s = state_rx.wait_for(|s| !matches!(s, RegistrationState::Pending)) => {
                     s.map(|s| s.clone()).ok()
                 }
                 // ZooKeeper refused the member (credentials, ACLs, quota):
                 // no retry within the budget can change that. Dropping the
-                // endpoint below ends the registration and removes anything
-                // a create may have made.
+                // handle below ends the registration and removes anything a
+                // create may have made.
                 _ = refused.wait_for(|r| *r) => None,
             }
         })
         .await;
         match settled {
             Ok(Some(RegistrationState::Registered(_) | RegistrationState::Unhealthy(_))) => {
-                Ok(endpoint)
+                Ok(registration)
             }
-            Ok(_) => Err(Error::Registration(
-                endpoint
-                    .ctx
-                    .last_error()
-                    .unwrap_or_else(|| "refused".into()),
-            )),
-            Err(_) => Err(Error::Registration(
-                endpoint
-                    .ctx
-                    .last_error()
-                    .unwrap_or_else(|| format!("not registered within {connect_timeout:?}")),
-            )),
+            // Refused: the error that woke us is ZooKeeper's answer.
+            Ok(_) => match registration.ctx.last_zk_error() {
+                Some(source) => Err(Error::ZooKeeper {
+                    op: "create a member in",
+                    path: registration.ctx.set_path.clone(),
+                    source,
+                }),
+                None => Err(Error::Registration {
+                    within: budget,
+                    source: None,
+                }),
+            },
+            Err(_) => Err(Error::Registration {
+                within: budget,
+                source: registration.ctx.last_zk_error(),
+            }),
         }
     }
 }
@@ -248,18 +265,27 @@ struct Ctx {
     /// Set when ZooKeeper refuses a create outright (see `is_refusal`), so
     /// `register()` can report it without waiting out its budget.
     refused: watch::Sender<bool>,
-    node: Mutex<Node>,
+    /// What the registration knows about its znodes.
+    ledger: Mutex<Ledger>,
     /// Metric handles, registered once when the registration starts.
     metrics: RegistrationMetrics,
 }
 
 impl Ctx {
-    fn node(&self) -> std::sync::MutexGuard<'_, Node> {
-        self.node.lock().unwrap_or_else(|p| p.into_inner())
+    fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn last_error(&self) -> Option<String> {
-        self.node().last_error.clone()
+        self.ledger().last_error.as_ref().map(Problem::to_string)
+    }
+
+    /// The last ZooKeeper error met, if that is what went wrong last.
+    fn last_zk_error(&self) -> Option<zk::Error> {
+        match &self.ledger().last_error {
+            Some(Problem::ZooKeeper(e)) => Some(e.clone()),
+            _ => None,
+        }
     }
 
     /// How long `close` waits: past the session timeout the server drops
@@ -319,12 +345,12 @@ impl Registration {
     /// # let zk = testkit::ZkCluster::standalone()?; // a real ZooKeeper for this example
     /// # let zookeepers = [zk.connect_string()];
     /// let set = ServerSet::new(Environment::Staging, "search", zookeepers)?;
-    /// let endpoint = set
+    /// let registration = set
     ///     .registration("10.0.0.1", 9000)
     ///     .ping(Ping::new(|| async { Err::<(), _>("backend refuses connections") }))
     ///     .register()
     ///     .await?;
-    /// let why = endpoint.last_error().unwrap_or_default();
+    /// let why = registration.last_error().unwrap_or_default();
     /// assert!(why.contains("backend refuses connections"), "{why}");
     /// # Ok(()) }
     /// ```
@@ -343,6 +369,12 @@ impl Registration {
     /// If ZooKeeper is unreachable, this waits up to the session timeout plus
     /// a margin (after which the server drops the member with the session)
     /// and returns; the removal keeps being retried in the background.
+    ///
+    /// # Errors
+    ///
+    /// None today: a removal ZooKeeper has not confirmed in time is logged
+    /// and retried, not reported (the server removes the member with its
+    /// session anyway).
     pub async fn close(&self) -> Result<()> {
         self.ctx.close.send_replace(true);
         let mut rx = self.ctx.state.subscribe();

@@ -11,6 +11,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use tokio::sync::watch;
 
+use super::control::Problem;
 use super::Ctx;
 
 type PingFuture = Pin<Box<dyn Future<Output = std::result::Result<(), String>> + Send>>;
@@ -145,7 +146,7 @@ impl fmt::Debug for Ping {
 
 #[tracing::instrument(name = "registration_ping", level = "info", skip_all, fields(
     set = %ctx.set_path,
-    endpoint = %ctx.addr,
+    addr = %ctx.addr,
 ))]
 pub(super) async fn run_ping(
     ctx: Arc<Ctx>,
@@ -180,7 +181,7 @@ pub(super) async fn run_ping(
                 Ok(()) => tracing::info!(addr = %ctx.addr, "health check passes; registering"),
                 Err(e) => {
                     tracing::warn!(addr = %ctx.addr, error = %e, "health check fails; deregistering");
-                    ctx.node().last_error = Some(format!("health check failed: {e}"));
+                    ctx.ledger().last_error = Some(Problem::Check(e.clone()));
                 }
             }
             healthy.send_replace(Some(ok));

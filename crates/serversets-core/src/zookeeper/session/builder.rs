@@ -119,7 +119,7 @@ impl SessionBuilder {
     }
 
     /// Connects a bare zookeeper-client [`Client`](zk::Client) with these
-    /// servers and settings (TLS, SASL, digest), for tools that read nodes
+    /// servers and settings (TLS, SASL, digest), for tools that read znodes
     /// this crate does not serve. Not shared, not supervised: the client is
     /// the caller's. Retries until the connect timeout, and fails early as
     /// [`Session::wait_connected`] does.
@@ -149,7 +149,7 @@ impl SessionBuilder {
         #[cfg(not(feature = "tls"))]
         let tls: Option<TlsHandle> = None;
         // The last failure, shared with the attempts below.
-        let last = Mutex::new(String::from("no answer"));
+        let last = Mutex::new(None);
         let attempts = async {
             loop {
                 let connector = cfg.connector(tls.as_ref()).with_fail_eagerly();
@@ -166,7 +166,7 @@ impl SessionBuilder {
                     }
                     Err(e) => {
                         tracing::debug!(error = %e, "ZooKeeper connection attempt failed");
-                        *last.lock().unwrap_or_else(|p| p.into_inner()) = e.to_string();
+                        *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -180,6 +180,12 @@ impl SessionBuilder {
 
     /// Starts the session's supervisor on the current tokio runtime. Returns
     /// at once; the first connection is made in the background.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoZooKeeperHosts`] when no server was given,
+    /// [`Error::NoRuntime`] outside a tokio runtime, and
+    /// [`Error::TlsConfig`] when the TLS files cannot be used.
     pub fn build(self) -> Result<Session> {
         Session::start(self.cfg?)
     }

@@ -31,8 +31,8 @@ use crate::zookeeper::security::{diagnose, Finding};
 use crate::zookeeper::supervise::spawn_supervised;
 
 pub use self::builder::SessionBuilder;
-pub(crate) use self::config::{show_host, SessionConfig};
 use self::config::TlsHandle;
+pub(crate) use self::config::{show_host, SessionConfig};
 use self::metrics::SessionMetrics;
 #[cfg(feature = "tls")]
 use self::supervisor::reload_tls_files;
@@ -88,10 +88,11 @@ struct Shared {
     current: watch::Sender<Option<Arc<Generation>>>,
     health: watch::Sender<Health>,
     /// Member paths owned by registrations of this session, so adoption after
-    /// a lost create never takes another registration's node.
+    /// a lost create never takes another registration's znode.
     owned: Mutex<HashSet<String>>,
     alive: AtomicBool,
-    last_error: Mutex<Option<String>>,
+    /// The last error opening a session, for [`Error::Connect`].
+    last_error: Mutex<Option<zk::Error>>,
     /// Numbers sessions; kept here so a restarted supervisor never reuses one.
     generation: AtomicU64,
     /// A reason to connect that no retry can change (a refused SASL login,
@@ -324,7 +325,6 @@ impl Session {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone()
-                .unwrap_or_else(|| "no answer".into())
         })
         .await
     }
@@ -353,7 +353,15 @@ impl Session {
     /// would: a second client attaches to the session and closes it. For
     /// fault-injection tests of the recovery path; the supervisor opens a
     /// new session as it would after a real expiry.
-    #[doc(hidden)]
+    ///
+    /// Behind the `test-util` feature: a hook for tests, not for services.
+    ///
+    /// # Errors
+    ///
+    /// What [`Session::wait_connected`] returns when there is no session to
+    /// end, and [`Error::ZooKeeper`] when no second client could attach to
+    /// it within 20 seconds.
+    #[cfg(feature = "test-util")]
     pub async fn expire_for_testing(&self) -> Result<()> {
         let generation = self.first_generation().await?;
         let info = generation.client.session().clone();
@@ -386,15 +394,15 @@ impl Session {
 /// Waits for `attempt` up to the connect timeout. A connection slow to come
 /// is diagnosed after [`DIAGNOSE_AFTER`] (at most half the timeout): a
 /// cause no retry can change (a refused TLS handshake, a plain client at a
-/// TLS port) fails at once. Past the timeout, [`Error::Connect`] says what
-/// `last` reports and what the probes noted.
+/// TLS port) fails at once. Past the timeout, [`Error::Connect`] carries
+/// the last client error (`last`) and what the probes noted.
 ///
 /// One wait serves both the supervised session (`first_generation`) and a
 /// bare client (`SessionBuilder::connect_client`), so they fail alike.
 async fn within_connect_timeout<T>(
     cfg: &SessionConfig,
     attempt: impl Future<Output = Result<T>>,
-    last: impl FnOnce() -> String,
+    last: impl FnOnce() -> Option<zk::Error>,
 ) -> Result<T> {
     let started = tokio::time::Instant::now();
     let deadline = started + cfg.connect_timeout;
@@ -414,14 +422,17 @@ async fn within_connect_timeout<T>(
             _ = tokio::time::sleep_until(deadline) => break,
         }
     }
-    let mut reason = last();
-    if let Some(note) = seen.filter(|n| !n.is_empty()) {
-        reason = format!("{reason} ({note})");
-    }
+    let source = last();
+    let detail = match seen.filter(|n| !n.is_empty()) {
+        Some(note) => Some(note),
+        None if source.is_none() => Some("no answer".to_string()),
+        None => None,
+    };
     Err(Error::Connect {
         hosts: cfg.hosts().to_string(),
         timeout: cfg.connect_timeout,
-        reason,
+        detail,
+        source,
     })
 }
 

@@ -71,7 +71,7 @@ pub(super) async fn supervise(shared: Arc<Shared>, mut shutdown: watch::Receiver
                     }
                 }
                 tracing::warn!(hosts = cfg.hosts(), error = %reason, "cannot open a ZooKeeper session; retrying");
-                *shared.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+                *shared.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                 tokio::select! {
                     _ = shutdown.changed() => return,
                     _ = tokio::time::sleep(backoff.next_delay()) => continue,
@@ -181,7 +181,7 @@ pub(super) async fn reload_tls_files(shared: Arc<Shared>, mut shutdown: watch::R
             ),
             Ok(false) => {}
             Err(e) => {
-                tracing::warn!(error = %e, "cannot reload the ZooKeeper TLS certificates; keeping the previous ones")
+                tracing::warn!(error = %crate::contract::chain(&e), "cannot reload the ZooKeeper TLS certificates; keeping the previous ones")
             }
         }
     }

@@ -124,6 +124,14 @@ impl WatchBuilder {
     /// Connects, reads the current members and starts following changes.
     /// Returns once the first read is done. A missing path is an empty set
     /// that fills in when the path appears; nothing is created.
+    ///
+    /// # Errors
+    ///
+    /// What [`Session::wait_connected`](crate::Session::wait_connected)
+    /// returns when no session comes up, and [`Error::Connect`] when the
+    /// first read does not finish within the connect timeout (`source()`
+    /// is what interrupted it, such as `NoAuth` for a set we may not list).
+    /// Nothing keeps running after an error.
     pub async fn start(self) -> Result<Watch> {
         let session = self.set.session()?;
         let started = std::time::Instant::now();
@@ -168,17 +176,22 @@ impl WatchBuilder {
             .map(|r| r.is_ok());
         match ready {
             Ok(true) => Ok(watch),
-            _ => Err(Error::Connect {
-                hosts: session.hosts().to_string(),
-                timeout: budget,
-                reason: watch
+            _ => {
+                let source = watch
                     .ctx
                     .last_error
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .clone()
-                    .unwrap_or_else(|| "the first read did not finish".into()),
-            }),
+                    .clone();
+                Err(Error::Connect {
+                    hosts: session.hosts().to_string(),
+                    timeout: budget,
+                    detail: source
+                        .is_none()
+                        .then(|| "the first read did not finish".to_string()),
+                    source,
+                })
+            }
         }
     }
 }

@@ -1,9 +1,9 @@
 //! The watch's cache of what each child of the set says, and the rules that
 //! turn it into snapshots.
 //!
-//! Members and vector nodes are immutable by contract, so each child is
+//! Members and vector znodes are immutable by contract, so each child is
 //! read once, when its name first appears; deletions cost no read. Members
-//! are weighed by the `vector_` nodes present (a weight of -1.0 drains
+//! are weighed by the `vector_` znodes present (a weight of -1.0 drains
 //! them), and every child that is present but not served is kept in
 //! `rejected` with why. Nothing here talks to ZooKeeper: the strategies
 //! read, this module decides.
@@ -14,12 +14,13 @@ use std::sync::atomic::Ordering;
 use zookeeper_client as zk;
 
 use super::{lock, Ctx};
+use crate::contract::chain;
 use crate::contract::classify::{classify, Verdict};
 use crate::contract::member::Member;
 use crate::contract::vector::{self, Vector};
 use crate::zookeeper::error::is_answer;
 
-/// Members; Finagle's weight nodes; children named otherwise are listed in
+/// Members; Finagle's weight znodes; children named otherwise are listed in
 /// `rejected()`, never read.
 pub(super) const MEMBER_PREFIX: &str = "member_";
 pub(super) const VECTOR_PREFIX: &str = "vector_";
@@ -34,9 +35,9 @@ pub(super) fn is_read(name: &str) -> bool {
 /// What the watch knows about one member child.
 #[derive(Clone)]
 pub(super) enum Entry {
-    /// Served, with its weight from the vector nodes.
+    /// Served, with its weight from the vector znodes.
     Served(Member),
-    /// A good member a vector node drains (weight -1.0); kept so it is
+    /// A good member a vector znode drains (weight -1.0); kept so it is
     /// served again, without a read, once the vector goes.
     Drained(Member),
     Skipped,
@@ -49,7 +50,7 @@ pub(super) struct Changes {
     pub(super) removed: Vec<Member>,
 }
 
-/// Applies one member read. Only a definite answer about the node is
+/// Applies one member read. Only a definite answer about the znode is
 /// recorded: its data, `NoNode` (gone: forget it) or `NoAuth` (reported as
 /// unreadable and left out of the cache, so the next resync asks again).
 /// Any other error leaves the name unread and is returned: its outcome is
@@ -123,7 +124,7 @@ fn weigh(vectors: &BTreeMap<String, Option<Vector>>, member: Member) -> Entry {
 fn learn(ctx: &Ctx, name: &str, data: &[u8], batch: &mut Changes) {
     let reading = classify(name, data, &ctx.filter);
     for problem in &reading.dropped {
-        tracing::warn!(path = %ctx.path, member = name, problem = %problem, "ignoring part of a member");
+        tracing::warn!(path = %ctx.path, member = name, problem = %chain(problem), "ignoring part of a member");
     }
     let entry = match reading.verdict {
         Verdict::Member(member) => {
@@ -143,8 +144,9 @@ fn learn(ctx: &Ctx, name: &str, data: &[u8], batch: &mut Changes) {
         Verdict::Malformed(e) => {
             ctx.malformed_total.fetch_add(1, Ordering::Relaxed);
             ctx.metrics.malformed.increment(1);
-            tracing::warn!(path = %ctx.path, member = name, error = %e, "skipping malformed member");
-            lock(&ctx.rejected).insert(name.to_string(), format!("malformed: {e}"));
+            let why = chain(&e);
+            tracing::warn!(path = %ctx.path, member = name, error = %why, "skipping malformed member");
+            lock(&ctx.rejected).insert(name.to_string(), format!("malformed: {why}"));
             Entry::Skipped
         }
         Verdict::Ignored(why) => {
@@ -160,7 +162,7 @@ fn learn(ctx: &Ctx, name: &str, data: &[u8], batch: &mut Changes) {
     }
 }
 
-/// Decodes one vector node and re-weighs the members. An unusable node is
+/// Decodes one vector znode and re-weighs the members. An unusable znode is
 /// reported and changes nothing.
 fn learn_vector(ctx: &Ctx, name: &str, data: &[u8], batch: &mut Changes) {
     let vector = match vector::decode(data) {
@@ -172,8 +174,9 @@ fn learn_vector(ctx: &Ctx, name: &str, data: &[u8], batch: &mut Changes) {
             Some(v)
         }
         Err(e) => {
-            tracing::warn!(path = %ctx.path, vector = name, error = %e, "skipping unusable vector node");
-            lock(&ctx.rejected).insert(name.to_string(), format!("invalid vector: {e}"));
+            let why = chain(&e);
+            tracing::warn!(path = %ctx.path, vector = name, error = %why, "skipping unusable vector node");
+            lock(&ctx.rejected).insert(name.to_string(), format!("invalid vector: {why}"));
             None
         }
     };

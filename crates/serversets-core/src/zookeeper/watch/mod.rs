@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
+use zookeeper_client as zk;
 
 pub use self::builder::{WatchBuilder, WatchStrategy};
 use self::cache::Entry;
@@ -51,7 +52,9 @@ pub(super) struct Ctx {
     resyncs: AtomicU64,
     reader: Arc<Reader>,
     ready: watch::Sender<bool>,
-    last_error: Mutex<Option<String>>,
+    /// The error that last interrupted following the set, for
+    /// [`Error::Connect`](crate::Error::Connect) when the first read fails.
+    last_error: Mutex<Option<zk::Error>>,
     /// Metric handles, registered once when the watch starts.
     metrics: WatchMetrics,
 }
@@ -63,7 +66,7 @@ pub struct WatchStats {
     /// Members served now.
     pub served: usize,
     /// Children present now but not served (malformed, not ALIVE, filtered
-    /// out, or not a `member_` node).
+    /// out, or not a `member_` znode).
     pub rejected: usize,
     /// Malformed members seen since the watch started.
     pub malformed_total: u64,
@@ -91,7 +94,7 @@ pub struct WatchStats {
 /// assert!(watch.snapshot().is_empty());
 /// let mut changes = watch.subscribe();
 ///
-/// let _endpoint = set.register_endpoint("10.0.0.3", 31781, None).await?;
+/// let _registration = set.register_endpoint("10.0.0.3", 31781, None).await?;
 /// while let Some(snapshot) = changes.changed().await {
 ///     assert_eq!(watch.health(), Health::Connected);
 ///     if snapshot.len() == 1 {
@@ -109,8 +112,14 @@ pub struct Watch {
 
 impl Watch {
     /// The members now (same as [`Watcher::snapshot`]).
-    pub fn endpoints(&self) -> Snapshot {
+    pub fn members(&self) -> Snapshot {
         self.feed.snapshot()
+    }
+
+    /// The members now: the old name of [`Watch::members`].
+    #[deprecated(note = "an endpoint is a named address of a member; use `members()`")]
+    pub fn endpoints(&self) -> Snapshot {
+        self.members()
     }
 
     /// The set's path.
@@ -129,8 +138,8 @@ impl Watch {
     }
 
     /// Children that are present but not served, with the reason, by name:
-    /// malformed or filtered-out members, members a `vector_` node drains
-    /// (weight -1.0), unusable vector nodes and children that are neither.
+    /// malformed or filtered-out members, members a `vector_` znode drains
+    /// (weight -1.0), unusable vector znodes and children that are neither.
     pub fn rejected(&self) -> BTreeMap<String, String> {
         self.ctx
             .rejected

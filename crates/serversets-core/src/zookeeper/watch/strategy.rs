@@ -65,7 +65,7 @@ pub(super) async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<()>, mut strate
                 strategy = WatchStrategy::Children;
             }
             Err(e) => {
-                *ctx.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                *ctx.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
                 let delay = backoff.next_delay();
                 tracing::warn!(path = %ctx.path, error = %e, retry_in = ?delay, "watch interrupted; keeping the last known members");
                 tokio::select! {
@@ -115,7 +115,7 @@ async fn follow_events(
     let mut reads: FuturesUnordered<read::Batch> = FuturesUnordered::new();
     // The newest read asked for each name; an older answer is ignored.
     let mut pending: HashMap<String, u64> = HashMap::new();
-    // Vector nodes asked for and not answered yet. Changes wait for them:
+    // Vector znodes asked for and not answered yet. Changes wait for them:
     // a vector replaced in one transaction (create + delete) must not
     // publish the members unweighted in between.
     let mut vectors_pending: HashSet<String> = HashSet::new();
