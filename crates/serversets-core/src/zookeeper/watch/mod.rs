@@ -116,8 +116,9 @@ impl Watch {
         self.feed.snapshot()
     }
 
-    /// The members now: the old name of [`Watch::members`].
-    #[deprecated(note = "an endpoint is a named address of a member; use `members()`")]
+    /// The members now: the old name of [`Watch::members`], kept for its
+    /// callers (an endpoint is a named address of a member, not a member).
+    #[doc(hidden)]
     pub fn endpoints(&self) -> Snapshot {
         self.members()
     }
