@@ -31,6 +31,15 @@ fn tls_cluster(pki: &TestPki, client_auth: ClientAuth, server_cert: Validity) ->
     .expect("TLS ZooKeeper")
 }
 
+/// A ZooKeeper whose SASL login knows the user `app` (password `s3cret`).
+fn sasl_cluster() -> ZkCluster {
+    ZkCluster::start(ZkOptions {
+        sasl: Some(ZkSasl::user("app", "s3cret")),
+        ..ZkOptions::default()
+    })
+    .expect("SASL ZooKeeper")
+}
+
 fn secure(zk: &ZkCluster) -> String {
     zk.secure_connect_string().expect("a TLS port")
 }
@@ -107,11 +116,7 @@ async fn watch_and_registration_work_over_mutual_tls_with_pem_bytes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_and_registration_work_with_sasl() {
-    let zk = ZkCluster::start(ZkOptions {
-        sasl: Some(ZkSasl::user("app", "s3cret")),
-        ..ZkOptions::default()
-    })
-    .expect("SASL ZooKeeper");
+    let zk = sasl_cluster();
     let set = set_builder(&zk.connect_string(), "sasl")
         .sasl_digest_md5("app", "s3cret")
         .build()
@@ -202,11 +207,7 @@ async fn an_expired_client_certificate_is_refused_fast() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_sasl_password_fails_fast() {
-    let zk = ZkCluster::start(ZkOptions {
-        sasl: Some(ZkSasl::user("app", "s3cret")),
-        ..ZkOptions::default()
-    })
-    .expect("SASL ZooKeeper");
+    let zk = sasl_cluster();
     let set = set_builder(&zk.connect_string(), "wrongpw")
         .sasl_digest_md5("app", "guess")
         .build()
@@ -313,11 +314,7 @@ async fn foreigner_can_read_but_not_write(plain_hosts: &str, member: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_made_with_sasl_are_readable_but_not_writable_by_others() {
-    let zk = ZkCluster::start(ZkOptions {
-        sasl: Some(ZkSasl::user("app", "s3cret")),
-        ..ZkOptions::default()
-    })
-    .expect("SASL ZooKeeper");
+    let zk = sasl_cluster();
     let set = set_builder(&zk.connect_string(), "guarded")
         .sasl_digest_md5("app", "s3cret")
         .build()

@@ -18,12 +18,7 @@ async fn missing_path_is_empty_fills_in_and_is_not_created() {
     for strategy in [WatchStrategy::Auto, WatchStrategy::Children] {
         let service = format!("missing-{strategy:?}").to_lowercase();
         let set = zk.set(&service);
-        let watch = set
-            .watch_builder()
-            .strategy(strategy)
-            .start()
-            .await
-            .unwrap();
+        let watch = watch_with(&set, strategy).await;
         assert!(watch.snapshot().is_empty());
         let raw = &zk.raw;
         assert_eq!(
@@ -156,12 +151,7 @@ async fn every_change_produces_an_event_and_converges_under_churn() {
     for strategy in [WatchStrategy::Auto, WatchStrategy::Children] {
         let service = format!("churn-{strategy:?}").to_lowercase();
         let set = zk.set(&service);
-        let watch = set
-            .watch_builder()
-            .strategy(strategy)
-            .start()
-            .await
-            .unwrap();
+        let watch = watch_with(&set, strategy).await;
         let mut sub = watch.subscribe();
         let ep = set
             .register_endpoint("127.0.0.1", 8000, None)
@@ -312,12 +302,7 @@ async fn rejected_follows_non_member_children_as_they_come_and_go() {
         let set = zk.set(service);
         let path = set.path().to_string();
         put_member(raw, &path, &finagle("10.0.0.1", 80, "")).await;
-        let watch = set
-            .watch_builder()
-            .strategy(strategy)
-            .start()
-            .await
-            .unwrap();
+        let watch = watch_with(&set, strategy).await;
         assert!(watch.rejected().is_empty(), "{strategy:?}");
 
         put(

@@ -35,12 +35,7 @@ async fn vectors_weigh_drain_and_are_undone_when_deleted() {
         let a_name = a.rsplit('/').next().unwrap().to_string();
         // Finagle's exact form, two znodes: the weights multiply.
         let v1 = put_vector(raw, &path, format!(r#"{{"vector":[{{"select":"member={a_name}","weight":1.5,"priority":1}},{{"select":"shard=2","weight":2.0,"priority":1}}]}}"#).as_bytes()).await;
-        let watch = set
-            .watch_builder()
-            .strategy(strategy)
-            .start()
-            .await
-            .unwrap();
+        let watch = watch_with(&set, strategy).await;
         assert_eq!(
             weights(&watch.snapshot()),
             [

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use serversets_core::zookeeper_client as zk;
-use serversets_core::{Environment, ServerSet, ServerSetBuilder, Snapshot, Watcher};
+use serversets_core::{
+    Environment, ServerSet, ServerSetBuilder, Snapshot, Watch, WatchStrategy, Watcher,
+};
 
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
@@ -142,4 +144,13 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         cause = c.source();
     }
     shown
+}
+
+/// A watch of `set` that follows it with `strategy` (tests run both).
+pub async fn watch_with(set: &ServerSet, strategy: WatchStrategy) -> Watch {
+    set.watch_builder()
+        .strategy(strategy)
+        .start()
+        .await
+        .expect("the watch starts")
 }
