@@ -12,12 +12,11 @@
 
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 
 use arc_swap::{ArcSwap, Guard};
-use serversets_core::balance::{FollowState, Follower};
+use serversets_core::balance::{FollowState, FollowTask, Follower};
 use serversets_core::{Snapshot, Watcher};
 use tokio::sync::watch;
 
@@ -67,19 +66,6 @@ impl std::fmt::Display for SyncState {
     }
 }
 
-/// Why a follower task that never ran is reported as failed.
-const NEVER_RAN: &str =
-    "the task following the source was cancelled before it ran (runtime shut down?)";
-
-/// What `wait_for_version` waits on besides the follower's state.
-#[derive(Debug, Clone, Copy)]
-struct Progress {
-    /// Source version of the ring installed last.
-    version: u64,
-    /// The follower task was dropped before it first ran.
-    never_ran: bool,
-}
-
 /// What a McSet and its follower share.
 pub(crate) struct Shared {
     routing: ArcSwap<Routing>,
@@ -88,14 +74,9 @@ pub(crate) struct Shared {
     /// Timeouts given to the client handles of members that join later.
     client: ClientOptions,
     follower: Follower,
-    progress: watch::Sender<Progress>,
-    /// Set by `McSet::drop` before it stops the task, so the never-ran
-    /// guard can tell an orderly stop from a failure.
-    dropping: AtomicBool,
-    /// True from `spawn` until the task first runs (or is dropped before
-    /// it does): the task will apply the newest snapshot when it starts, so
-    /// uses need not catch up meanwhile.
-    starting: AtomicBool,
+    /// Source version of the ring installed last; `wait_for_version`
+    /// waits on it.
+    installed: watch::Sender<u64>,
     /// Metric handles; per-node pick counters live in [`Routing`].
     metrics: McMetrics,
 }
@@ -114,18 +95,13 @@ impl Shared {
         // Nothing is applied yet, so this always applies.
         follower.catch_up(|snapshot| first = Some(build(options, &snapshot)));
         let ring = first.unwrap_or_else(|| build(options, &follower.watcher().snapshot()));
-        let (progress, _) = watch::channel(Progress {
-            version: ring.version(),
-            never_ran: false,
-        });
+        let (installed, _) = watch::channel(ring.version());
         Shared {
             routing: ArcSwap::from_pointee(Routing::new(ring, None, &client, &metrics)),
             options,
             client,
             follower,
-            progress,
-            dropping: AtomicBool::new(false),
-            starting: AtomicBool::new(false),
+            installed,
             metrics,
         }
     }
@@ -134,23 +110,17 @@ impl Shared {
     /// follower task is not running (one atomic load while it is).
     #[inline]
     pub(crate) fn routing(&self) -> Guard<Arc<Routing>> {
-        if !self.starting.load(Ordering::Acquire) {
-            self.follower.catch_up(|snapshot| {
-                let ring = build(self.options, &snapshot);
-                self.install(ring);
-            });
-        }
+        self.follower.catch_up(|snapshot| {
+            let ring = build(self.options, &snapshot);
+            self.install(ring);
+        });
         self.routing.load()
     }
 
     /// Where the follower stands, in the McSet's terms.
     pub(crate) fn state(&self) -> SyncState {
         match self.follower.state() {
-            // Not started yet (it starts on its runtime's next turn), unless
-            // it was dropped before it ever ran.
-            FollowState::Idle if self.progress.borrow().never_ran => {
-                SyncState::Failed(NEVER_RAN.to_string())
-            }
+            // Idle only while the McSet is being dropped.
             FollowState::Idle | FollowState::Following => SyncState::Following,
             FollowState::SourceClosed => SyncState::SourceClosed,
             FollowState::Stopped(why) => SyncState::Failed(why),
@@ -161,8 +131,8 @@ impl Shared {
     /// or the follower has ended, and returns the current ring when it is
     /// of that version.
     pub(crate) async fn wait_for_version(&self, version: u64) -> Option<Arc<Ring>> {
-        let mut progress = self.progress.subscribe();
-        let mut reached = pin!(progress.wait_for(|p| p.version >= version || p.never_ran));
+        let mut installed = self.installed.subscribe();
+        let mut reached = pin!(installed.wait_for(|v| *v >= version));
         let mut ended = pin!(self
             .follower
             .wait_until(|s| { matches!(s, FollowState::SourceClosed | FollowState::Stopped(_)) }));
@@ -178,12 +148,6 @@ impl Shared {
         (ring.version() >= version).then_some(ring)
     }
 
-    /// Marks the McSet as being dropped: the follower's end is orderly.
-    pub(crate) fn stop(&self) {
-        self.dropping.store(true, Ordering::SeqCst);
-        self.follower.stop();
-    }
-
     fn install(&self, ring: Ring) {
         let version = ring.version();
         let nodes = ring.len();
@@ -192,7 +156,7 @@ impl Shared {
         drop(previous);
         self.routing.store(Arc::new(routing));
         self.metrics.rebuilds.increment(1);
-        self.progress.send_modify(|p| p.version = version);
+        self.installed.send_replace(version);
         tracing::debug!(version, nodes, "memcache ring rebuilt");
     }
 
@@ -219,53 +183,13 @@ fn build(options: RingBuilder, snapshot: &Snapshot) -> Ring {
         .build(snapshot.iter().cloned())
 }
 
-/// Starts the follower task on `runtime`. Stop it with [`Shared::stop`]
-/// and an abort of the returned handle.
-pub(crate) fn spawn(
-    runtime: &tokio::runtime::Handle,
-    shared: &Arc<Shared>,
-) -> tokio::task::AbortHandle {
-    // Built here, not inside the task, so a task dropped before it ever ran
-    // is reported too (the follower's own guard lives inside its loop).
-    shared.starting.store(true, Ordering::Release);
-    let guard = NeverRan(Some(shared.clone()));
-    runtime
-        .spawn(async move {
-            let Some(shared) = guard.ran() else { return };
-            shared
-                .follower
-                .run(|snapshot| {
-                    let shared = shared.clone();
-                    async move { shared.apply(snapshot).await }
-                })
-                .await;
-        })
-        .abort_handle()
-}
-
-/// Reports a follower task dropped before it first ran, unless the McSet
-/// is being dropped.
-struct NeverRan(Option<Arc<Shared>>);
-
-impl NeverRan {
-    /// The task runs: nothing to report.
-    fn ran(mut self) -> Option<Arc<Shared>> {
-        let shared = self.0.take()?;
-        // The follower's own state takes over from here; its `run` marks
-        // itself running before it first awaits.
-        shared.starting.store(false, Ordering::Release);
-        Some(shared)
-    }
-}
-
-impl Drop for NeverRan {
-    fn drop(&mut self) {
-        let Some(shared) = self.0.take() else { return };
-        shared.starting.store(false, Ordering::Release);
-        if shared.dropping.load(Ordering::SeqCst) {
-            return;
-        }
-        tracing::error!("{NEVER_RAN}; the McSet now catches up with its source on each use");
-        shared.progress.send_modify(|p| p.never_ran = true);
-    }
+/// Starts the follower task on `runtime`; dropping the returned task stops
+/// it. Core's follower counts as running from here, so a task that never
+/// gets to run (its runtime shut down first) is reported too.
+pub(crate) fn spawn(runtime: &tokio::runtime::Handle, shared: &Arc<Shared>) -> FollowTask {
+    let task_shared = shared.clone();
+    shared.follower.spawn(runtime, move |snapshot| {
+        let shared = task_shared.clone();
+        async move { shared.apply(snapshot).await }
+    })
 }

@@ -15,6 +15,7 @@ use crate::follow::{self, Shared, SyncState};
 use crate::metrics::{McMetrics, UNNAMED};
 use crate::routing::ClientOptions;
 use crate::{Error, NodeIdentity, Ring, RingBuilder, RingKind};
+use serversets_core::balance::FollowTask;
 
 /// Options for a [`McSet`]: ring kind and identifier rule, and with the
 /// `client` feature the memcached timeouts.
@@ -167,7 +168,10 @@ impl McSetBuilder {
         );
         let shared = Arc::new(Shared::new(watcher, self.ring, self.client, metrics));
         let task = follow::spawn(&runtime, &shared);
-        Ok(McSet { shared, task })
+        Ok(McSet {
+            shared,
+            _task: task,
+        })
     }
 }
 
@@ -203,7 +207,8 @@ impl McSetBuilder {
 /// ```
 pub struct McSet {
     shared: Arc<Shared>,
-    task: tokio::task::AbortHandle,
+    /// Dropping it stops the follower task.
+    _task: FollowTask,
 }
 
 impl McSet {
@@ -450,13 +455,6 @@ impl McSet {
     #[cfg(feature = "client")]
     fn client(&self, key: &[u8]) -> Result<Arc<crate::client::ServerClient>, Error> {
         self.shared.routing().client(key)
-    }
-}
-
-impl Drop for McSet {
-    fn drop(&mut self) {
-        self.shared.stop();
-        self.task.abort();
     }
 }
 

@@ -33,7 +33,7 @@ pub(crate) async fn run(
             wb = wb.shard(shard);
         }
         let watch = wb.start().await?;
-        let snapshot = watch.endpoints();
+        let snapshot = watch.members();
         if snapshot.is_empty() {
             return Err(Error::Failed(format!(
                 "{} has no members to place keys on",

@@ -26,7 +26,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
-use crate::{Member, MemberId, Snapshot, Watcher};
+use crate::contract::member::{Member, MemberId};
+use crate::contract::snapshot::Snapshot;
+use crate::contract::watcher::Watcher;
 
 /// Where a [`Follower`] stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,15 +143,17 @@ impl Follower {
     }
 
     /// Runs [`run`](Self::run) on `runtime`. Dropping the returned task
-    /// stops it (an orderly stop, [`FollowState::Idle`]).
+    /// stops it (an orderly stop, [`FollowState::Idle`]). The follower counts
+    /// as running from this call on, so a task that never gets to run (its
+    /// runtime shut down first) is reported as [`FollowState::Stopped`] too.
     pub fn spawn<A, Fut>(&self, runtime: &Handle, apply: A) -> FollowTask
     where
         A: FnMut(Snapshot) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send,
     {
-        self.inner.stopping.store(false, Ordering::Release);
+        let guard = self.start();
         let follower = self.clone();
-        let handle = runtime.spawn(async move { follower.run(apply).await });
+        let handle = runtime.spawn(async move { follower.follow(guard, apply).await });
         FollowTask {
             follower: self.clone(),
             handle,
@@ -161,14 +165,31 @@ impl Follower {
     /// future is an orderly stop only after [`stop`](Self::stop); any other
     /// end (a panic in `apply`, the runtime going away) marks the follower
     /// [`FollowState::Stopped`] and logs why.
-    pub async fn run<A, Fut>(&self, mut apply: A)
+    pub async fn run<A, Fut>(&self, apply: A)
     where
         A: FnMut(Snapshot) -> Fut,
         Fut: Future<Output = ()>,
     {
-        let guard = ExitGuard { follower: self };
+        let guard = self.start();
+        self.follow(guard, apply).await;
+    }
+
+    /// Marks the follower running; the guard reports how the run ends.
+    fn start(&self) -> ExitGuard {
+        self.inner.stopping.store(false, Ordering::Release);
         self.inner.running.store(true, Ordering::Release);
         self.set_state(FollowState::Following);
+        ExitGuard {
+            follower: self.clone(),
+            finished: false,
+        }
+    }
+
+    async fn follow<A, Fut>(&self, guard: ExitGuard, mut apply: A)
+    where
+        A: FnMut(Snapshot) -> Fut,
+        Fut: Future<Output = ()>,
+    {
         // Subscribe before reading, so a change between the two is not lost.
         let mut subscription = self.inner.watcher.subscribe();
         let mut next = Some(subscription.latest());
@@ -281,21 +302,26 @@ impl std::fmt::Debug for Follower {
 }
 
 /// Records how the follower's loop ended, so the end is never silent.
-struct ExitGuard<'a> {
-    follower: &'a Follower,
+struct ExitGuard {
+    follower: Follower,
+    /// The loop ended by itself and recorded how.
+    finished: bool,
 }
 
-impl ExitGuard<'_> {
-    fn finish(self, state: FollowState) {
+impl ExitGuard {
+    fn finish(mut self, state: FollowState) {
         self.follower.inner.running.store(false, Ordering::Release);
         self.follower.set_state(state);
-        std::mem::forget(self);
+        self.finished = true;
     }
 }
 
-impl Drop for ExitGuard<'_> {
+impl Drop for ExitGuard {
     fn drop(&mut self) {
-        let follower = self.follower;
+        if self.finished {
+            return;
+        }
+        let follower = &self.follower;
         follower.inner.running.store(false, Ordering::Release);
         if follower.inner.stopping.load(Ordering::Acquire) {
             follower.set_state(FollowState::Idle);
@@ -406,6 +432,13 @@ mod tests {
         })
     }
 
+    /// Waits for the task to apply the source's first list.
+    async fn first_applied(follower: &Follower) {
+        while follower.applied_version().is_none() {
+            tokio::task::yield_now().await;
+        }
+    }
+
     #[tokio::test]
     async fn follows_every_change_until_the_source_closes() {
         let source = Publisher::new();
@@ -413,7 +446,7 @@ mod tests {
         let follower = Follower::new(source.feed());
         let (seen, apply) = recorder();
         let task = follower.spawn(&Handle::current(), apply);
-        follower.wait_until(|s| *s == FollowState::Following).await;
+        first_applied(&follower).await;
         source.publish([member("a", 1), member("b", 2)]);
         source.close();
         follower
@@ -430,7 +463,7 @@ mod tests {
         let follower = Follower::new(source.feed());
         let (_seen, apply) = recorder();
         let task = follower.spawn(&Handle::current(), apply);
-        follower.wait_until(|s| *s == FollowState::Following).await;
+        first_applied(&follower).await;
         drop(task);
         follower.wait_until(|s| *s == FollowState::Idle).await;
     }
@@ -446,7 +479,7 @@ mod tests {
             a.lock().unwrap().push(snap.len());
             std::future::ready(())
         });
-        follower.wait_until(|s| *s == FollowState::Following).await;
+        first_applied(&follower).await;
         source.publish([member("a", 1), member("b", 2)]);
         follower
             .wait_until(|s| matches!(s, FollowState::Stopped(_)))
@@ -471,7 +504,7 @@ mod tests {
             .unwrap();
         let (_seen, apply) = recorder();
         let task = follower.spawn(runtime.handle(), apply);
-        runtime.block_on(follower.wait_until(|s| *s == FollowState::Following));
+        runtime.block_on(first_applied(&follower));
         drop(runtime);
         assert!(
             matches!(follower.state(), FollowState::Stopped(ref why) if why.contains("cancelled")),
@@ -481,13 +514,34 @@ mod tests {
         drop(task);
     }
 
+    #[test]
+    fn a_task_that_never_ran_is_reported_too() {
+        let source = Publisher::new();
+        let follower = Follower::new(source.feed());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (seen, apply) = recorder();
+        let task = follower.spawn(runtime.handle(), apply);
+        assert_eq!(follower.state(), FollowState::Following);
+        drop(runtime); // before the task was ever polled
+        assert!(
+            matches!(follower.state(), FollowState::Stopped(ref why) if why.contains("cancelled")),
+            "{:?}",
+            follower.state()
+        );
+        assert!(seen.lock().unwrap().is_empty());
+        assert!(follower.catch_up(|_| {}));
+        drop(task);
+    }
+
     #[tokio::test]
     async fn catch_up_does_nothing_while_the_task_runs() {
         let source = Publisher::new();
         let follower = Follower::new(source.feed());
         let (seen, apply) = recorder();
         let _task = follower.spawn(&Handle::current(), apply);
-        follower.wait_until(|s| *s == FollowState::Following).await;
+        first_applied(&follower).await;
         source.publish([member("a", 1)]);
         assert!(!follower.catch_up(|_| unreachable!("the task applies it")));
         // Let the task apply it.
@@ -506,7 +560,7 @@ mod tests {
         assert!(follower.catch_up(|_| {}));
         let (seen, apply) = recorder();
         let _task = follower.spawn(&Handle::current(), apply);
-        follower.wait_until(|s| *s == FollowState::Following).await;
+        first_applied(&follower).await;
         source.publish([member("a", 1)]);
         while follower.applied_version() != Some(source.snapshot().version()) {
             tokio::task::yield_now().await;

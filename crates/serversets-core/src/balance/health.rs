@@ -22,7 +22,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::HostPort;
+use crate::contract::address::HostPort;
 
 /// Consecutive failures that eject a member, unless a balancer's builder
 /// says otherwise (`eject_after`). Finagle's failure accrual uses 5 too.

@@ -116,13 +116,6 @@ impl Watch {
         self.feed.snapshot()
     }
 
-    /// The members now: the old name of [`Watch::members`], kept for its
-    /// callers (an endpoint is a named address of a member, not a member).
-    #[doc(hidden)]
-    pub fn endpoints(&self) -> Snapshot {
-        self.members()
-    }
-
     /// The set's path.
     pub fn path(&self) -> &str {
         &self.ctx.path
