@@ -10,29 +10,17 @@ use std::time::{Duration, Instant};
 
 use serversets_core::zookeeper_client as zk;
 use support::{assert_fails, command, Output};
-use testkit::{ClientAuth, TestPki, Validity, ZkCluster, ZkOptions, ZkSasl, ZkTls};
+use testkit::{ClientAuth, TestPki, Validity, ZkCluster};
 
 /// Every failure below must come well before the 20 s connect timeout.
 const FAST: Duration = Duration::from_secs(8);
 
 fn tls_cluster(pki: &TestPki, server_cert: Validity) -> ZkCluster {
-    ZkCluster::start(ZkOptions {
-        tls: Some(ZkTls {
-            client_auth: ClientAuth::Need,
-            server_cert,
-            ..ZkTls::new(pki)
-        }),
-        ..ZkOptions::default()
-    })
-    .expect("TLS ZooKeeper")
+    ZkCluster::with_tls(pki, ClientAuth::Need, server_cert).expect("TLS ZooKeeper")
 }
 
 fn sasl_cluster() -> ZkCluster {
-    ZkCluster::start(ZkOptions {
-        sasl: Some(ZkSasl::user("app", "s3cret")),
-        ..ZkOptions::default()
-    })
-    .expect("SASL ZooKeeper")
+    ZkCluster::with_sasl_user("app", "s3cret").expect("SASL ZooKeeper")
 }
 
 fn path(p: std::path::PathBuf) -> String {

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use serversets_core::zookeeper_client as zk;
 use serversets_core::{
-    AclPolicy, Environment, Error, ServerSet, Session, TlsProblem, Watcher, ZkTls,
+    AclPolicy, Environment, Error, Registration, ServerSet, Session, TlsProblem, Watcher, ZkTls,
 };
-use testkit::{ClientAuth, TestPki, Validity, ZkCluster, ZkOptions, ZkSasl};
+use testkit::{ClientAuth, TestPki, Validity, ZkCluster};
 
 use support::{set_builder, wait_for};
 
@@ -20,28 +20,52 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 const FAST: Duration = Duration::from_secs(8);
 
 fn tls_cluster(pki: &TestPki, client_auth: ClientAuth, server_cert: Validity) -> ZkCluster {
-    ZkCluster::start(ZkOptions {
-        tls: Some(testkit::ZkTls {
-            pki: pki.clone(),
-            client_auth,
-            server_cert,
-        }),
-        ..ZkOptions::default()
-    })
-    .expect("TLS ZooKeeper")
+    ZkCluster::with_tls(pki, client_auth, server_cert).expect("TLS ZooKeeper")
 }
 
 /// A ZooKeeper whose SASL login knows the user `app` (password `s3cret`).
 fn sasl_cluster() -> ZkCluster {
-    ZkCluster::start(ZkOptions {
-        sasl: Some(ZkSasl::user("app", "s3cret")),
-        ..ZkOptions::default()
-    })
-    .expect("SASL ZooKeeper")
+    ZkCluster::with_sasl_user("app", "s3cret").expect("SASL ZooKeeper")
 }
 
 fn secure(zk: &ZkCluster) -> String {
     zk.secure_connect_string().expect("a TLS port")
+}
+
+/// The set `service` at `zk`'s TLS port, connecting with `tls`.
+fn tls_set(zk: &ZkCluster, service: &str, tls: ZkTls) -> ServerSet {
+    set_builder(&secure(zk), service)
+        .tls(tls)
+        .build()
+        .expect("set")
+}
+
+/// The set `service` on `zk`, logged in as `app` with `password`.
+fn sasl_set(zk: &ZkCluster, service: &str, password: &str) -> ServerSet {
+    set_builder(&zk.connect_string(), service)
+        .sasl_digest_md5("app", password)
+        .build()
+        .expect("set")
+}
+
+/// TLS trusting the test CA and showing the client certificate `cert`
+/// (with `key`).
+fn mutual_tls(pki: &TestPki, cert: &std::path::Path, key: &std::path::Path) -> ZkTls {
+    ZkTls::ca_file(pki.ca_pem())
+        .and_then(|t| t.client_cert_files(cert, key))
+        .expect("TLS settings")
+}
+
+/// A session to `hosts` (with `tls`, if any) whose connection must fail
+/// fast: returns the error.
+async fn connection_fails_fast(hosts: String, tls: Option<ZkTls>) -> Error {
+    let builder = Session::builder([hosts]).connect_timeout(CONNECT_TIMEOUT);
+    let builder = match tls {
+        Some(tls) => builder.tls(tls),
+        None => builder,
+    };
+    let session = builder.build().expect("session");
+    fails_fast(session.wait_connected(), "the connection must fail").await
 }
 
 /// Registers a member, watches it arrive and leave.
@@ -87,11 +111,7 @@ fn tls_problem(e: &Error) -> &TlsProblem {
 async fn watch_and_registration_work_over_tls() {
     let pki = TestPki::generate().expect("pki");
     let zk = tls_cluster(&pki, ClientAuth::None, Validity::Valid);
-    let tls = ZkTls::ca_file(pki.ca_pem()).expect("CA");
-    let set = set_builder(&secure(&zk), "tls")
-        .tls(tls)
-        .build()
-        .expect("set");
+    let set = tls_set(&zk, "tls", ZkTls::ca_file(pki.ca_pem()).expect("CA"));
     // TLS alone is no identity: members stay open, as without TLS.
     assert_eq!(set.acl_policy(), &AclPolicy::Open);
     register_and_watch(&set).await;
@@ -105,10 +125,7 @@ async fn watch_and_registration_work_over_mutual_tls_with_pem_bytes() {
     let tls = ZkTls::ca_pem(read(pki.ca_pem()))
         .and_then(|t| t.client_cert_pem(read(pki.client_cert()), read(pki.client_key())))
         .expect("TLS settings");
-    let set = set_builder(&secure(&zk), "mtls")
-        .tls(tls)
-        .build()
-        .expect("set");
+    let set = tls_set(&zk, "mtls", tls);
     // The client certificate is an identity (x509:CN=client).
     assert_eq!(set.acl_policy(), &AclPolicy::CreatorAllWorldRead);
     register_and_watch(&set).await;
@@ -117,10 +134,7 @@ async fn watch_and_registration_work_over_mutual_tls_with_pem_bytes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_and_registration_work_with_sasl() {
     let zk = sasl_cluster();
-    let set = set_builder(&zk.connect_string(), "sasl")
-        .sasl_digest_md5("app", "s3cret")
-        .build()
-        .expect("set");
+    let set = sasl_set(&zk, "sasl", "s3cret");
     assert_eq!(set.acl_policy(), &AclPolicy::CreatorAllWorldRead);
     register_and_watch(&set).await;
 }
@@ -130,12 +144,7 @@ async fn a_wrong_ca_fails_fast_naming_the_ca() {
     let pki = TestPki::generate().expect("pki");
     let zk = tls_cluster(&pki, ClientAuth::None, Validity::Valid);
     let tls = ZkTls::ca_file(pki.other_ca_pem()).expect("CA");
-    let session = Session::builder([secure(&zk)])
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tls(tls)
-        .build()
-        .expect("session");
-    let e = fails_fast(session.wait_connected(), "the connection must fail").await;
+    let e = connection_fails_fast(secure(&zk), Some(tls)).await;
     assert!(
         matches!(tls_problem(&e), TlsProblem::UnknownIssuer),
         "{e:?}"
@@ -150,10 +159,7 @@ async fn a_wrong_ca_fails_fast_naming_the_ca() {
 async fn an_expired_server_certificate_fails_fast() {
     let pki = TestPki::generate().expect("pki");
     let zk = tls_cluster(&pki, ClientAuth::None, Validity::Expired);
-    let set = set_builder(&secure(&zk), "expired")
-        .tls(ZkTls::ca_file(pki.ca_pem()).expect("CA"))
-        .build()
-        .expect("set");
+    let set = tls_set(&zk, "expired", ZkTls::ca_file(pki.ca_pem()).expect("CA"));
     let e = fails_fast(set.watch(), "no watch over an expired certificate").await;
     assert!(
         matches!(tls_problem(&e), TlsProblem::CertificateExpired),
@@ -166,10 +172,7 @@ async fn an_expired_server_certificate_fails_fast() {
 async fn a_missing_client_certificate_fails_fast_when_one_is_required() {
     let pki = TestPki::generate().expect("pki");
     let zk = tls_cluster(&pki, ClientAuth::Need, Validity::Valid);
-    let set = set_builder(&secure(&zk), "nocert")
-        .tls(ZkTls::ca_file(pki.ca_pem()).expect("CA"))
-        .build()
-        .expect("set");
+    let set = tls_set(&zk, "nocert", ZkTls::ca_file(pki.ca_pem()).expect("CA"));
     let e = fails_fast(
         set.register_endpoint("10.0.0.7", 8080, None),
         "no registration without a client certificate",
@@ -190,15 +193,7 @@ async fn an_expired_client_certificate_is_refused_fast() {
     let pki = TestPki::generate().expect("pki");
     let zk = tls_cluster(&pki, ClientAuth::Need, Validity::Valid);
     let (cert, key) = pki.issue_client("old", Validity::Expired).expect("cert");
-    let tls = ZkTls::ca_file(pki.ca_pem())
-        .and_then(|t| t.client_cert_files(&cert, &key))
-        .expect("TLS settings");
-    let session = Session::builder([secure(&zk)])
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tls(tls)
-        .build()
-        .expect("session");
-    let e = fails_fast(session.wait_connected(), "the connection must fail").await;
+    let e = connection_fails_fast(secure(&zk), Some(mutual_tls(&pki, &cert, &key))).await;
     assert!(
         matches!(tls_problem(&e), TlsProblem::ClientCertificateRejected(_)),
         "{e:?}"
@@ -208,10 +203,7 @@ async fn an_expired_client_certificate_is_refused_fast() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_sasl_password_fails_fast() {
     let zk = sasl_cluster();
-    let set = set_builder(&zk.connect_string(), "wrongpw")
-        .sasl_digest_md5("app", "guess")
-        .build()
-        .expect("set");
+    let set = sasl_set(&zk, "wrongpw", "guess");
     let e = fails_fast(set.watch(), "no watch with a wrong password").await;
     assert!(
         matches!(&e, Error::SaslAuthFailed { user, .. } if user == "app"),
@@ -224,11 +216,7 @@ async fn a_wrong_sasl_password_fails_fast() {
 async fn a_plain_client_at_the_tls_port_is_told_the_server_may_require_tls() {
     let pki = TestPki::generate().expect("pki");
     let zk = tls_cluster(&pki, ClientAuth::None, Validity::Valid);
-    let session = Session::builder([secure(&zk)])
-        .connect_timeout(CONNECT_TIMEOUT)
-        .build()
-        .expect("session");
-    let e = fails_fast(session.wait_connected(), "the connection must fail").await;
+    let e = connection_fails_fast(secure(&zk), None).await;
     assert!(matches!(&e, Error::TlsRequired { .. }), "{e:?}");
     assert!(e.to_string().contains("may require TLS"), "{e}");
 }
@@ -237,12 +225,8 @@ async fn a_plain_client_at_the_tls_port_is_told_the_server_may_require_tls() {
 async fn a_tls_client_at_a_plain_port_is_told_the_port_does_not_speak_tls() {
     let pki = TestPki::generate().expect("pki");
     let zk = tls_cluster(&pki, ClientAuth::None, Validity::Valid);
-    let session = Session::builder([zk.connect_string()])
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tls(ZkTls::ca_file(pki.ca_pem()).expect("CA"))
-        .build()
-        .expect("session");
-    let e = fails_fast(session.wait_connected(), "the connection must fail").await;
+    let tls = ZkTls::ca_file(pki.ca_pem()).expect("CA");
+    let e = connection_fails_fast(zk.connect_string(), Some(tls)).await;
     assert!(matches!(tls_problem(&e), TlsProblem::NotTls), "{e:?}");
 }
 
@@ -312,19 +296,24 @@ async fn foreigner_can_read_but_not_write(plain_hosts: &str, member: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn members_made_with_sasl_are_readable_but_not_writable_by_others() {
-    let zk = sasl_cluster();
-    let set = set_builder(&zk.connect_string(), "guarded")
-        .sasl_digest_md5("app", "s3cret")
-        .build()
-        .expect("set");
+/// Registers a member of `set` on `zk`, checks that a client without
+/// credentials can read it but not write it, and leaves the registration
+/// open (the caller closes it).
+async fn register_guarded(set: &ServerSet, zk: &ZkCluster) -> Registration {
     let registration = set
         .register_endpoint("10.0.0.7", 8080, None)
         .await
         .expect("register");
     let member = registration.path().expect("registered");
     foreigner_can_read_but_not_write(&zk.connect_string(), &member).await;
+    registration
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_made_with_sasl_are_readable_but_not_writable_by_others() {
+    let zk = sasl_cluster();
+    let set = sasl_set(&zk, "guarded", "s3cret");
+    let registration = register_guarded(&set, &zk).await;
     // A watcher without credentials still sees the member.
     let reader = set_builder(&zk.connect_string(), "guarded")
         .build()
@@ -337,19 +326,9 @@ async fn members_made_with_sasl_are_readable_but_not_writable_by_others() {
 async fn members_made_over_mutual_tls_are_readable_but_not_writable_by_others() {
     let pki = TestPki::generate().expect("pki");
     let zk = tls_cluster(&pki, ClientAuth::Need, Validity::Valid);
-    let tls = ZkTls::ca_file(pki.ca_pem())
-        .and_then(|t| t.client_cert_files(pki.client_cert(), pki.client_key()))
-        .expect("TLS settings");
-    let set = set_builder(&secure(&zk), "guarded")
-        .tls(tls)
-        .build()
-        .expect("set");
-    let registration = set
-        .register_endpoint("10.0.0.7", 8080, None)
-        .await
-        .expect("register");
-    let member = registration.path().expect("registered");
-    foreigner_can_read_but_not_write(&zk.connect_string(), &member).await;
+    let tls = mutual_tls(&pki, &pki.client_cert(), &pki.client_key());
+    let set = tls_set(&zk, "guarded", tls);
+    let registration = register_guarded(&set, &zk).await;
     registration.close().await.expect("close");
 }
 
@@ -361,13 +340,10 @@ async fn rotated_client_certificate_files_are_used_by_the_next_connection() {
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::copy(pki.client_cert(), &cert).expect("copy");
     std::fs::copy(pki.client_key(), &key).expect("copy");
-    let tls = ZkTls::ca_file(pki.ca_pem())
-        .and_then(|t| t.client_cert_files(&cert, &key))
-        .expect("TLS settings");
     let session = Session::builder([secure(&zk)])
         .session_timeout(Duration::from_secs(20))
         .connect_timeout(CONNECT_TIMEOUT)
-        .tls(tls)
+        .tls(mutual_tls(&pki, &cert, &key))
         .build()
         .expect("session");
     session.wait_connected().await.expect("connects");

@@ -156,6 +156,32 @@ impl ZkCluster {
         })
     }
 
+    /// One standalone server that also serves TLS (see [`ZkOptions::tls`]):
+    /// certificates from `pki`, the server certificate `server_cert`, client
+    /// certificates asked for as `client_auth`.
+    pub fn with_tls(
+        pki: &TestPki,
+        client_auth: ClientAuth,
+        server_cert: Validity,
+    ) -> Result<ZkCluster> {
+        ZkCluster::start(ZkOptions {
+            tls: Some(ZkTls {
+                client_auth,
+                server_cert,
+                ..ZkTls::new(pki)
+            }),
+            ..ZkOptions::default()
+        })
+    }
+
+    /// One standalone server whose SASL login knows `user` with `password`.
+    pub fn with_sasl_user(user: &str, password: &str) -> Result<ZkCluster> {
+        ZkCluster::start(ZkOptions {
+            sasl: Some(ZkSasl::user(user, password)),
+            ..ZkOptions::default()
+        })
+    }
+
     /// Starts a cluster as described, waiting until every server serves.
     pub fn start(opts: ZkOptions) -> Result<ZkCluster> {
         let (java, mut classpath) = locate()?;
