@@ -166,13 +166,7 @@ fn vectors(text: &str) -> Vec<(String, String)> {
 }
 
 fn expect_locations(stdout: &str, want: &[(String, String)]) {
-    let got: Vec<(String, String)> = stdout
-        .lines()
-        .map(|l| {
-            let (k, n) = l.split_once('\t').expect("KEY<TAB>NODE");
-            (k.to_string(), n.to_string())
-        })
-        .collect();
+    let got = locations(stdout);
     assert_eq!(got.len(), want.len());
     for (g, w) in got.iter().zip(want) {
         assert_eq!(g, w);

@@ -36,12 +36,6 @@ async fn locate_go_mcset_gives_a_shared_point_to_the_larger_endpoint_as_go_does(
     nodes.reverse();
     let keys = want.iter().map(|(k, _)| k.as_str());
     let stdout = locate_from_stdin(&["--ring", "go-mcset"], &nodes, keys).await;
-    let got: Vec<(String, String)> = stdout
-        .lines()
-        .map(|l| {
-            let (k, n) = l.split_once('\t').expect("KEY<TAB>NODE");
-            (k.to_string(), n.to_string())
-        })
-        .collect();
+    let got = locations(&stdout);
     assert_eq!(got, want);
 }

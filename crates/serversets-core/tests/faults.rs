@@ -17,17 +17,10 @@ const SESSION: Duration = Duration::from_secs(2);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_expiry_recreates_members_once_and_rearms_watches() {
-    init_tracing();
-    let zk = ZkCluster::standalone().unwrap();
+    let zk = standalone();
     let set = set(&zk.connect_string(), "expiry", SESSION);
-    let a = set
-        .register_endpoint("127.0.0.1", 1001, None)
-        .await
-        .unwrap();
-    let b = set
-        .register_endpoint("127.0.0.1", 1002, None)
-        .await
-        .unwrap();
+    let a = register_local(&set, 1001).await;
+    let b = register_local(&set, 1002).await;
     let watch = set.watch().await.unwrap();
     wait_for(&watch, T, "two members", |s| s.len() == 2).await;
     let session = set.session().unwrap();
@@ -61,10 +54,7 @@ async fn session_expiry_recreates_members_once_and_rearms_watches() {
     assert_eq!(watch.health(), Health::Connected);
 
     // The watch is re-armed: later changes still arrive.
-    let c = set
-        .register_endpoint("127.0.0.1", 1003, None)
-        .await
-        .unwrap();
+    let c = register_local(&set, 1003).await;
     wait_for(&watch, T, "change after expiry", |s| s.len() == 3).await;
     drop(c);
     wait_for(&watch, T, "removal after expiry", |s| s.len() == 2).await;
@@ -72,13 +62,9 @@ async fn session_expiry_recreates_members_once_and_rearms_watches() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_outage_keeps_last_set_then_converges() {
-    init_tracing();
-    let zk = ZkCluster::standalone().unwrap();
+    let zk = standalone();
     let set = set(&zk.connect_string(), "outage", SESSION);
-    let mine = set
-        .register_endpoint("127.0.0.1", 2001, None)
-        .await
-        .unwrap();
+    let mine = register_local(&set, 2001).await;
     let raw_writer = raw(&zk.connect_string()).await;
     let other = put(
         &raw_writer,
@@ -158,10 +144,7 @@ async fn ensemble_leader_kill_loses_no_member() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Writes work again, and the watch sees them.
-    let extra = set
-        .register_endpoint("127.0.0.1", 3999, None)
-        .await
-        .unwrap();
+    let extra = register_local(&set, 3999).await;
     wait_for(&watch, T, "new member after leader change", |s| {
         s.len() == 6
     })
@@ -182,24 +165,13 @@ async fn pausing_the_connected_server_is_survived() {
     init_tracing();
     let zk = ZkCluster::ensemble().unwrap();
     let set = set(&zk.connect_string(), "pause", SESSION);
-    let a = set
-        .register_endpoint("127.0.0.1", 4001, None)
-        .await
-        .unwrap();
+    let a = register_local(&set, 4001).await;
     let watch = set.watch().await.unwrap();
     wait_for(&watch, T, "member", |s| s.len() == 1).await;
     let sid = set.session().unwrap().session_id().unwrap();
     let connected = (0..3)
         .find(|&i| {
-            let port: u16 = zk
-                .server_address(i)
-                .unwrap()
-                .rsplit(':')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap();
-            testkit::four_letter_word(port, "cons")
+            four_letter(&zk, i, "cons")
                 .map(|c| c.contains(&format!("sid=0x{sid:x}")))
                 .unwrap_or(false)
         })
@@ -222,10 +194,7 @@ async fn pausing_the_connected_server_is_survived() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Changes made through the healthy part of the ensemble arrive.
-    let b = set
-        .register_endpoint("127.0.0.1", 4002, None)
-        .await
-        .unwrap();
+    let b = register_local(&set, 4002).await;
     wait_for(&watch, T, "new member during partition", |s| s.len() == 2).await;
     zk.resume(connected).unwrap();
     let other = (0..3).find(|&i| i != connected).unwrap();

@@ -3,39 +3,30 @@
 
 mod support;
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serversets_core::zookeeper_client as zk;
-use serversets_core::{Health, Ping, RegistrationState};
-use testkit::prometheus::Samples;
+use serversets_core::{Health, RegistrationState};
 
-use support::{put, raw, set, wait_for};
+use support::{ping_while, put, raw, set, wait_for};
 use testkit::eventually;
 
 const T: Duration = Duration::from_secs(30);
 
 /// The Prometheus recorder of this test binary (what `serversets
 /// --metrics-addr` installs), installed before anything registers a metric.
-struct Recorded(PrometheusHandle);
+struct Recorded;
 
-fn recorded() -> &'static Recorded {
-    static RECORDED: OnceLock<Recorded> = OnceLock::new();
-    RECORDED.get_or_init(|| {
-        Recorded(
-            PrometheusBuilder::new()
-                .install_recorder()
-                .expect("the only recorder of this binary"),
-        )
-    })
+fn recorded() -> Recorded {
+    testkit::prometheus::install();
+    Recorded
 }
 
 impl Recorded {
     /// The sum of the samples named `name` whose labels include `labels`
     /// (histograms render as summaries: `_count`, `_sum`, quantiles).
     fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        Samples::parse(&self.0.render()).sum(name, labels)
+        testkit::prometheus::scrape().sum(name, labels)
     }
 }
 
@@ -144,19 +135,9 @@ async fn a_registration_reports_its_state_creates_and_health_checks() {
     };
 
     let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let check = healthy.clone();
     let registration = s
         .registration("10.9.1.1", 80)
-        .ping(Ping::new(move || {
-            let ok = check.load(std::sync::atomic::Ordering::SeqCst);
-            async move {
-                if ok {
-                    Ok(())
-                } else {
-                    Err("backend down")
-                }
-            }
-        }))
+        .ping(ping_while(&healthy))
         .ping_interval(Duration::from_millis(50))
         .register()
         .await

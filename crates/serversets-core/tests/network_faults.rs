@@ -217,10 +217,7 @@ async fn an_unhealthy_member_whose_create_reply_was_lost_is_still_removed() {
     let path = set.path().to_string();
     set.session().unwrap().wait_connected().await.unwrap();
     only_proxy(&zk).lose_replies(&CREATES, 1);
-    let ep = set
-        .register_endpoint("127.0.0.1", 5002, None)
-        .await
-        .unwrap();
+    let ep = register_local(&set, 5002).await;
     one_member_each(&raw, &path, &[&ep]).await;
     drop(ep);
     eventually(T, "removed after drop", || async {

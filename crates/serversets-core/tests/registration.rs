@@ -16,8 +16,7 @@ const T: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_finagle_json_and_watch_sees_it() {
-    init_tracing();
-    let zk = ZkCluster::standalone().unwrap();
+    let zk = standalone();
     let set = set(&zk.connect_string(), "wire", Duration::from_secs(5));
     assert_eq!(set.path(), "/discovery/test/wire");
     let ep = set
@@ -55,19 +54,12 @@ async fn writes_finagle_json_and_watch_sees_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_removes_at_once_and_twice_is_fine_and_drop_deregisters() {
-    init_tracing();
-    let zk = ZkCluster::standalone().unwrap();
+    let zk = standalone();
     // A long session timeout: a removal seen quickly cannot be an expiry.
     let set = set(&zk.connect_string(), "close", Duration::from_secs(30));
     let watch = set.watch().await.unwrap();
-    let a = set
-        .register_endpoint("127.0.0.1", 1001, None)
-        .await
-        .unwrap();
-    let b = set
-        .register_endpoint("127.0.0.1", 1002, None)
-        .await
-        .unwrap();
+    let a = register_local(&set, 1001).await;
+    let b = register_local(&set, 1002).await;
     wait_for(&watch, T, "both members", |s| s.len() == 2).await;
 
     let started = std::time::Instant::now();
@@ -92,24 +84,13 @@ async fn close_removes_at_once_and_twice_is_fine_and_drop_deregisters() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_ping_deregisters_and_recovery_reregisters() {
-    init_tracing();
-    let zk = ZkCluster::standalone().unwrap();
+    let zk = standalone();
     let set = set(&zk.connect_string(), "ping", Duration::from_secs(30));
     let watch = set.watch().await.unwrap();
     let up = Arc::new(AtomicBool::new(true));
-    let u = up.clone();
     let ep = set
         .registration("127.0.0.1", 2001)
-        .ping(Ping::new(move || {
-            let ok = u.load(Ordering::SeqCst);
-            async move {
-                if ok {
-                    Ok(())
-                } else {
-                    Err("backend down")
-                }
-            }
-        }))
+        .ping(ping_while(&up))
         .ping_interval(Duration::from_millis(50))
         .register()
         .await
@@ -145,8 +126,7 @@ async fn failing_ping_deregisters_and_recovery_reregisters() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hung_ping_counts_as_failure_and_failing_first_ping_registers_nothing() {
-    init_tracing();
-    let zk = ZkCluster::standalone().unwrap();
+    let zk = standalone();
     let set = set(&zk.connect_string(), "hung", Duration::from_secs(30));
     let watch = set.watch().await.unwrap();
     let ep = set
@@ -181,13 +161,9 @@ async fn hung_ping_counts_as_failure_and_failing_first_ping_registers_nothing() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn member_deleted_by_someone_else_is_recreated_once() {
-    init_tracing();
-    let zk = ZkCluster::standalone().unwrap();
+    let zk = standalone();
     let set = set(&zk.connect_string(), "deleted", Duration::from_secs(30));
-    let ep = set
-        .register_endpoint("127.0.0.1", 4001, None)
-        .await
-        .unwrap();
+    let ep = register_local(&set, 4001).await;
     let first = ep.path().unwrap();
     let raw = raw(&zk.connect_string()).await;
     raw.delete(&first, None).await.unwrap();
@@ -205,27 +181,18 @@ async fn member_deleted_by_someone_else_is_recreated_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sets_with_same_settings_share_one_session() {
-    init_tracing();
-    let zk = ZkCluster::standalone().unwrap();
+    let zk = standalone();
     let a = set(&zk.connect_string(), "share-a", Duration::from_secs(7));
     let b = set(&zk.connect_string(), "share-b", Duration::from_secs(7));
-    let _ea = a.register_endpoint("127.0.0.1", 5001, None).await.unwrap();
-    let _eb = b.register_endpoint("127.0.0.1", 5002, None).await.unwrap();
+    let _ea = register_local(&a, 5001).await;
+    let _eb = register_local(&b, 5002).await;
     let _w = a.watch().await.unwrap();
     let sa = a.session().unwrap();
     let sb = b.session().unwrap();
     assert!(sa.session_id().is_some());
     assert_eq!(sa.session_id(), sb.session_id());
     // ZooKeeper agrees: one connection from us.
-    let port: u16 = zk
-        .server_address(0)
-        .unwrap()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let cons = testkit::four_letter_word(port, "cons").unwrap();
+    let cons = four_letter(&zk, 0, "cons").unwrap();
     let ours = cons
         .lines()
         .filter(|l| l.contains(&format!("sid=0x{:x}", sa.session_id().unwrap())))
@@ -270,17 +237,13 @@ async fn bad_names_and_unreachable_zookeeper_are_typed_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn digest_auth_and_acls_protect_members_but_not_reads() {
     use serversets_core::AclPolicy;
-    init_tracing();
-    let zk = ZkCluster::standalone().unwrap();
+    let zk = standalone();
     let set = ServerSet::builder(Environment::Test, "secured", [zk.connect_string()])
         .digest_auth("svc", "s3cret")
         .acls(AclPolicy::CreatorAllWorldRead)
         .build()
         .unwrap();
-    let ep = set
-        .register_endpoint("127.0.0.1", 6001, None)
-        .await
-        .unwrap();
+    let ep = register_local(&set, 6001).await;
     let path = ep.path().unwrap();
     let raw = raw(&zk.connect_string()).await;
     let (acl, _) = raw.get_acl(&path).await.unwrap();
@@ -304,15 +267,7 @@ fn set_for(zk: &str, service: &str) -> ServerSet {
 
 /// Requests the server has received so far (`srvr`'s "Received:" line).
 fn received(zk: &ZkCluster) -> u64 {
-    let port: u16 = zk
-        .server_address(0)
-        .unwrap()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let srvr = testkit::four_letter_word(port, "srvr").unwrap();
+    let srvr = four_letter(zk, 0, "srvr").unwrap();
     srvr.lines()
         .find_map(|l| l.strip_prefix("Received: "))
         .and_then(|n| n.trim().parse().ok())
@@ -321,17 +276,10 @@ fn received(zk: &ZkCluster) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_registrations_and_watches_send_almost_nothing() {
-    init_tracing();
-    let zk = ZkCluster::standalone().unwrap();
+    let zk = standalone();
     let set = set(&zk.connect_string(), "idle", Duration::from_secs(30));
-    let _a = set
-        .register_endpoint("127.0.0.1", 7001, None)
-        .await
-        .unwrap();
-    let _b = set
-        .register_endpoint("127.0.0.1", 7002, None)
-        .await
-        .unwrap();
+    let _a = register_local(&set, 7001).await;
+    let _b = register_local(&set, 7002).await;
     let _c = set
         .registration("127.0.0.1", 7003)
         .ping(Ping::new(|| async { Ok::<(), String>(()) }))

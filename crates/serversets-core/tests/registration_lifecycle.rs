@@ -12,7 +12,6 @@ use serversets_core::zookeeper_client as zk;
 use serversets_core::{Error, Ping, RegistrationState};
 use support::*;
 use testkit::eventually;
-use testkit::ZkCluster;
 
 const T: Duration = Duration::from_secs(20);
 
@@ -33,8 +32,7 @@ async fn wait_state(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_async_check_counts_as_failed() {
-    init_tracing();
-    let zk = ZkCluster::standalone().unwrap();
+    let zk = standalone();
     let set = set(&zk.connect_string(), "panicky", Duration::from_secs(30));
     let watch = set.watch().await.unwrap();
     let down = Arc::new(AtomicBool::new(false));
@@ -80,8 +78,7 @@ async fn a_panicking_async_check_counts_as_failed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_blocking_check_never_runs_twice_at_once() {
-    init_tracing();
-    let zk = ZkCluster::standalone().unwrap();
+    let zk = standalone();
     let set = set(
         &zk.connect_string(),
         "hung-blocking",
@@ -131,13 +128,9 @@ async fn a_hung_blocking_check_never_runs_twice_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_stops_claiming_a_member_its_session_lost_and_no_duplicate_follows() {
-    init_tracing();
-    let zk = ZkCluster::standalone().unwrap();
+    let zk = standalone();
     let set = set(&zk.connect_string(), "honest", Duration::from_secs(4));
-    let ep = set
-        .register_endpoint("127.0.0.1", 4003, None)
-        .await
-        .unwrap();
+    let ep = register_local(&set, 4003).await;
     let first = ep.path().expect("registered");
 
     // ZooKeeper goes away for longer than the session: the client gives the
@@ -174,13 +167,9 @@ async fn state_stops_claiming_a_member_its_session_lost_and_no_duplicate_follows
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_and_health_changes_do_not_wait_out_the_error_backoff() {
-    init_tracing();
-    let zk = ZkCluster::standalone().unwrap();
+    let zk = standalone();
     let set = set(&zk.connect_string(), "backoff", Duration::from_secs(30));
-    let ep = set
-        .register_endpoint("127.0.0.1", 4004, None)
-        .await
-        .unwrap();
+    let ep = register_local(&set, 4004).await;
     let path = ep.path().unwrap();
 
     // Someone may delete members here but nobody may create them: every
@@ -212,8 +201,7 @@ async fn close_and_health_changes_do_not_wait_out_the_error_backoff() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_first_registration_fails_fast_and_leaves_nothing_running() {
-    init_tracing();
-    let zk = ZkCluster::standalone().unwrap();
+    let zk = standalone();
     let set = set(&zk.connect_string(), "refused", Duration::from_secs(30));
     let raw = raw(&zk.connect_string()).await;
     testkit::znodes::put(&raw, set.path(), b"", zk::CreateMode::Persistent)

@@ -16,9 +16,7 @@ const T: Duration = Duration::from_secs(20);
 async fn missing_path_is_empty_fills_in_and_is_not_created() {
     let zk = Zk::start().await;
     for strategy in [WatchStrategy::Auto, WatchStrategy::Children] {
-        let service = format!("missing-{strategy:?}").to_lowercase();
-        let set = zk.set(&service);
-        let watch = watch_with(&set, strategy).await;
+        let (set, watch) = zk.watched("missing", strategy).await;
         assert!(watch.snapshot().is_empty());
         let raw = &zk.raw;
         assert_eq!(
@@ -32,10 +30,7 @@ async fn missing_path_is_empty_fills_in_and_is_not_created() {
         );
 
         // Someone else registers: the path appears with its first member.
-        let _ep = set
-            .register_endpoint("127.0.0.1", 7001, None)
-            .await
-            .unwrap();
+        let _ep = register_local(&set, 7001).await;
         wait_for(&watch, T, "member appears", |s| {
             addrs(s) == ["127.0.0.1:7001"]
         })
@@ -149,14 +144,9 @@ async fn garbage_members_are_skipped_and_reported_without_poisoning_the_set() {
 async fn every_change_produces_an_event_and_converges_under_churn() {
     let zk = Zk::start().await;
     for strategy in [WatchStrategy::Auto, WatchStrategy::Children] {
-        let service = format!("churn-{strategy:?}").to_lowercase();
-        let set = zk.set(&service);
-        let watch = watch_with(&set, strategy).await;
+        let (set, watch) = zk.watched("churn", strategy).await;
         let mut sub = watch.subscribe();
-        let ep = set
-            .register_endpoint("127.0.0.1", 8000, None)
-            .await
-            .unwrap();
+        let ep = register_local(&set, 8000).await;
         let snap = tokio::time::timeout(T, sub.changed())
             .await
             .unwrap()
@@ -215,10 +205,7 @@ async fn chroot_and_custom_paths_work() {
         .path_fn(|env, svc| format!("/aurora/www-data/{env}/{svc}"))
         .build()
         .unwrap();
-    let _ep = set
-        .register_endpoint("127.0.0.1", 6000, None)
-        .await
-        .unwrap();
+    let _ep = register_local(&set, 6000).await;
     assert_eq!(
         members_in_zk(raw, "/tenant/aurora/www-data/prod/svc")
             .await

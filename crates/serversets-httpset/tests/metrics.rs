@@ -3,32 +3,22 @@
 
 mod support;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serversets_fixedset::FixedSet;
 use serversets_httpset::{Error, HttpSet};
 use support::{dead_addr, Mode, TestServer};
 use testkit::eventually;
-use testkit::prometheus::Samples;
-
-fn recorder() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        PrometheusBuilder::new()
-            .install_recorder()
-            .expect("the only recorder of this binary")
-    })
-}
+use testkit::prometheus;
 
 fn sum(name: &str, labels: &[(&str, &str)]) -> f64 {
-    Samples::parse(&recorder().render()).sum(name, labels)
+    prometheus::scrape().sum(name, labels)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_attempts_retries_ejections_and_latency_are_counted_per_member() {
-    recorder();
+    prometheus::install();
     let live = TestServer::start("live", Mode::Normal).await;
     let dead = dead_addr();
     let live_addr = live.addr();
@@ -88,7 +78,7 @@ async fn requests_attempts_retries_ejections_and_latency_are_counted_per_member(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unnamed_set_is_labelled_unnamed() {
-    recorder();
+    prometheus::install();
     let live = TestServer::start("live", Mode::Normal).await;
     let set = HttpSet::new(FixedSet::new([live.addr()]).unwrap());
     set.get("/").await.unwrap();

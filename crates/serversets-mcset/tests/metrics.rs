@@ -4,13 +4,12 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serversets_core::Watcher;
 use serversets_fixedset::FixedSet;
 use serversets_mcset::McSet;
-use testkit::prometheus::Samples;
+use testkit::prometheus::{self, scrape as samples};
 
 /// Counts the allocations of the current thread.
 struct Counting;
@@ -38,19 +37,6 @@ fn allocations() -> usize {
     ALLOCATIONS.with(Cell::get)
 }
 
-fn recorder() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        PrometheusBuilder::new()
-            .install_recorder()
-            .expect("the only recorder of this binary")
-    })
-}
-
-fn samples() -> Samples {
-    Samples::parse(&recorder().render())
-}
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -60,7 +46,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn rebuilds_and_ring_size_follow_the_members() {
-    recorder();
+    prometheus::install();
     runtime().block_on(async {
         let source = Arc::new(
             FixedSet::new(["10.1.0.1:11211", "10.1.0.2:11211", "10.1.0.3:11211"]).unwrap(),
@@ -98,7 +84,7 @@ fn rebuilds_and_ring_size_follow_the_members() {
 
 #[test]
 fn picks_are_counted_per_node_when_asked_for() {
-    recorder();
+    prometheus::install();
     runtime().block_on(async {
         let nodes = ["10.2.0.1:11211", "10.2.0.2:11211", "10.2.0.3:11211"];
         let set = McSet::builder()
@@ -129,7 +115,7 @@ fn picks_are_counted_per_node_when_asked_for() {
 
 #[test]
 fn a_pick_allocates_nothing_with_a_recorder_installed() {
-    recorder();
+    prometheus::install();
     let rt = runtime();
     for count_picks in [false, true] {
         let set = {

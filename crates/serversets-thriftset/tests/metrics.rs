@@ -2,25 +2,14 @@
 //! the Prometheus recorder (what `serversets --metrics-addr` installs).
 
 use std::net::TcpListener;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serversets_fixedset::FixedSet;
 use serversets_thriftset::{Error, ThriftSet};
-use testkit::prometheus::Samples;
-
-fn recorder() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        PrometheusBuilder::new()
-            .install_recorder()
-            .expect("the only recorder of this binary")
-    })
-}
+use testkit::prometheus;
 
 fn sum(name: &str, labels: &[(&str, &str)]) -> f64 {
-    Samples::parse(&recorder().render()).sum(name, labels)
+    prometheus::scrape().sum(name, labels)
 }
 
 fn until(what: &str, cond: impl Fn() -> bool) {
@@ -33,7 +22,7 @@ fn until(what: &str, cond: impl Fn() -> bool) {
 
 #[test]
 fn in_flight_idle_checkouts_and_timeouts_are_counted_per_member() {
-    recorder();
+    prometheus::install();
     let a = TcpListener::bind("127.0.0.1:0").unwrap();
     let b = TcpListener::bind("127.0.0.1:0").unwrap();
     let (a, b) = (
@@ -83,7 +72,7 @@ fn in_flight_idle_checkouts_and_timeouts_are_counted_per_member() {
 
 #[test]
 fn waiting_callers_are_counted_while_they_wait() {
-    recorder();
+    prometheus::install();
     let server = TcpListener::bind("127.0.0.1:0").unwrap();
     let set = std::sync::Arc::new(
         ThriftSet::builder()
@@ -109,7 +98,7 @@ fn waiting_callers_are_counted_while_they_wait() {
 
 #[test]
 fn connect_failures_and_ejections_are_counted() {
-    recorder();
+    prometheus::install();
     let live = TcpListener::bind("127.0.0.1:0").unwrap();
     let live = live.local_addr().unwrap().to_string();
     let dead = {

@@ -1,5 +1,34 @@
 //! Reading the Prometheus text format, for tests that check what a metrics
 //! endpoint (or a `PrometheusHandle::render`) shows.
+//!
+//! A test binary that reads back what it records calls [`install`] before
+//! anything registers a metric and [`scrape`] to read it (the benchmarks'
+//! switchable recorder is [`crate::recorder`]; a binary uses one or the
+//! other).
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Installs the Prometheus recorder (what `serversets --metrics-addr`
+/// installs) as this binary's global recorder the first time, and returns
+/// its handle.
+///
+/// # Panics
+/// When another recorder was installed first.
+pub fn install() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        PrometheusBuilder::new()
+            .install_recorder()
+            .expect("the only recorder of this binary")
+    })
+}
+
+/// What the installed recorder (see [`install`]) shows now.
+pub fn scrape() -> Samples {
+    Samples::parse(&install().render())
+}
 
 /// One sample: a metric name, its labels and its value.
 #[derive(Debug, Clone, PartialEq)]

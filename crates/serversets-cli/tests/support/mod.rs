@@ -251,6 +251,17 @@ pub async fn locate_from_stdin<'a>(
     out.stdout
 }
 
+/// The `(key, node)` pairs of `locate`'s `KEY<TAB>NODE` lines.
+pub fn locations(stdout: &str) -> Vec<(String, String)> {
+    stdout
+        .lines()
+        .map(|l| {
+            let (k, n) = l.split_once('\t').expect("KEY<TAB>NODE");
+            (k.to_string(), n.to_string())
+        })
+        .collect()
+}
+
 /// Runs the binary to completion with [`zk_args`], then `rest`.
 pub async fn run_on_zk(rest: &[&str]) -> Output {
     let zk = zk_args();

@@ -1,11 +1,14 @@
 //! Shared set-up for the ZooKeeper integration tests.
 #![allow(dead_code)]
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serversets_core::zookeeper_client as zk;
 use serversets_core::{
-    Environment, ServerSet, ServerSetBuilder, Snapshot, Watch, WatchStrategy, Watcher,
+    Environment, Ping, Registration, ServerSet, ServerSetBuilder, Snapshot, Watch, WatchStrategy,
+    Watcher,
 };
 
 pub fn init_tracing() {
@@ -16,6 +19,48 @@ pub fn init_tracing() {
         )
         .with_test_writer()
         .try_init();
+}
+
+/// A standalone ZooKeeper, with test logging started.
+pub fn standalone() -> testkit::ZkCluster {
+    init_tracing();
+    testkit::ZkCluster::standalone().expect("ZooKeeper starts")
+}
+
+/// Registers the member `127.0.0.1:port` in `set`.
+pub async fn register_local(set: &ServerSet, port: u16) -> Registration {
+    set.register_endpoint("127.0.0.1", port, None)
+        .await
+        .expect("register")
+}
+
+/// A health check that passes while `up` is true and fails with
+/// "backend down" once it is false.
+pub fn ping_while(up: &Arc<AtomicBool>) -> Ping {
+    let up = up.clone();
+    Ping::new(move || {
+        let ok = up.load(Ordering::SeqCst);
+        async move {
+            if ok {
+                Ok(())
+            } else {
+                Err("backend down")
+            }
+        }
+    })
+}
+
+/// What server `i` of `zk` answers to the four-letter word `word`.
+pub fn four_letter(zk: &testkit::ZkCluster, i: usize, word: &str) -> std::io::Result<String> {
+    let port: u16 = zk
+        .server_address(i)
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    testkit::four_letter_word(port, word)
 }
 
 /// A server set on `zk` with a short session timeout, under a unique name.
@@ -131,6 +176,15 @@ impl Zk {
     /// The set `/discovery/test/<service>` on this server (10 s sessions).
     pub fn set(&self, service: &str) -> ServerSet {
         set(&self.connect_string(), service, Duration::from_secs(10))
+    }
+
+    /// The set `<name>-<strategy>` (lower case) on this server and a watch
+    /// of it that follows it with `strategy`.
+    pub async fn watched(&self, name: &str, strategy: WatchStrategy) -> (ServerSet, Watch) {
+        let service = format!("{name}-{strategy:?}").to_lowercase();
+        let set = self.set(&service);
+        let watch = watch_with(&set, strategy).await;
+        (set, watch)
     }
 }
 
