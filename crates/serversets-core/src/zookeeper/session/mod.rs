@@ -350,44 +350,55 @@ impl Session {
     }
 
     /// Ends the current ZooKeeper session from the server side, as an expiry
-    /// would: a second client attaches to the session and closes it. For
-    /// fault-injection tests of the recovery path; the supervisor opens a
-    /// new session as it would after a real expiry.
+    /// would: a second client attaches to the session and closes it. Returns
+    /// once the supervisor holds a new session, as it does after a real
+    /// expiry. For fault-injection tests of the recovery path.
     ///
     /// Behind the `test-util` feature: a hook for tests, not for services.
     ///
     /// # Errors
     ///
     /// What [`Session::wait_connected`] returns when there is no session to
-    /// end, and [`Error::ZooKeeper`] when no second client could attach to
-    /// it within 20 seconds.
+    /// end, and [`Error::ZooKeeper`] when the session could not be ended and
+    /// replaced within 60 seconds (the two clients fight over the session:
+    /// an attach can take up to 1.4 times the session timeout).
     #[cfg(feature = "test-util")]
     pub async fn expire_for_testing(&self) -> Result<()> {
         let generation = self.first_generation().await?;
         let info = generation.client.session().clone();
+        let old = generation.session_id;
         let cfg = &self.inner.shared.cfg;
-        // Our own client may win the session back while the second one
-        // attaches (both reconnect), and a loaded machine may be slow to
-        // answer: keep trying for a while.
+        // Attaching makes the server drop our own connection; our client
+        // reconnects at once and often wins the session back before the
+        // second client's close reaches the server, and then the close is
+        // lost with the second client's connection. So attach and close
+        // again until an attach is refused as expired (a close got through),
+        // then wait for the supervisor to hold its new session.
         let mut last = zk::Error::Timeout;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while tokio::time::Instant::now() < deadline {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut ended = false;
+        while !ended && tokio::time::Instant::now() < deadline {
             let connector = cfg
                 .connector(self.inner.shared.tls.as_ref())
                 .with_session(info.clone())
                 .with_connection_timeout(Duration::from_secs(1));
-            let attempt = cfg.connect(connector).await;
-            match attempt {
+            match cfg.connect(connector).await {
                 Ok(thief) => {
                     // Dropping the only handle closes the session.
                     drop(thief);
-                    return Ok(());
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                Err(zk::Error::SessionExpired) => return Ok(()),
+                Err(zk::Error::SessionExpired) => ended = true,
                 Err(e) => last = e,
             }
         }
-        Err(Error::zk("attach to the session", "/", last))
+        while ended && tokio::time::Instant::now() < deadline {
+            if self.session_id().is_some_and(|id| id != old) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(Error::zk("end the session", "/", last))
     }
 }
 
