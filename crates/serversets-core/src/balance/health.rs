@@ -132,6 +132,7 @@ impl Clock {
 
     /// Now, in nanoseconds since the clock started; never 0 (0 means "not
     /// ejected").
+    #[inline]
     pub fn now(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_nanos())
             .unwrap_or(u64::MAX)
@@ -139,6 +140,7 @@ impl Clock {
     }
 
     /// A reading taken at most once, and only if needed: see [`LazyNow`].
+    #[inline]
     pub fn lazy_now(&self) -> LazyNow<'_> {
         LazyNow {
             clock: self,
@@ -172,6 +174,7 @@ pub struct LazyNow<'a> {
 
 impl LazyNow<'_> {
     /// The reading, taken on first use.
+    #[inline]
     pub fn get(&mut self) -> u64 {
         *self.now.get_or_insert_with(|| self.clock.now())
     }
@@ -216,6 +219,7 @@ pub struct PassiveHealth {
 impl PassiveHealth {
     /// True when the member may take traffic: never ejected, or its
     /// cool-down is over (then live traffic probes it).
+    #[inline]
     pub fn is_available(&self, now: &mut LazyNow<'_>) -> bool {
         let until = self.ejected_until.load(Ordering::Relaxed);
         until == 0 || now.get() >= until
@@ -223,6 +227,7 @@ impl PassiveHealth {
 
     /// Marks a request about to be sent; pass the result to
     /// [`record_answer`](Self::record_answer) when it is answered.
+    #[inline]
     pub fn attempt(&self) -> Attempt {
         Attempt(self.epoch.load(Ordering::Relaxed))
     }
@@ -234,6 +239,7 @@ impl PassiveHealth {
     ///
     /// Reads before writing, so the common healthy case does not bounce the
     /// cache line between cores.
+    #[inline]
     pub fn record_answer(&self, attempt: Attempt) -> bool {
         if self.epoch.load(Ordering::Relaxed) != attempt.0 {
             return false;
@@ -337,6 +343,7 @@ pub struct HealthReport {
 
 impl HealthReport {
     /// True while the member is out of rotation.
+    #[inline]
     pub fn is_ejected(&self) -> bool {
         self.ejected_for.is_some()
     }

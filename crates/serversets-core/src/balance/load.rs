@@ -44,6 +44,7 @@ impl InFlight {
     }
 
     /// Requests in flight now.
+    #[inline]
     pub fn get(&self) -> usize {
         self.0.load(Ordering::Relaxed)
     }
