@@ -19,6 +19,8 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 pub fn install() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
+        // Test support: a second recorder is a mistake in the test binary's
+        // set-up, and failing that test at once, saying so, is the answer.
         PrometheusBuilder::new()
             .install_recorder()
             .expect("the only recorder of this binary")

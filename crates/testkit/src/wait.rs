@@ -39,6 +39,8 @@ where
             return;
         }
         if Instant::now() >= deadline {
+            // Failing the calling test is this helper's job (see the module
+            // docs): a wait that returned quietly would let it pass unchecked.
             panic!("timed out after {within:?} waiting for: {what}");
         }
         tokio::time::sleep(POLL).await;
@@ -63,6 +65,8 @@ pub fn eventually_blocking(within: Duration, what: &str, mut cond: impl FnMut() 
             return;
         }
         if Instant::now() >= deadline {
+            // Failing the calling test is this helper's job (see the module
+            // docs): a wait that returned quietly would let it pass unchecked.
             panic!("timed out after {within:?} waiting for: {what}");
         }
         std::thread::sleep(POLL);
